@@ -1,0 +1,1 @@
+"""Reading the golden parity cases (format: ../shared/golden/README.md)."""
