@@ -25,3 +25,6 @@ args.cpu = True  # before anything imports comfy.model_management
 import utils.extra_config  # noqa: E402,F401  (must precede comfy/ on sys.path, see comfyui-host.md §6.2)
 
 GOLDEN = REPO.parent / "shared" / "golden"
+
+# A real ComfyUI server (through scripts/run.sh), one per test session: see tests/server_fixture.py.
+from server_fixture import comfy_server  # noqa: E402,F401

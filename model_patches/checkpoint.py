@@ -1,0 +1,192 @@
+"""Loading an official ColorizeDiffusion checkpoint file into a host MODEL, a VAE and a COLORIZER.
+
+The file is read once; every tensor is handed over to the module that uses it (`assign=True`), so the
+peak memory stays close to one copy of the weights. Every key must be consumed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .checkpoint_file import read_state_dict
+from .colorizer import Colorizer, Encoders, UNetExtras
+from .detection import DDPM_BUFFERS, UNET, detect_family, prediction_from_name
+from .errors import ColorizerLoadError
+from .networks.common import take_prefix
+
+log = logging.getLogger("ColorizeDiffusion")
+
+IGNORED_PREFIXES = ("cond_stage_model.", "model_ema.")   # CLIP comes from clip_vision; EMA copies are unused
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: object          # comfy.model_patcher.ModelPatcher
+    vae: object            # comfy.sd.VAE, or MissingVAE
+    colorizer: Colorizer
+    family: str
+    prediction: str
+
+
+class MissingVAE:
+    """Stands in for the VAE of a checkpoint that has none; any use says what to do instead."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __getattr__(self, attr):
+        raise ColorizerLoadError(
+            f"{self.name} contains no VAE (no first_stage_model.* keys): load one with a 'Load VAE' node "
+            "(e.g. the SD2.1 VAE) and connect that instead of this loader's VAE output")
+
+
+def squeeze_conv_projections(unet_sd: dict) -> None:
+    """1×1-conv proj_in/proj_out [C,C,1,1] → ComfyUI's linear layout [C,C] (mathematically identical)."""
+    for k in list(unet_sd):
+        if (".proj_in.weight" in k or ".proj_out.weight" in k) and unet_sd[k].ndim == 4:
+            w = unet_sd[k]
+            if tuple(w.shape[2:]) != (1, 1):
+                raise ColorizerLoadError(f"{UNET}{k} has shape {list(w.shape)}; expected a 1×1 projection")
+            unet_sd[k] = w[:, :, 0, 0]
+
+
+def resolve_prediction(path: str, prediction: str) -> str:
+    if prediction in (None, "", "auto"):
+        return prediction_from_name(path)
+    if prediction not in ("eps", "v"):
+        raise ColorizerLoadError(f"prediction type must be auto, eps or v (got {prediction!r})")
+    return prediction
+
+
+def build_networks(sd: dict, family: str, *, dtype=None, device=None, operations=None):
+    """Pop the extra networks out of `sd` (shapes decide every size). Works on meta tensors too."""
+    from .networks import split_lora, sketch_encoder, warp_style
+
+    kw = dict(dtype=dtype, device=device, operations=operations)
+    lora = split_lora.extract_lora(sd, UNET, **kw)
+    warp = style = None
+    bg_enc = style_enc = thresh = cluster = None
+    if family == "v2":
+        from .networks import v2_encoders
+
+        warp = warp_style.build_warp_modules(sd, f"{UNET}warp_modules.", **kw)
+        style = warp_style.build_style_modules(sd, f"{UNET}style_modules.", **kw)
+        bg_enc = v2_encoders.build_from_state_dict(sd, "bg_encoder.", **kw)
+        style_enc = v2_encoders.build_from_state_dict(sd, "style_encoder.", **kw)
+    if family == "v1.5":
+        from .networks import v15_context
+
+        thresh = v15_context.build_threshold_embedder(sd, "thresh_embedder.", **kw)
+        cluster = v15_context.build_cluster_transformer(sd, "transformer.", **kw)
+    sketch = sketch_encoder.build_from_state_dict(sd, "control_encoder.", **kw)
+    return UNetExtras(lora, warp, style), Encoders(sketch, bg_enc, style_enc, thresh, cluster)
+
+
+def unet_config_from_state_dict(unet_sd: dict) -> dict:
+    import comfy.model_detection
+
+    config = comfy.model_detection.detect_unet_config(unet_sd, "")
+    if config is None or "model_channels" not in config:
+        raise ColorizerLoadError("could not read the UNet layout from model.diffusion_model.*")
+    return config
+
+
+def build_unet_model(unet_sd: dict, prediction: str, *, dtype=None, device=None):
+    """A ComfyUI BaseModel (SD2.x config, shapes from the file) holding exactly the tensors of `unet_sd`."""
+    import comfy.model_base
+    import comfy.supported_models
+
+    unet_config = unet_config_from_state_dict(unet_sd)
+    unet_config["dtype"] = dtype
+    model_config = comfy.supported_models.SD20(unet_config)
+    model_config.set_inference_dtype(dtype, _manual_cast_dtype(dtype))
+    model_type = comfy.model_base.ModelType.EPS if prediction == "eps" else comfy.model_base.ModelType.V_PREDICTION
+    model = comfy.model_base.BaseModel(model_config, model_type=model_type, device="meta")
+    own = model.diffusion_model.state_dict(keep_vars=True)
+    extra = sorted(set(unet_sd) - set(own))
+    missing = sorted(set(own) - set(unet_sd))
+    if extra or missing:
+        raise ColorizerLoadError(
+            "the diffusion model keys do not match an SD2.x UNet: "
+            + (f"unexpected {[UNET + k for k in extra[:5]]} " if extra else "")
+            + (f"missing {[UNET + k for k in missing[:5]]}" if missing else ""))
+    for k, p in own.items():
+        t = unet_sd[k]
+        if tuple(t.shape) != tuple(p.shape):
+            raise ColorizerLoadError(f"{UNET}{k} has shape {list(t.shape)}, the UNet expects {list(p.shape)}")
+        target = device if device is not None else t.device
+        unet_sd[k] = t.to(device=target, dtype=dtype if t.is_floating_point() and dtype is not None else t.dtype)
+    model.diffusion_model.load_state_dict(unet_sd, strict=True, assign=True)
+    unet_sd.clear()
+    return model
+
+
+def _manual_cast_dtype(dtype):
+    import comfy.model_management
+
+    if dtype is None:
+        return None
+    return comfy.model_management.unet_manual_cast(dtype, comfy.model_management.get_torch_device(),
+                                                   [torch.float16, torch.bfloat16, torch.float32])
+
+
+def _unet_dtype(sd: dict):
+    import comfy.model_management
+    import comfy.utils
+
+    params = sum(v.numel() for k, v in sd.items() if k.startswith(UNET))
+    weight_dtype = comfy.utils.weight_dtype({k: v for k, v in sd.items() if k.startswith(UNET)})
+    return comfy.model_management.unet_dtype(model_params=params, weight_dtype=weight_dtype,
+                                             supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
+
+
+def load_checkpoint(path: str, prediction: str = "auto", dtype=None) -> LoadedCheckpoint:
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.sd
+
+    name = os.path.basename(path)
+    sd = read_state_dict(path)
+    try:
+        family = detect_family(sd)
+    except ColorizerLoadError as exc:
+        raise ColorizerLoadError(f"{name}: {exc}") from None
+    prediction = resolve_prediction(path, prediction)
+    for k in [k for k in sd if k in DDPM_BUFFERS]:
+        del sd[k]
+    for prefix in IGNORED_PREFIXES:
+        dropped = take_prefix(sd, prefix)
+        if dropped:
+            log.info("%s: ignoring %d %s* tensors", name, len(dropped), prefix)
+    vae_sd = take_prefix(sd, "first_stage_model.")
+
+    unet_dtype = dtype or _unet_dtype(sd)
+    ops = _operations()
+    context_dim = int(sd[f"{UNET}input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"].shape[1])
+    extras, encoders = build_networks(sd, family, dtype=unet_dtype, operations=ops)
+    unet_sd = take_prefix(sd, UNET)
+    if sd:
+        left = sorted(sd)
+        raise ColorizerLoadError(f"{name}: {len(left)} tensors are not used by any ColorizeDiffusion {family} module "
+                                 f"(e.g. {', '.join(left[:5])}); the file does not match the official layout")
+    squeeze_conv_projections(unet_sd)
+    model = build_unet_model(unet_sd, prediction, dtype=unet_dtype)
+
+    load_device = comfy.model_management.get_torch_device()
+    offload_device = comfy.model_management.unet_offload_device()
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+    colorizer = Colorizer(family=family, prediction=prediction, context_dim=context_dim, unet_extras=extras,
+                          encoders=encoders, source=name)
+    colorizer.unet_extras_patcher = comfy.model_patcher.ModelPatcher(extras, load_device, offload_device)
+    colorizer.encoders_patcher = comfy.model_patcher.ModelPatcher(encoders, load_device, offload_device)
+    vae = comfy.sd.VAE(sd=vae_sd) if vae_sd else MissingVAE(name)
+    return LoadedCheckpoint(patcher, vae, colorizer, family, prediction)
+
+
+def _operations():
+    import comfy.ops
+
+    return comfy.ops.manual_cast

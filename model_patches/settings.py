@@ -1,0 +1,97 @@
+"""Per-prompt knobs of the patched UNet, and how the official app derives them from its UI.
+
+Block numbering (16 transformer blocks, depth-first): input 1,2,4,5,7,8 → 0–5, middle → 6, output 3–11 → 7–15.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ColorizerInputError
+
+NUM_BLOCKS = 16
+ENCODER_BLOCKS = (0, 1, 2, 3, 4, 5)
+MIDDLE_LEVEL_BLOCKS = (2, 3, 10, 11, 12)   # "Color crossattn scale"
+LOW_LEVEL_BLOCKS = (4, 5, 7, 8, 9)         # "Semantics crossattn scale"
+UNSET_BY_OFFICIAL = (6, 13, 14, 15)        # never written by the official level mode
+
+MODES = ("vanilla", "style enhance", "background enhance", "foreground enhance", "full")
+
+
+def level_reference_scales(strength=1.0, encoder=1.0, middle=1.0, low=1.0, all_blocks=False) -> tuple:
+    """The official level mode: enc·s on 0–5, then middle·s on 2,3,10,11,12, then low·s on 4,5,7,8,9.
+
+    Blocks 6 and 13–15 keep 1 there. `all_blocks=True` (not official) also scales them: the UNet middle
+    block with the low level, the three last decoder blocks with the encoder scale (same resolution as 0–1).
+    """
+    scales = [1.0] * NUM_BLOCKS
+    for i in ENCODER_BLOCKS:
+        scales[i] = encoder * strength
+    for i in MIDDLE_LEVEL_BLOCKS:
+        scales[i] = middle * strength
+    for i in LOW_LEVEL_BLOCKS:
+        scales[i] = low * strength
+    if all_blocks:
+        scales[6] = low * strength
+        for i in (13, 14, 15):
+            scales[i] = encoder * strength
+    return tuple(float(s) for s in scales)
+
+
+@dataclass(frozen=True)
+class ModeFlags:
+    style: bool = False
+    background: bool = False
+    foreground: bool = False
+
+    @property
+    def split(self) -> bool:
+        """Mask-guided split cross-attention."""
+        return self.background or self.foreground
+
+
+def mode_flags(mode: str, family: str) -> ModeFlags:
+    if mode not in MODES:
+        raise ColorizerInputError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "style enhance" and family != "v2":
+        raise ColorizerInputError(f"style enhance needs a ColorizeDiffusion v2 checkpoint (this one is {family})")
+    if mode == "full":
+        # The official "full" combinations: v2 = Style + BG, v1.5 = BG + FG, v1 = BG.
+        return ModeFlags(style=family == "v2", background=True, foreground=family == "v1.5")
+    return ModeFlags(style=mode == "style enhance", background=mode == "background enhance",
+                     foreground=mode == "foreground enhance")
+
+
+@dataclass(frozen=True)
+class AttentionSettings:
+    """What the split cross-attention of every block needs; travels in the conditioning (CONDConstant)."""
+    reference_scales: tuple = field(default_factory=lambda: (1.0,) * NUM_BLOCKS)
+    split: bool = False
+    threshold: float = 0.05
+    fg_scale: float = 1.0
+    bg_scale: float = 1.0
+    merge_scale: float = 0.0
+    fg_lora: bool = False
+    bg_lora: bool = False
+
+
+def attention_settings(family: str, flags: ModeFlags, reference_scales: tuple, threshold: float,
+                       fg_strength: float = 1.0, bg_strength: float = 1.0, merge_scale: float = 0.0,
+                       official_fgbg_reset: bool = True) -> AttentionSettings:
+    """LoRA activation per family and mode as the official wrappers set it (model-spec §3.5).
+
+    v1/v1.5 `prepare_conditions` reset the fg/bg strengths to 1 (an app bug); `official_fgbg_reset=False`
+    lets the strengths act in every family.
+    """
+    if not flags.split:
+        return AttentionSettings(reference_scales=tuple(reference_scales), threshold=threshold)
+    if family == "v2":
+        fg_lora = bg_lora = flags.background
+    elif family == "v1.5":
+        fg_lora, bg_lora = flags.foreground, flags.background
+    else:
+        fg_lora = bg_lora = False
+    if family in ("v1", "v1.5") and official_fgbg_reset:
+        fg_strength = bg_strength = 1.0
+    return AttentionSettings(reference_scales=tuple(reference_scales), split=True, threshold=float(threshold),
+                             fg_scale=float(fg_strength), bg_scale=float(bg_strength),
+                             merge_scale=float(merge_scale), fg_lora=fg_lora, bg_lora=bg_lora)

@@ -1,0 +1,168 @@
+"""Patching the host UNet for ColorizeDiffusion through ModelPatcher hooks (never touching the given MODEL).
+
+* every attn2 → SplitCrossAttention (object patch; reference strength, split fg/bg attention, LoRA);
+* input_block_patch → sketch residuals after input blocks 0/3/6/9/11, before the skip is stored;
+* output_block_patch → v2 skip warp (background injection) and the style FiLM of the previous decoder block;
+* `diffusion_model.out` → the style FiLM of the last decoder block (v2), then the original head;
+* emb_patch → keeps the step's time embedding for the style FiLM;
+* DIFFUSION_MODEL wrapper → moves the colorizer's conditioning from the UNet kwargs to transformer_options.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .errors import ColorizerInputError
+from .split_attention import SplitCrossAttention
+from .step_data import CURRENT_STEP, STEP_KEY, pop_step_data
+
+WRAPPER_KEY = "colorize_diffusion"
+
+
+def _is(module, name: str) -> bool:
+    return type(module).__name__ == name
+
+
+def transformer_blocks(diffusion_model) -> list[tuple[int, str, float]]:
+    """(official block index, module path of attn2's parent, mask scale factor) in depth-first order."""
+    found, level = [], 0
+    groups = [("input_blocks", b) for b in diffusion_model.input_blocks]
+    groups.append(("middle_block", diffusion_model.middle_block))
+    groups += [("output_blocks", b) for b in diffusion_model.output_blocks]
+    counters = {"input_blocks": 0, "output_blocks": 0}
+    for kind, block in groups:
+        layers = list(block)
+        for li, layer in enumerate(layers):
+            if _is(layer, "SpatialTransformer"):
+                for ti, tb in enumerate(layer.transformer_blocks):
+                    if kind == "middle_block":
+                        path = f"middle_block.{li}.transformer_blocks.{ti}"
+                    else:
+                        path = f"{kind}.{counters[kind]}.{li}.transformer_blocks.{ti}"
+                    found.append((len(found), path, 0.5 ** level))
+        if any(_is(layer, "Downsample") for layer in layers):
+            level += 1
+        if any(_is(layer, "Upsample") for layer in layers):
+            level -= 1
+        if kind in counters:
+            counters[kind] += 1
+    return found
+
+
+def sketch_hint_blocks(diffusion_model) -> tuple[int, ...]:
+    """Input blocks after which the sketch residuals are added: the stem, each downsample, the last block."""
+    ids = [0] + [i for i, b in enumerate(diffusion_model.input_blocks) if any(_is(layer, "Downsample") for layer in b)]
+    ids.append(len(diffusion_model.input_blocks) - 1)
+    return tuple(ids)
+
+
+class StyledOutput(nn.Module):
+    """The UNet head, preceded by the style FiLM of the last decoder block when the step carries style."""
+
+    def __init__(self, out: nn.Module, style_module: nn.Module, index: int):
+        super().__init__()
+        self.inner = out
+        self._style = (style_module,)
+        self.index = index
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def forward(self, h):
+        step = CURRENT_STEP.get()
+        if step is not None and step.style is not None:
+            h = self._style[0](h, step.style[self.index], step.time_emb)
+        return self.inner(h)
+
+
+class ColorizerUNetPatch:
+    """The block-level patches and the diffusion-model wrapper; shared (not copied) by model clones."""
+
+    def __init__(self, colorizer, hint_blocks: tuple):
+        self.family = colorizer.family
+        self.hint_index = {block: k for k, block in enumerate(hint_blocks)}
+        self._extras = (colorizer.unet_extras,)
+
+    def __deepcopy__(self, memo):
+        return self
+
+    @property
+    def warp_modules(self):
+        return self._extras[0].warp_modules
+
+    @property
+    def style_modules(self):
+        return self._extras[0].style_modules
+
+    def diffusion_model_wrapper(self, executor, x, timesteps, context, y, control, transformer_options, **kwargs):
+        step = pop_step_data(kwargs)
+        if step is None:
+            raise ColorizerInputError(
+                "this MODEL was patched by 'ColorizeDiffusion Conditioning': connect that node's positive and "
+                "negative (and sketch negative) outputs to the sampler, not other conditionings")
+        if step.controls is not None and len(step.controls) != len(self.hint_index):
+            raise ColorizerInputError(f"expected {len(self.hint_index)} sketch residuals, got {len(step.controls)}")
+        transformer_options = {**transformer_options, STEP_KEY: step}
+        token = CURRENT_STEP.set(step)
+        try:
+            return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
+        finally:
+            CURRENT_STEP.reset(token)
+
+    def emb_patch(self, emb, model_channels, transformer_options):
+        step = transformer_options.get(STEP_KEY)
+        if step is not None:
+            step.time_emb = emb
+        return emb
+
+    def input_block_patch(self, h, transformer_options):
+        step = transformer_options.get(STEP_KEY)
+        block = transformer_options.get("block")
+        if step is not None and step.controls is not None and block[0] == "input" and block[1] in self.hint_index:
+            residual = step.controls[self.hint_index[block[1]]]
+            if residual.shape != h.shape:
+                raise ColorizerInputError(
+                    f"sketch residual {tuple(residual.shape)} does not fit the UNet features {tuple(h.shape)} after "
+                    f"input block {block[1]}: the sketch must have the latent's size ×8 (same batch)")
+            h = h + residual.to(h.dtype)
+        return h
+
+    def output_block_patch(self, h, hsp, transformer_options):
+        step = transformer_options.get(STEP_KEY)
+        if step is None:
+            return h, hsp
+        j = transformer_options["block"][1]
+        if step.style is not None and j >= 1:
+            h = self.style_modules[j - 1](h, step.style[j - 1], step.time_emb)
+        if step.hs_bg is not None and step.mask is not None:
+            keep = step.skip_mask(hsp.shape[-2:]).to(hsp.dtype) > step.settings.threshold
+            warped = self.warp_modules[j](hsp, step.hs_bg[j])
+            hsp = torch.where(keep, hsp, warped)
+        return h, hsp
+
+
+def apply_colorizer(model, colorizer):
+    """A clone of `model` patched for `colorizer`; the given MODEL is left as it was."""
+    import comfy.patcher_extension
+
+    m = model.clone()
+    diffusion_model = m.get_model_object("diffusion_model")
+    extras = colorizer.unet_extras
+    for index, path, mask_scale in transformer_blocks(diffusion_model):
+        name = f"diffusion_model.{path}.attn2"
+        attn2 = m.get_model_object(name)
+        lora_key = f"{path}.attn2".replace(".", "/")
+        lora = extras.lora[lora_key] if lora_key in extras.lora else None
+        m.add_object_patch(name, SplitCrossAttention(attn2, index, mask_scale, lora))
+    patch = ColorizerUNetPatch(colorizer, sketch_hint_blocks(diffusion_model))
+    m.set_model_emb_patch(patch.emb_patch)
+    m.set_model_input_block_patch(patch.input_block_patch)
+    m.set_model_output_block_patch(patch.output_block_patch)
+    if extras.style_modules is not None:
+        last = len(extras.style_modules) - 1
+        m.add_object_patch("diffusion_model.out",
+                           StyledOutput(m.get_model_object("diffusion_model.out"), extras.style_modules[last], last))
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
+                           patch.diffusion_model_wrapper)
+    m.set_additional_models("colorize_diffusion", [colorizer.unet_extras_patcher])
+    return m

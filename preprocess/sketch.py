@@ -1,0 +1,264 @@
+"""Sketch preparation: any line art -> the tensor the model wants (white lines on black, [-1, 1]).
+
+Official pipeline (`functool.preprocess_sketch`), reproduced exactly:
+1. model-space sketch: `none` = to_tensor(x) as is; `invert` = -to_tensor(x); `standard` (`invert-webui`)
+   = lineart_standard; an extractor = PIL bicubic squash to 512x512, `proceed()`;
+2. aspect fit: r = min(H/h, W/w), size (int(h*r), int(w*r)) (float products truncated), resized on the
+   TENSOR with bicubic + antialias (torchvision Resize = PIL-style cubic, a = -0.5), no clamp;
+3. centred on a -1 canvas: left = (W - w') // 2, top = (H - h') // 2; crop box (left, top, w', h').
+
+Additions (none of them changes an official result for an RGB, grey-line input with polarity given):
+- polarity `auto` (direct path only): the paper colour is the median luminance of a border ring
+  (2 % of the short side, at least 1 px); if that is ambiguous (0.35..0.65) the median of the whole
+  picture decides. Light paper -> invert, dark paper -> keep. Decided per image of a batch.
+- transparency: RGBA images (4 channels) or an IMAGE + MASK pair (LoadImage's MASK, 1 = transparent)
+  are flattened onto paper that contrasts with the strokes (white under dark strokes, black under light).
+- monochrome (`auto` / `on` / `off`, direct path only): coloured lines are turned grey by the darkest
+  channel (dark lines) or the brightest channel (light lines), so a red line counts as much as a black
+  one; `auto` does it only when coloured pixels exist. Grey input is unchanged either way.
+- generation size chosen from the sketch when width/height are 0 (`choose_size`).
+- a blank (constant) sketch raises ColorizerInputError.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..model_patches.errors import ColorizerInputError
+from . import extractors as ex
+from .convert import as_mask_batch, check_image, from_model, match_batch, rgb, to_model, to_uint8
+from .lineart import lineart_standard
+
+POLARITIES = ("auto", "keep", "invert")
+MONOCHROME = ("auto", "on", "off")
+METHODS = ("none", "standard") + ex.METHODS
+SIZE_MULTIPLE = 64
+MAX_GENERATION_SIDE = 4096
+LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class PreparedSketch:
+    """What Prepare Sketch hands on (custom type CD_SKETCH).
+
+    sketch: [B, 3, H, W] float32 on the CPU, white lines (+1) on black (-1), NOT clamped (the official
+        bicubic overshoot, e.g. -1.02 / +1.18, is kept: this is exactly what the model receives).
+    crop_box: (left, top, w', h') of the letterboxed drawing inside H x W (official `original_shape`).
+    polarity: per image, "keep" or "invert" (what `auto` decided), or the extraction method.
+    """
+    sketch: torch.Tensor
+    crop_box: tuple[int, int, int, int]
+    polarity: tuple[str, ...]
+    method: str = "none"
+
+    @property
+    def height(self) -> int:
+        return int(self.sketch.shape[-2])
+
+    @property
+    def width(self) -> int:
+        return int(self.sketch.shape[-1])
+
+    def image(self) -> torch.Tensor:
+        """Previewable IMAGE [B, H, W, 3] in [0, 1] (clamped)."""
+        return from_model(self.sketch, clamp=True)
+
+
+# ----------------------------------------------------------------------------------------- geometry
+def fit_size(h: int, w: int, height: int, width: int) -> tuple[int, int]:
+    r = min(height / h, width / w)
+    nh, nw = int(h * r), int(w * r)
+    if nh < 1 or nw < 1:
+        raise ColorizerInputError(f"a {w}x{h} sketch is too thin to fit into {width}x{height} "
+                                  f"(it would be {max(nw, 0)}x{max(nh, 0)} pixels)")
+    return nh, nw
+
+
+def resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """torchvision Resize(bicubic, antialias=True) on a float tensor."""
+    return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
+
+
+def letterbox(x: torch.Tensor, height: int, width: int, fill: float = -1.0):
+    """Official `pad_image`: centre [B, C, h, w] on a `fill` canvas; returns (canvas, (left, top, w, h))."""
+    b, c, h, w = x.shape
+    canvas = torch.full((b, c, height, width), fill, dtype=x.dtype, device=x.device)
+    left, top = (width - w) // 2, (height - h) // 2
+    canvas[:, :, top:top + h, left:left + w] = x
+    return canvas, (left, top, w, h)
+
+
+def fit_and_pad(x: torch.Tensor, src_hw: tuple[int, int], height: int, width: int):
+    nh, nw = fit_size(src_hw[0], src_hw[1], height, width)
+    return letterbox(resize(x, nh, nw), height, width)
+
+
+def _round(v: float, multiple: int) -> int:
+    return max(multiple, int(v / multiple + 0.5) * multiple)
+
+
+def choose_size(h: int, w: int, width: int = 0, height: int = 0, base: int = 512,
+                multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    """Generation (height, width) for an h x w sketch.
+
+    - both given: used as they are (each must be a multiple of 64, 64..4096);
+    - one given: the other follows the sketch's aspect ratio, rounded to the nearest multiple of 64;
+    - neither: about base x base pixels in the sketch's aspect ratio: H = base / sqrt(w/h),
+      W = base * sqrt(w/h), each rounded to the nearest multiple of 64 (at least 64).
+    Any side above 4096 raises ColorizerInputError.
+    """
+    for name, v in (("width", width), ("height", height)):
+        if v < 0 or (v and v % multiple):
+            raise ColorizerInputError(f"{name} {v} must be 0 (automatic) or a multiple of {multiple}")
+    aspect = w / h
+    if width and height:
+        out = (height, width)
+    elif width:
+        out = (_round(width / aspect, multiple), width)
+    elif height:
+        out = (height, _round(height * aspect, multiple))
+    else:
+        if base < multiple:
+            raise ColorizerInputError(f"size base {base} must be at least {multiple}")
+        s = math.sqrt(aspect)
+        out = (_round(base / s, multiple), _round(base * s, multiple))
+    if max(out) > MAX_GENERATION_SIDE:
+        raise ColorizerInputError(f"generation size {out[1]}x{out[0]} exceeds {MAX_GENERATION_SIDE} pixels per "
+                                  f"side (sketch {w}x{h}); give width and height explicitly")
+    return out
+
+
+# ----------------------------------------------------------------------------------------- input analysis
+def luminance(img: torch.Tensor) -> torch.Tensor:
+    """[..., 3] -> [...]"""
+    return img[..., 0] * LUMA[0] + img[..., 1] * LUMA[1] + img[..., 2] * LUMA[2]
+
+
+def paper_luminance(img: torch.Tensor) -> float:
+    """Median luminance of the border ring of one [H, W, 3] image (whole image if ambiguous)."""
+    lum = luminance(img)
+    h, w = lum.shape
+    k = max(1, round(0.02 * min(h, w)))
+    ring = torch.cat([lum[:k].flatten(), lum[-k:].flatten(), lum[k:-k, :k].flatten(), lum[k:-k, -k:].flatten()])
+    bg = ring.median().item()
+    if abs(bg - 0.5) < 0.15:
+        bg = lum.median().item()
+    return bg
+
+
+def decide_polarity(img: torch.Tensor, polarity: str) -> str:
+    if polarity not in POLARITIES:
+        raise ColorizerInputError(f"polarity must be one of {POLARITIES}, got {polarity!r}")
+    if polarity != "auto":
+        return polarity
+    return "invert" if paper_luminance(img) > 0.5 else "keep"
+
+
+def is_coloured(img: torch.Tensor, spread: float = 0.15, fraction: float = 0.002) -> bool:
+    chroma = img.amax(-1) - img.amin(-1)
+    return (chroma > spread).float().mean().item() >= fraction
+
+
+def flatten_alpha(img: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """[H, W, 3] + alpha [H, W] (1 = opaque) -> strokes on contrasting paper."""
+    weight = (alpha > 0.5).float()
+    if weight.sum() == 0:
+        raise ColorizerInputError("the sketch is fully transparent: there are no strokes to use")
+    stroke = (luminance(img) * weight).sum() / weight.sum()
+    paper = 1.0 if stroke.item() < 0.5 else 0.0
+    a = alpha[..., None].clamp(0, 1)
+    return img * a + paper * (1 - a)
+
+
+def _check_not_blank(x: torch.Tensor, what: str) -> None:
+    if (x.amax() - x.amin()).item() < 1.5 / 255:
+        raise ColorizerInputError(
+            f"{what} is blank (a single flat colour): there is no line art to colorize. If the drawing has a "
+            f"transparent background, connect the MASK output of Load Image to `transparency_mask`.")
+
+
+# ----------------------------------------------------------------------------------------- pipeline
+def model_space(img: torch.Tensor, method: str = "none", polarity: str = "invert", monochrome: str = "auto",
+                net=None, extract_size: int = ex.EXTRACT_SIZE, intermediates: dict | None = None):
+    """One [H, W, 3] image in [0, 1] -> ([1, 3, h', w'] white-on-black in [-1, 1], polarity used).
+
+    For `none` the result keeps the picture's size; `standard` too; extractors give extract_size².
+    """
+    if method == "none":
+        if monochrome not in MONOCHROME:
+            raise ColorizerInputError(f"monochrome must be one of {MONOCHROME}, got {monochrome!r}")
+        used = decide_polarity(img, polarity)
+        mono = monochrome == "on" or (monochrome == "auto" and is_coloured(img))
+        if mono:
+            grey = img.amin(-1) if used == "invert" else img.amax(-1)
+            img = grey[..., None].repeat(1, 1, 3)
+        x = to_model(img[None])
+        return (-x if used == "invert" else x), used
+    if polarity == "invert":          # extractors want dark lines on light paper
+        img = 1 - img
+    u8 = to_uint8(img)
+    if method == "standard":
+        return lineart_standard(u8, intermediates=intermediates), method
+    if method not in ex.METHODS:
+        raise ColorizerInputError(f"sketch method must be one of {METHODS}, got {method!r}")
+    if net is None:
+        raise ColorizerInputError(f"line extraction with {method} needs its network")
+    small = ex.squash(u8, ex.check_size(method, extract_size))
+    if intermediates is not None:
+        intermediates["pil_u8"] = small
+    return ex.extract(method, net, small, intermediates), method
+
+
+def prepare_sketch(image: torch.Tensor, height: int = 0, width: int = 0, polarity: str = "auto",
+                   method: str = "none", monochrome: str = "auto", net=None, transparency=None,
+                   size_base: int = 512, extract_size: int = ex.EXTRACT_SIZE,
+                   intermediates: dict | None = None) -> PreparedSketch:
+    """IMAGE [B, H, W, C] (any line art) -> PreparedSketch at the generation size.
+
+    transparency: optional MASK (any layout, 1 = transparent, as LoadImage gives it); an all-zero mask
+    (LoadImage's placeholder for pictures without alpha) is ignored. 4-channel images use their alpha.
+    """
+    image = check_image(image, "sketch")
+    b, h, w, c = image.shape
+    alpha = image[..., 3] if c == 4 else None
+    if transparency is not None:
+        m = as_mask_batch(transparency, "transparency_mask")
+        if m.abs().max() > 0:
+            if tuple(m.shape[-2:]) != (h, w):
+                raise ColorizerInputError(f"transparency_mask is {m.shape[-1]}x{m.shape[-2]} but the sketch is "
+                                          f"{w}x{h}")
+            match_batch(b, m.shape[0], "transparency_mask")
+            alpha = (1 - m[:, 0]).expand(b, h, w)
+    image = rgb(image[..., :3] if c == 4 else image)
+    height, width = choose_size(h, w, width, height, size_base)
+    outs, used, box = [], [], None
+    for i in range(b):
+        img = image[i] if alpha is None else flatten_alpha(image[i], alpha[i])
+        x, pol = model_space(img, method, polarity, monochrome, net, extract_size,
+                             intermediates if i == 0 else None)
+        _check_not_blank(x, "the sketch" if b == 1 else f"sketch {i + 1} of the batch")
+        if intermediates is not None and i == 0:
+            intermediates["model_space"] = x
+        y, box = fit_and_pad(x, (h, w), height, width)
+        outs.append(y)
+        used.append(pol)
+    return PreparedSketch(torch.cat(outs).float().cpu(), box, tuple(used), method)
+
+
+def image_to_white_sketch(sketch_image: torch.Tensor, polarity: str = "auto") -> torch.Tensor:
+    """A prepared-sketch IMAGE (white lines on black) -> `white_sketch` [B, 3, H, W] for the sketch mask.
+
+    polarity `keep`: as given; `invert`: the image is black lines on white already; `auto`: decided by
+    the paper colour. The result is black lines on white in [-1, 1], as the app's `-sketch`.
+    """
+    image = rgb(check_image(sketch_image, "sketch"))
+    outs = []
+    for i in range(image.shape[0]):
+        used = decide_polarity(image[i], polarity)
+        x = to_model(image[i:i + 1])
+        outs.append(x if used == "invert" else -x)
+    return torch.cat(outs)
+

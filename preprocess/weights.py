@@ -1,0 +1,183 @@
+"""Reading preprocessor weight files the way the official app does, and building the networks.
+
+Rules (official `util.load_weights` + `preprocessor.create_model`):
+- `.safetensors` / `.sft`: every key. Anything else: `torch.load(map_location="cpu", weights_only=True)`;
+  a pickle that needs anything but tensors and containers (i.e. one that could execute code) is refused
+  with a `ColorizerLoadError`. If the loaded object has a `state_dict` entry, that dict is used.
+- every key *containing* `module.` gets `key.replace("module.", "")` (all occurrences).
+- strict loading: every key of the network must be present with its shape, nothing may be left over;
+  only BatchNorm `num_batches_tracked` may be absent (it is filled with 0, as torch does for the app).
+- `sk_model.pth` holds the `Generator` keys without the wrapper's leading `model.`; a file saved from the
+  wrapper (keys with `model.`) is accepted too (an extension: the official loader would refuse it).
+- SkyTNT's `isnetis.ckpt` layout (every key prefixed `net.`) is accepted for ISNet (an extension).
+
+Nothing here imports ComfyUI; the node layer passes the folders to search.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from ..model_patches.errors import ColorizerLoadError
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str                     # our method name
+    official_name: str            # the app's dropdown name
+    files: tuple[str, ...]        # accepted file names, the released one first
+    url: str                      # where the released file comes from
+    build: Callable[[], nn.Module]
+    target: Callable[[nn.Module], nn.Module] = lambda m: m   # the module whose state dict the file holds
+
+
+def _isnet():
+    from .isnet import ISNetDIS
+    return ISNetDIS()
+
+
+def _sketchkeras():
+    from .extractor_nets import SketchKeras
+    return SketchKeras()
+
+
+def _anime2sketch():
+    from .extractor_nets import build_anime2sketch
+    return build_anime2sketch()
+
+
+def _manga():
+    from .extractor_nets import MangaLineNet
+    return MangaLineNet()
+
+
+def _sk_model():
+    from .extractor_nets import LineartDetector
+    return LineartDetector()
+
+
+_HF_TELLURION = "https://huggingface.co/tellurion/line_extractor/resolve/main/"
+_HF_ANNOTATORS = "https://huggingface.co/lllyasviel/Annotators/resolve/main/"
+
+NETWORKS: dict[str, NetworkSpec] = {
+    "isnet_sketch": NetworkSpec("isnet_sketch", "ISNet-sketch", ("sketch-segment.safetensors",),
+                                _HF_TELLURION + "sketch-segment.safetensors", _isnet),
+    "isnet": NetworkSpec("isnet", "ISNet", ("isnetis.safetensors", "isnetis.ckpt"),
+                         _HF_TELLURION + "isnetis.safetensors", _isnet),
+    "sketchKeras": NetworkSpec("sketchKeras", "lineart_keras", ("model.pth", "sketchKeras.pth", "sketch_keras.pth"),
+                               _HF_TELLURION + "model.pth", _sketchkeras),
+    "anime2sketch": NetworkSpec("anime2sketch", "lineart", ("netG.pth",), _HF_ANNOTATORS + "netG.pth", _anime2sketch),
+    "manga": NetworkSpec("manga", "lineart_denoise", ("erika.pth",), _HF_ANNOTATORS + "erika.pth", _manga),
+    "sk_model": NetworkSpec("sk_model", "lineart_sk", ("sk_model.pth",), _HF_ANNOTATORS + "sk_model.pth", _sk_model,
+                            target=lambda m: m.model),
+}
+
+
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """The tensors of a weight file, after `state_dict` unwrapping and `module.` stripping."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ColorizerLoadError(f"weight file not found: {path}")
+    if path.lower().endswith((".safetensors", ".sft")):
+        from safetensors.torch import load_file
+        try:
+            sd = load_file(path, device="cpu")
+        except Exception as exc:  # corrupt header, truncated download, not a safetensors file
+            raise ColorizerLoadError(f"{path} is not a readable safetensors file ({exc}); "
+                                     "re-download it") from exc
+    else:
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise ColorizerLoadError(
+                f"refusing to load {path}: the file is a pickle that needs more than tensors to load "
+                f"(it could execute code), so it is not loaded with torch.load(weights_only=True). "
+                f"Use the released weights or a .safetensors copy. Details: {str(exc).splitlines()[0]}") from exc
+        except (RuntimeError, EOFError, OSError, ValueError) as exc:
+            raise ColorizerLoadError(f"{path} is not a readable PyTorch weight file ({exc}); "
+                                     "re-download it") from exc
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise ColorizerLoadError(f"{path} holds a {type(sd).__name__}, not a state dict of tensors")
+    tensors = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}  # drop bookkeeping entries
+    out = {k: v for k, v in tensors.items() if "module." not in k}
+    # the official loop renames every `module.` key in place, so a renamed key wins over a plain one
+    out.update({k.replace("module.", ""): v for k, v in tensors.items() if "module." in k})
+    return out
+
+
+def _adapt_prefix(sd: dict, expected: set) -> dict:
+    """Accept a layout that differs only by one leading prefix (sk_model wrapper keys, SkyTNT `net.`)."""
+    if set(sd) & expected or not sd:
+        return sd
+    for prefix in ("model.", "net."):
+        if all(k.startswith(prefix) for k in sd):
+            stripped = {k[len(prefix):]: v for k, v in sd.items()}
+            if set(stripped) & expected:
+                return stripped
+    return sd
+
+
+def load_into(module: nn.Module, sd: dict, source: str = "state dict") -> nn.Module:
+    """Strict load (official semantics) with errors that name keys, shapes and the file."""
+    own = module.state_dict()
+    sd = _adapt_prefix(dict(sd), set(own))
+    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in sd if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s), e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}")
+        raise ColorizerLoadError(f"{source} does not fit {type(module).__name__}: " + "; ".join(parts)
+                                 + ". Is it the right file for this network?")
+    for key, want in own.items():
+        if key in sd and tuple(sd[key].shape) != tuple(want.shape):
+            raise ColorizerLoadError(f"{source}: {key} has shape {tuple(sd[key].shape)}, "
+                                     f"{type(module).__name__} expects {tuple(want.shape)}")
+    full = {k: (sd[k] if k in sd else torch.zeros_like(v)) for k, v in own.items()}
+    module.load_state_dict(full, strict=True)
+    return module
+
+
+def load_network(name: str, path: str) -> nn.Module:
+    """Build network `name` (a key of NETWORKS), load `path` into it strictly, fp32, eval mode, CPU."""
+    if name not in NETWORKS:
+        raise ColorizerLoadError(f"unknown preprocessor network {name!r}; known: {sorted(NETWORKS)}")
+    spec = NETWORKS[name]
+    net = spec.build()
+    load_into(spec.target(net), read_state_dict(path), source=os.path.basename(os.fspath(path)))
+    return net.float().eval().requires_grad_(False)
+
+
+def find_weight_file(name: str, folders: Iterable[str], extra_folders: Iterable[str] = ()) -> str:
+    """First existing file for network `name`: any accepted file name, directly in or below a folder.
+
+    `folders` are searched first (recursively), then `extra_folders` (e.g. comfyui_controlnet_aux's
+    cache). Raises ColorizerLoadError naming the file(s), the folder(s) and the download URL.
+    """
+    spec = NETWORKS[name]
+    folders = [os.fspath(f) for f in folders]
+    extra_folders = [os.fspath(f) for f in extra_folders]
+    for root in folders + extra_folders:
+        for fname in spec.files:
+            direct = os.path.join(root, fname)
+            if os.path.isfile(direct):
+                return direct
+        if os.path.isdir(root):
+            for dirpath, _dirs, files in sorted(os.walk(root, followlinks=True)):
+                for fname in spec.files:
+                    if fname in files:
+                        return os.path.join(dirpath, fname)
+    shown = folders[0] if folders else "(no folder registered)"
+    also = f" (also searched: {', '.join(folders[1:] + extra_folders)})" if len(folders) > 1 or extra_folders else ""
+    raise ColorizerLoadError(
+        f"weights for {spec.name} ({spec.official_name}) not found: put {spec.files[0]} "
+        f"from {spec.url} into {shown}{also}")

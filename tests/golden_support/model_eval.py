@@ -1,0 +1,112 @@
+"""Running the patched ComfyUI model at one sigma, the way a sampler does, and reading raw outputs back.
+
+The sampler state in ComfyUI is x = x_t·√(1+σ²); the UNet sees x·c_in = x_t. The raw outputs (ε or v) of
+each pass are recorded by a diffusion-model wrapper on a clone; the guided output comes from the guider
+(denoised) and is converted back to the raw parameterisation.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+from colorize_diffusion.model_patches import guidance
+from colorize_diffusion.model_patches.checkpoint import load_checkpoint
+from colorize_diffusion.model_patches.settings import attention_settings, level_reference_scales, mode_flags
+
+CASE_MODES = {"plain": "vanilla", "bg": "background enhance", "fg": "foreground enhance",
+              "fgbg": "full", "style": "style enhance", "full": "full"}
+
+
+@functools.lru_cache(maxsize=None)
+def loaded(path: str, prediction: str):
+    return load_checkpoint(path, prediction=prediction, dtype=torch.float32)
+
+
+def param(case: dict, ui_name: str, default=None):
+    for p in case["parameters"]:
+        if p.get("ui_name") == ui_name:
+            return p["value"]
+    return default
+
+
+def case_settings(case: dict, family: str, mode: str):
+    scales = level_reference_scales(param(case, "Reference strength", 1.0), param(case, "Encoder crossattn scale", 1.0),
+                                    param(case, "Color crossattn scale", 1.0), param(case, "Semantics crossattn scale", 1.0))
+    if "reference_scale_per_block" in case:
+        want = tuple(float(s) for s in case["reference_scale_per_block"])
+        assert all(abs(a - b) < 1e-9 for a, b in zip(scales, want)), f"reference scales {scales} != case {want}"
+    return attention_settings(family, mode_flags(mode, family), scales, param(case, "Sketch mask threshold", 0.05),
+                              param(case, "Foreground strength", 1.0), param(case, "Background strength", 1.0),
+                              param(case, "Merging scale", 0.0))
+
+
+def listed(inputs: dict, name: str):
+    keys = sorted((k for k in inputs if k.startswith(name + ".")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    return [inputs[k] for k in keys] if keys else None
+
+
+def sigma_of(timestep_entry: dict) -> float:
+    return float(timestep_entry["comfy_sigma"])
+
+
+class RawRecorder:
+    """DIFFUSION_MODEL wrapper that keeps each call's raw output split by cond_or_uncond."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, executor, x, timesteps, context, y, control, transformer_options, **kwargs):
+        out = executor(x, timesteps, context, y, control, transformer_options, **kwargs)
+        order = transformer_options["cond_or_uncond"]
+        self.calls.append({i: chunk for i, chunk in zip(order, out.chunk(len(order)))})
+        return out
+
+
+def to_raw(denoised, x, sigma: float, prediction: str):
+    x = x.double()
+    d = denoised.double()
+    if prediction == "eps":
+        return ((x - d) / sigma).float()
+    return ((x / (sigma ** 2 + 1) - d) * math.sqrt(sigma ** 2 + 1) / sigma).float()
+
+
+def guided_step(model, positive, negative, sketch_negative, x_t, sigmas: list, ref_scale, sketch_scale,
+                prediction: str, sampler_fn=None):
+    """Sample through ComfyUI with the ColorizeDiffusion guider; returns (recorder, per-step guided raw, x_final).
+
+    With one sigma the sampler evaluates the model once at it; with a list it runs Euler (= DDIM, eta 0).
+    """
+    import comfy.patcher_extension
+    import comfy.samplers
+
+    m = model.clone()
+    recorder = RawRecorder()
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "golden_recorder", recorder)
+    g = guidance.guider(m, positive, negative, sketch_negative, ref_scale, sketch_scale)
+    guided, xs = [], []
+    sig = torch.tensor(list(sigmas) + ([0.0] if len(sigmas) > 1 else []), dtype=torch.float32)
+    x0 = x_t * math.sqrt(1 + float(sigmas[0]) ** 2)
+
+    def sample(model_k, x, sigmas_k, extra_args=None, callback=None, disable=None):
+        x = x0.clone()
+        s_in = x.new_ones([x.shape[0]])
+        steps = len(sigmas) if len(sigmas) > 1 else 1
+        for i in range(steps):
+            s = float(sig[i])
+            denoised = model_k(x, s * s_in, **extra_args)
+            guided.append(to_raw(denoised, x, s, prediction))
+            if len(sigmas) > 1:
+                d = (x - denoised) / s
+                x = x + d * (float(sig[i + 1]) - s)
+                xs.append(x.clone())
+        return x
+
+    sampler = comfy.samplers.KSAMPLER(sample)
+    noise = torch.zeros_like(x_t)
+    g.sample(noise, torch.zeros_like(x_t), sampler, sig, seed=0, disable_pbar=True)
+    return recorder, guided, xs

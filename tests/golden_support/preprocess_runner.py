@@ -1,0 +1,192 @@
+"""Runs a preprocess golden case (format: ../shared/golden/preprocess/README.md) through the pack's own code.
+
+Networks: the shared `fill.py` (loaded from `base/fill.py`) fills the manifest's keys, they are renamed to
+the released layout (`file_key` column), written to a temporary file named like the released one and
+loaded through the pack's weight loader (`preprocess.weights.load_network`), which picks the network from
+that file name. Dispatch is on `case["kind"]` only.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from colorize_diffusion.preprocess import convert, isnet, masks, reference, sketch
+from colorize_diffusion.preprocess.weights import NETWORKS, load_network
+
+_NETS: dict = {}
+
+
+def _fill_module(base: Path):
+    spec = importlib.util.spec_from_file_location("golden_preprocess_fill", base / "fill.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _network_for_file(file_name: str) -> str:
+    for name, spec in NETWORKS.items():
+        if file_name in spec.files:
+            return name
+    raise AssertionError(f"no pack network accepts a file named {file_name}")
+
+
+def network(case: dict, base: Path):
+    """The case's network, filled and loaded through the pack's loader (cached per file/seed/gain)."""
+    w = case["weights"]
+    key = (str(base), w["manifest"], w["file"], int(w["fill"]["seed"]), float(w["fill"]["gain"]))
+    if key in _NETS:
+        return _NETS[key]
+    fill = _fill_module(base)
+    manifest = base / w["manifest"]
+    sd = fill.fill_state_dict(fill.read_manifest(str(manifest)), w["fill"]["seed"], w["fill"]["gain"])
+    with open(manifest) as f:
+        header = f.readline().rstrip("\n").split("\t")
+        col = header.index("file_key")
+        file_key = {r[0]: r[col] for r in (line.rstrip("\n").split("\t") for line in f if line.strip())}
+    released = {file_key[k]: v for k, v in sd.items()}
+    name = _network_for_file(w["file"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, w["file"])
+        if path.endswith(".safetensors"):
+            from safetensors.torch import save_file
+            save_file(released, path)
+        else:
+            torch.save(released, path)
+        net = load_network(name, path)
+    _NETS[key] = (name, net)
+    return name, net
+
+
+def _box(box) -> torch.Tensor:
+    return torch.tensor(list(box), dtype=torch.int64)
+
+
+def _c0(x: torch.Tensor) -> torch.Tensor:
+    return x[:, :1].contiguous()
+
+
+def _isnet_net(case, inputs, base):
+    _, net = network(case, base)
+    with torch.no_grad():
+        return {"net_out": net(inputs["net_input"])}
+
+
+def _isnet_sketch_mask(case, inputs, base):
+    p = case["params"]
+    _, net = network(case, base)
+    prepared = sketch.prepare_sketch(inputs["image"], p["height"], p["width"], polarity="invert", monochrome="off")
+    inter = {}
+    mask = isnet.sketch_mask(net, -prepared.sketch, p["height"], p["width"], intermediates=inter)
+    return {"original_shape": _box(prepared.crop_box), "net_out": inter["net_out"], "mask": mask,
+            "mask_latent": masks.scaled_resize(mask, 0.125),
+            "mask_preview_u8": torch.from_numpy(convert.mask_to_u8(masks.threshold_preview(mask, p["mask_ss"])))}
+
+
+def _isnet_reference_mask(case, inputs, base):
+    p = case["params"]
+    _, net = network(case, base)
+    ref = convert.to_model(reference.pad_image_with_margin(inputs["image"], p["pad_scale"]))
+    inter = {}
+    mask = isnet.reference_mask(net, ref, dilate=True, intermediates=inter)
+    return {"net_out_crop": inter["net_out_crop"], "mask_nodilate": inter["mask_nodilate"], "mask": mask,
+            "bleached_reference": masks.bleach(ref, mask, p["mask_ts"]),
+            "mask_preview_u8": torch.from_numpy(convert.mask_to_u8(masks.threshold_preview(mask, p["mask_ts"])))}
+
+
+def _extract(case, inputs, base):
+    p = case["params"]
+    method, net = network(case, base)
+    inter = {}
+    prepared = sketch.prepare_sketch(inputs["image"], p["height"], p["width"], polarity="keep", method=method,
+                                     net=net, intermediates=inter)
+    return {"original_shape": _box(prepared.crop_box), "net_out": inter["net_out"],
+            "proceed_out_c0": _c0(inter["model_space"]), "sketch_c0": _c0(prepared.sketch),
+            "pil512_u8": torch.from_numpy(inter["pil_u8"].copy()), "net_input": inter["net_input"]}
+
+
+def _lineart_standard(case, inputs, base):
+    p = case["params"]
+    inter = {}
+    prepared = sketch.prepare_sketch(inputs["image"], p["height"], p["width"], polarity="keep", method="standard",
+                                     intermediates=inter)
+    return {"original_shape": _box(prepared.crop_box), "blurred": torch.from_numpy(inter["blurred"]),
+            "intensity": torch.from_numpy(inter["intensity"]), "divisor": torch.tensor([float(inter["divisor"])]),
+            "lineart_u8": torch.from_numpy(inter["lineart_u8"]), "lineart_c0": _c0(inter["model_space"]),
+            "sketch_c0": _c0(prepared.sketch)}
+
+
+def _sketch_modes(case, inputs, base):
+    p = case["params"]
+    none = sketch.prepare_sketch(inputs["image"], p["height"], p["width"], polarity="keep", monochrome="off")
+    inv = sketch.prepare_sketch(inputs["image"], p["height"], p["width"], polarity="invert", monochrome="off")
+    return {"original_shape": _box(inv.crop_box), "sketch_none_c0": _c0(none.sketch),
+            "sketch_invert_c0": _c0(inv.sketch)}
+
+
+def _stand_in(t: torch.Tensor):
+    """The case's documented stand-in for BiRefNet: [None, 3 * mean over channels]."""
+    return [None, 3 * t.mean(dim=1, keepdim=True)]
+
+
+def _rmbg_io(case, inputs, base):
+    x = convert.to_model(inputs["image"])
+    return {"mask": masks.rmbg_proceed(_stand_in, x, dilate_mask=True),
+            "mask_nodilate": masks.rmbg_proceed(_stand_in, x, dilate_mask=False), "proceed_input": x}
+
+
+def _mask_postprocess(case, inputs, base):
+    p = case["params"]
+    ts, ss = p["mask_ts"], p["mask_ss"]
+    ref = convert.to_model(inputs["reference_image"])
+    bg = convert.to_model(inputs["background_image"])
+    rmask, bgmask, smask = inputs["rmask"], inputs["bgmask"], inputs["smask"]
+    out = {
+        "rmask_dilated": masks.dilate(rmask),
+        "smask_latent": masks.scaled_resize(smask, 0.125),
+        "bleached_reference": masks.bleach(ref, rmask, ts),
+        "filtered_background": masks.bleach(bg, bgmask, ts),
+        "rmbg_result": masks.keep_foreground(inputs["result"], inputs["result_mask"], ts),
+    }
+    a = reference.gallery(inputs["result"], inputs["sketch"], ref, bg, crop=True, crop_box=p["crop_box"],
+                          mask_guided=True, smask=smask, rmask=rmask, mask_ts=ts, mask_ss=ss)
+    b = reference.gallery(inputs["result"], inputs["sketch"], ref, bg, crop=False, mask_guided=True,
+                          smask=smask, bgmask=bgmask, mask_ts=ts, mask_ss=ss)
+    gal = {"galleryA_result_cropped_u8": a["results"][0], "galleryA_sketch_u8": a["sketch"],
+           "galleryA_reference_u8": a["reference"], "galleryA_background_u8": a["background"],
+           "galleryA_smask_preview_u8": a["smask_preview"], "galleryA_rmask_preview_u8": a["rmask_preview"],
+           "galleryA_reference_fg_only_u8": a["reference_fg_only"],
+           "galleryA_reference_bg_only_u8": a["reference_bg_only"],
+           "galleryB_background_fg_only_u8": b["background_fg_only"],
+           "galleryB_background_bg_only_u8": b["background_bg_only"]}
+    out.update({k: torch.from_numpy(v.copy()) for k, v in gal.items()})
+    out["smask_after_postprocess"] = a["smask_thresholded"]
+    return out
+
+
+def _reference_pad(case, inputs, base):
+    padded = reference.pad_image_with_margin(inputs["image"], case["params"]["pad_scale"])
+    return {"padded_u8": torch.from_numpy(convert.to_uint8(padded[0])), "reference": convert.to_model(padded)}
+
+
+KINDS = {
+    "isnet_net": _isnet_net,
+    "isnet_sketch_mask": _isnet_sketch_mask,
+    "isnet_reference_mask": _isnet_reference_mask,
+    "extract": _extract,
+    "lineart_standard": _lineart_standard,
+    "sketch_modes": _sketch_modes,
+    "rmbg_io": _rmbg_io,
+    "mask_postprocess": _mask_postprocess,
+    "reference_pad": _reference_pad,
+}
+
+
+def run(case: dict, inputs: dict, case_dir: Path, base: Path) -> dict:
+    kind = case["kind"]
+    if kind not in KINDS:
+        raise AssertionError(f"preprocess case kind {kind!r} has no runner (known: {sorted(KINDS)})")
+    return KINDS[kind](case, inputs, Path(base))

@@ -1,0 +1,73 @@
+"""Levels B, C and E: the loaded tiny checkpoint, the patched ComfyUI model, our conditioning and guider."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from colorize_diffusion.model_patches.conditioning import guidance_conditionings
+
+from .model_eval import CASE_MODES, case_settings, guided_step, listed, loaded, param
+
+def _conds(case, inputs, colorizer):
+    settings = case_settings(case, colorizer.family, CASE_MODES[case["mode"]])
+    controls = listed(inputs, "control")
+    blank = listed(inputs, "blank_control") or controls
+    return guidance_conditionings(inputs["context"], settings, controls, blank, inputs.get("mask"),
+                                  listed(inputs, "hs_bg"), listed(inputs, "style"))
+
+
+def run(case, inputs, case_dir, root):
+    ckpt = loaded(str(root / case["checkpoint"]), case["prediction_type"])
+    model = _apply(ckpt)
+    pos, neg, sk = _conds(case, inputs, ckpt.colorizer)
+    if case["level"] == "B":
+        rec, _, _ = guided_step(model, pos, neg, sk, inputs["x_t"], [case["timesteps"][0]["comfy_sigma"]], 1.0, 1.0,
+                                case["prediction_type"])
+        return {"out": rec.calls[0][0]}
+    if case["level"] == "C":
+        got = {}
+        for label, spec in case["passes"].items():
+            gs_ref, gs_sk = spec["gs"]
+            rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], [case["timesteps"][0]["comfy_sigma"]],
+                                         gs_ref, gs_sk, case["prediction_type"])
+            got[f"guided.{label}"] = guided[0]
+            for position, name in enumerate(spec["passes"]):   # cond_or_uncond = position among active passes
+                got[f"raw.{label}.{name}"] = rec.calls[0][position]
+        return got
+    if case["level"] == "E":
+        return _run_sampling(case, inputs, model, pos, neg, sk)
+    raise AssertionError(f"unet_runner cannot run level {case['level']}")
+
+
+def _apply(ckpt):
+    from colorize_diffusion.model_patches.unet_patches import apply_colorizer
+
+    return apply_colorizer(ckpt.model, ckpt.colorizer)
+
+
+def _run_sampling(case, inputs, model, pos, neg, sk):
+    """Deterministic DDIM (eta 0) is Euler on ComfyUI's sigmas σ_t of the official integer timesteps."""
+    ts = case["timesteps"]
+    alphas = _alphas_cumprod()
+    sigmas = [math.sqrt((1 - alphas[t]) / alphas[t]) for t in ts]
+    x_t = inputs["noise"]
+    _, guided, xs = guided_step(model, pos, neg, sk, x_t, sigmas, param(case, "Reference guidance scale"),
+                                param(case, "Sketch guidance scale"), case["prediction_type"])
+    got = {"timesteps": torch.tensor(_timesteps_of(model, sigmas), dtype=torch.int64)}
+    for i, (g, x) in enumerate(zip(guided, xs)):
+        a_prev = alphas[ts[i + 1]] if i + 1 < len(ts) else 1.0
+        got[f"step.{i}.guided"] = g
+        got[f"step.{i}.x_out"] = (x.double() * math.sqrt(a_prev)).float()   # back to DDPM space
+    got["final"] = got[f"step.{len(ts) - 1}.x_out"]
+    return got
+
+
+def _alphas_cumprod():
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, 0).tolist()
+
+
+def _timesteps_of(model, sigmas):
+    ms = model.get_model_object("model_sampling")
+    return [int(round(float(ms.timestep(torch.tensor(s))))) for s in sigmas]

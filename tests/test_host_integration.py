@@ -1,0 +1,133 @@
+"""The pack inside the real ComfyUI host (0.3.75, CPU): the host's own custom-node loader, the registry
+metadata the host parses, and a server started by scripts/run.sh (frontend, /object_info, model folder)."""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from server_fixture import COMFYUI_DIR, PACK_DIR_NAME, REPO, golden_roots
+
+PACK_LINK = COMFYUI_DIR / "custom_nodes" / PACK_DIR_NAME
+HOST_MODULE = f"custom_nodes.{PACK_DIR_NAME}"
+
+
+def pack_mappings() -> tuple[dict, dict]:
+    import colorize_diffusion
+    return colorize_diffusion.NODE_CLASS_MAPPINGS, colorize_diffusion.NODE_DISPLAY_NAME_MAPPINGS
+
+
+def test_environment_links():
+    """scripts/setup.sh linked the pack into the host and made `import colorize_diffusion` work."""
+    assert PACK_LINK.exists(), f"{PACK_LINK} missing: run scripts/setup.sh"
+    assert PACK_LINK.resolve() == REPO
+    import colorize_diffusion
+    assert Path(colorize_diffusion.__file__).resolve().parent == REPO
+
+
+def test_registry_metadata_parsed_by_host():
+    """pyproject.toml as ComfyUI itself reads it (comfy_config), and consistent with requirements.txt."""
+    from comfy_config import config_parser
+
+    cfg = config_parser.extract_node_configuration(str(REPO))
+    assert cfg is not None
+    assert cfg.project.name == "colorizediffusion"
+    assert "comfyui" not in cfg.project.name.lower()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", cfg.project.version)
+    assert cfg.project.supported_comfyui_version == ">=0.3.75"
+    assert cfg.project.license.file == "LICENSE" and (REPO / "LICENSE").is_file()
+    assert cfg.tool_comfy.publisher_id == "colorizediffusion"
+    assert cfg.tool_comfy.display_name == "ColorizeDiffusion"
+    requirements = [ln.strip() for ln in (REPO / "requirements.txt").read_text().splitlines()
+                    if ln.strip() and not ln.strip().startswith("#")]
+    assert sorted(cfg.project.dependencies) == sorted(requirements)
+    assert not any(re.match(r"torch\b|torchvision\b", r) for r in requirements), "never pin users' torch"
+
+
+def test_pack_loads_through_host_loader(caplog):
+    """nodes.load_custom_node on custom_nodes/ComfyUI-ColorizeDiffusion registers every pack node."""
+    import nodes
+
+    saved = (dict(nodes.NODE_CLASS_MAPPINGS), dict(nodes.NODE_DISPLAY_NAME_MAPPINGS),
+             dict(nodes.LOADED_MODULE_DIRS), dict(nodes.EXTENSION_WEB_DIRS), set(sys.modules))
+    try:
+        with caplog.at_level(logging.WARNING):
+            ok = asyncio.run(nodes.load_custom_node(str(PACK_LINK), module_parent="custom_nodes"))
+        assert ok, f"ComfyUI could not load the pack:\n{caplog.text}"
+        assert "Unable to parse pyproject.toml" not in caplog.text, caplog.text
+
+        expected, display = pack_mappings()
+        assert expected, "colorize_diffusion.NODE_CLASS_MAPPINGS is empty: the pack registers no node"
+        for name, cls in expected.items():
+            assert name in nodes.NODE_CLASS_MAPPINGS, f"{name} not registered by the host loader"
+            host_cls = nodes.NODE_CLASS_MAPPINGS[name]
+            assert host_cls.__qualname__ == cls.__qualname__
+            assert host_cls.CATEGORY == cls.CATEGORY
+            assert host_cls.RELATIVE_PYTHON_MODULE == HOST_MODULE
+        for name, title in display.items():
+            assert nodes.NODE_DISPLAY_NAME_MAPPINGS.get(name) == title
+        assert Path(nodes.LOADED_MODULE_DIRS[PACK_DIR_NAME]).resolve() == REPO
+    finally:
+        # Leave the host's registries as they were, so later in-process tests see no second copy of the pack.
+        for live, old in zip((nodes.NODE_CLASS_MAPPINGS, nodes.NODE_DISPLAY_NAME_MAPPINGS,
+                              nodes.LOADED_MODULE_DIRS, nodes.EXTENSION_WEB_DIRS), saved):
+            live.clear()
+            live.update(old)
+        for mod in set(sys.modules) - saved[4]:
+            if mod.startswith(str(PACK_LINK).replace(".", "_x_")):
+                del sys.modules[mod]
+
+
+# --------------------------------------------------------------------------------------------------
+# Through HTTP, on the server scripts/run.sh started (the comfy_server fixture)
+# --------------------------------------------------------------------------------------------------
+
+def test_run_command_serves_frontend(comfy_server):
+    """`/` is the index.html of the pinned comfyui-frontend-package (not a stub frontend)."""
+    spec = importlib.util.find_spec("comfyui_frontend_package")
+    assert spec is not None, "comfyui-frontend-package is not installed: run scripts/setup.sh"
+    index = Path(spec.origin).parent / "static" / "index.html"
+    status, body = comfy_server.get("/")
+    assert status == 200
+    assert body == index.read_bytes()
+
+
+def test_run_command_lists_pack_nodes(comfy_server):
+    info = comfy_server.get_json("/object_info")
+    expected, display = pack_mappings()
+    assert expected, "colorize_diffusion.NODE_CLASS_MAPPINGS is empty: the pack registers no node"
+    for name, cls in expected.items():
+        assert name in info, f"{name} missing from /object_info"
+        assert info[name]["category"] == cls.CATEGORY
+        assert info[name]["python_module"] == HOST_MODULE
+        if name in display:
+            assert info[name]["display_name"] == display[name]
+    # only this pack was loaded as a custom node (--disable-all-custom-nodes + whitelist)
+    custom = {n for n, v in info.items() if str(v.get("python_module", "")).startswith("custom_nodes.")}
+    assert custom == set(expected)
+
+
+def test_run_command_loaded_pack_cleanly(comfy_server):
+    log = comfy_server.log()
+    lines = [ln for ln in log.splitlines() if PACK_DIR_NAME in ln and "seconds" in ln]
+    assert lines, f"the server did not report importing {PACK_DIR_NAME}:\n{log[-3000:]}"
+    assert not any("IMPORT FAILED" in ln for ln in lines), "\n".join(lines)
+    bad = [ln for ln in log.splitlines() if "Cannot import" in ln and PACK_DIR_NAME in ln]
+    assert not bad, "\n".join(bad)
+
+
+def test_run_command_lists_colorizediffusion_models(comfy_server):
+    """Files in <base>/models/colorizediffusion are visible under the folder key `colorizediffusion`."""
+    linked = sorted(p.name for p in (comfy_server.base_dir / "models" / "colorizediffusion").glob("*.safetensors"))
+    if not linked:
+        pytest.skip(f"no golden models found under {[str(r) for r in golden_roots()]}")
+    status, body = comfy_server.get("/models/colorizediffusion")
+    assert status == 200, "the pack does not register the model folder key 'colorizediffusion' in folder_paths"
+    listed = json.loads(body)
+    assert set(linked) <= set(listed), listed
