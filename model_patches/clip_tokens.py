@@ -298,6 +298,13 @@ class OpenCLIPVision:
     def out_dim(self) -> int:
         return self.config["output_dim"]
 
+    def _load(self):
+        """Put the tower on its load device. Full load only: plain torch modules (and the root / attention
+        parameters) are not handled by ComfyUI's partial low-VRAM loading, which only casts ``comfy.ops`` layers."""
+        import comfy.model_management as mm
+
+        mm.load_models_gpu([self.patcher], force_full_load=True)
+
     def _hidden(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Final and penultimate block outputs ``[B,N,width]`` (before ``ln_post``) for normalised pixels."""
         m = self.model
@@ -324,7 +331,7 @@ class OpenCLIPVision:
         """Normalised pixels ``[B,3,S,S]`` -> all projected tokens ``[B,1+grid², C]`` float32 on the intermediate device."""
         import comfy.model_management as mm
 
-        mm.load_models_gpu([self.patcher])
+        self._load()
         with torch.no_grad():
             hidden, _ = self._hidden(pixels.to(self.load_device))
             full = self._project(hidden)
@@ -335,7 +342,7 @@ class OpenCLIPVision:
         import comfy.clip_vision
         import comfy.model_management as mm
 
-        mm.load_models_gpu([self.patcher])
+        self._load()
         px = comfy.clip_vision.clip_preprocess(image.to(self.load_device), size=self.image_size,
                                                mean=self.image_mean, std=self.image_std, crop=crop).float()
         dev = mm.intermediate_device()

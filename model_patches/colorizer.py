@@ -65,6 +65,12 @@ class Colorizer:
         return self.encoders.cluster_transformer
 
     @property
+    def latent_format(self):
+        import comfy.latent_formats
+
+        return comfy.latent_formats.SD15()   # SD2.x latents, scale 0.18215
+
+    @property
     def has_lora(self) -> bool:
         return len(self.unet_extras.lora) > 0
 

@@ -104,14 +104,14 @@ def load_vision_file(path: str, *, heads: int = 0, activation: str = "gelu", dty
     if clip_tokens.find_openclip_vision_prefix(sd) is not None:
         side = clip_tokens.read_sidecar_config(path)
         h = heads if heads and heads > 0 else side.get("heads")
-        quick = activation == "quick_gelu"
+        quick = activation == "quick_gelu" or bool(side.get("quick_gelu", False))
         try:
             return clip_tokens.load_openclip_vision(sd, heads=h, quick_gelu=quick, dtype=_DTYPES[dtype])
         except ColorizerLoadError as exc:
             if "open_clip_torch is not installed" not in str(exc):
                 raise
-            cv = clip_tokens.build_comfy_clip_vision(sd, heads=h, quick_gelu=quick)
-            return cv
+            # no open_clip: a ComfyUI CLIP vision model with the inferred config (host text-encoder dtype)
+            return clip_tokens.build_comfy_clip_vision(sd, heads=h, quick_gelu=quick)
     del sd
     cv = comfy.clip_vision.load(path)
     if cv is None:

@@ -69,7 +69,7 @@ def keras_postprocess(out: torch.Tensor, cut: float = KERAS_CUT) -> torch.Tensor
 def network_input(method: str, u8: np.ndarray, intermediates: dict | None = None) -> torch.Tensor:
     if method == "sketchKeras":
         return keras_input(u8, intermediates)
-    t = torch.from_numpy(np.ascontiguousarray(u8)).permute(2, 0, 1).contiguous()   # [3, H, W] uint8
+    t = torch.from_numpy(np.array(u8, dtype=np.uint8)).permute(2, 0, 1).contiguous()   # [3, H, W] uint8
     if method == "anime2sketch":
         return ((t.float().div(255) - 0.5) / 0.5).unsqueeze(0)
     if method == "manga":

@@ -9,7 +9,7 @@ Rules (official `util.load_weights` + `preprocessor.create_model`):
   only BatchNorm `num_batches_tracked` may be absent (it is filled with 0, as torch does for the app).
 - `sk_model.pth` holds the `Generator` keys without the wrapper's leading `model.`; a file saved from the
   wrapper (keys with `model.`) is accepted too (an extension: the official loader would refuse it).
-- SkyTNT's `isnetis.ckpt` layout (every key prefixed `net.`) is accepted for ISNet (an extension).
+- a file whose keys all carry one extra `net.` prefix (SkyTNT's anime-seg export) loads too (an extension).
 
 Nothing here imports ComfyUI; the node layer passes the folders to search.
 """
@@ -67,7 +67,7 @@ _HF_ANNOTATORS = "https://huggingface.co/lllyasviel/Annotators/resolve/main/"
 NETWORKS: dict[str, NetworkSpec] = {
     "isnet_sketch": NetworkSpec("isnet_sketch", "ISNet-sketch", ("sketch-segment.safetensors",),
                                 _HF_TELLURION + "sketch-segment.safetensors", _isnet),
-    "isnet": NetworkSpec("isnet", "ISNet", ("isnetis.safetensors", "isnetis.ckpt"),
+    "isnet": NetworkSpec("isnet", "ISNet", ("isnetis.safetensors",),
                          _HF_TELLURION + "isnetis.safetensors", _isnet),
     "sketchKeras": NetworkSpec("sketchKeras", "lineart_keras", ("model.pth", "sketchKeras.pth", "sketch_keras.pth"),
                                _HF_TELLURION + "model.pth", _sketchkeras),
@@ -158,26 +158,30 @@ def load_network(name: str, path: str) -> nn.Module:
 
 
 def find_weight_file(name: str, folders: Iterable[str], extra_folders: Iterable[str] = ()) -> str:
-    """First existing file for network `name`: any accepted file name, directly in or below a folder.
+    """First existing file for network `name` (any accepted file name).
 
-    `folders` are searched first (recursively), then `extra_folders` (e.g. comfyui_controlnet_aux's
-    cache). Raises ColorizerLoadError naming the file(s), the folder(s) and the download URL.
+    `folders` (the pack's model folder and its extra_model_paths entries) are searched directly and then
+    recursively; `extra_folders` (e.g. comfyui_controlnet_aux's `ckpts/lllyasviel/Annotators`) only
+    directly, since they hold other packs' files. Raises ColorizerLoadError naming the file, the
+    folder(s) and the download URL.
     """
     spec = NETWORKS[name]
     folders = [os.fspath(f) for f in folders]
     extra_folders = [os.fspath(f) for f in extra_folders]
     for root in folders + extra_folders:
         for fname in spec.files:
-            direct = os.path.join(root, fname)
-            if os.path.isfile(direct):
-                return direct
+            if os.path.isfile(os.path.join(root, fname)):
+                return os.path.join(root, fname)
+    for root in folders:
         if os.path.isdir(root):
-            for dirpath, _dirs, files in sorted(os.walk(root, followlinks=True)):
+            for dirpath, dirs, files in os.walk(root, followlinks=True):
+                dirs.sort()
                 for fname in spec.files:
                     if fname in files:
                         return os.path.join(dirpath, fname)
     shown = folders[0] if folders else "(no folder registered)"
-    also = f" (also searched: {', '.join(folders[1:] + extra_folders)})" if len(folders) > 1 or extra_folders else ""
+    others = folders[1:] + extra_folders
+    also = f" (also searched: {', '.join(others)})" if others else ""
     raise ColorizerLoadError(
         f"weights for {spec.name} ({spec.official_name}) not found: put {spec.files[0]} "
         f"from {spec.url} into {shown}{also}")

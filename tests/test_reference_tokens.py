@@ -323,3 +323,38 @@ def test_loader_dtype_and_device_handling(tiny_sd):
 def test_unsupported_clip_vision_object():
     with pytest.raises(ColorizerInputError, match="unsupported CLIP vision"):
         clip_tokens.encode_reference(object(), pm1_images(9, 1, 32, 32))
+
+
+def test_vit_h_shapes_match_comfy_config_h():
+    """An OpenCLIP ViT-H/14 file (meta shapes): our inferred config equals ComfyUI's clip_vision_config_h.json,
+    and after ComfyUI's OpenCLIP->transformers conversion its loader would pick that config."""
+    import os
+    import comfy.clip_vision
+    from open_clip.transformer import VisionTransformer
+
+    with torch.device("meta"):
+        vt = VisionTransformer(image_size=224, patch_size=14, width=1280, layers=32, heads=16, mlp_ratio=4.0,
+                               output_dim=1024)
+    sd = {"visual." + k: v for k, v in vt.state_dict().items()}
+    ours = clip_tokens.comfy_vision_config_for_openclip(sd)
+    with open(os.path.join(os.path.dirname(comfy.clip_vision.__file__), "clip_vision_config_h.json")) as f:
+        theirs = json.load(f)
+    for key in ("hidden_act", "hidden_size", "image_size", "intermediate_size", "num_attention_heads",
+                "num_hidden_layers", "patch_size", "projection_dim", "model_type"):
+        assert ours[key] == theirs[key], key
+    hf = comfy.clip_vision.convert_to_transformers(dict(sd), "visual.")
+    assert "vision_model.encoder.layers.30.layer_norm1.weight" in hf       # -> clip_vision_config_h.json
+    assert "vision_model.encoder.layers.47.layer_norm1.weight" not in hf
+    with pytest.raises(ColorizerInputError, match=r"output dim 1024 \(width 1280, projection 1024\) does not match the checkpoint.s context dim 768"):
+        clip_tokens.check_context_dim(ours["projection_dim"], 768, width=1280, projection=1024)
+
+
+def test_loader_falls_back_to_comfy_model_without_open_clip(monkeypatch, openclip_cv):
+    import sys
+    import comfy.clip_vision
+
+    monkeypatch.setitem(sys.modules, "open_clip.transformer", None)     # import fails like a missing package
+    cv = reference_nodes.load_vision_file(str(CLIP_FILE), heads=HEADS)
+    assert isinstance(cv, comfy.clip_vision.ClipVisionModel)
+    x = pm1_images(10, 1, 64, 48)
+    assert rel_rms(clip_tokens.encode_reference(cv, x), clip_tokens.encode_reference(openclip_cv, x)) < 1e-2

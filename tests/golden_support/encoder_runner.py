@@ -2,37 +2,18 @@
 embedder + ClusterTransformer (input `tokens`). Dispatch is on the input keys, never on the case name."""
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
-from colorize_diffusion.model_patches.networks import sketch_encoder, v15_context, v2_encoders
+from colorize_diffusion.model_patches.networks import v2_encoders
+
+from .model_eval import loaded
 
 
-@functools.lru_cache(maxsize=4)
-def _networks(path: str) -> SimpleNamespace:
-    """The five extra networks of a checkpoint (absent ones None), as `.colorizer` of the loader will hold them.
-
-    To go through the pack's loader instead: `return load_checkpoint(path).colorizer`.
-    """
-    from safetensors.torch import load_file
-
-    sd = load_file(path)
-    nets = SimpleNamespace(sketch_encoder=None, bg_encoder=None, style_encoder=None,
-                           threshold_embedder=None, cluster_transformer=None)
-    if any(k.startswith(sketch_encoder.DEFAULT_PREFIX) for k in sd):
-        nets.sketch_encoder = sketch_encoder.build_from_state_dict(sd, sketch_encoder.DEFAULT_PREFIX)
-    if any(k.startswith(v2_encoders.BG_PREFIX) for k in sd):
-        nets.bg_encoder = v2_encoders.build_from_state_dict(sd, v2_encoders.BG_PREFIX)
-    if any(k.startswith(v2_encoders.STYLE_PREFIX) for k in sd):
-        nets.style_encoder = v2_encoders.build_from_state_dict(sd, v2_encoders.STYLE_PREFIX)
-    if any(k.startswith(v15_context.THRESH_PREFIX) for k in sd):
-        nets.threshold_embedder = v15_context.build_threshold_embedder(sd, v15_context.THRESH_PREFIX)
-    if any(k.startswith(v15_context.CLUSTER_PREFIX) for k in sd):
-        nets.cluster_transformer = v15_context.build_cluster_transformer(sd, v15_context.CLUSTER_PREFIX)
-    return nets
+def _networks(path: str):
+    """The checkpoint's extra networks, through the pack's own loader (absent ones are None)."""
+    return loaded(path, "eps" if "eps" in Path(path).name else "v").colorizer
 
 
 def _param(case: dict, internal_prefix: str, ui_name: str | None = None):

@@ -1,0 +1,119 @@
+"""Level D: from the user's images through the pack's node functions to one guided evaluation.
+
+Prepare Sketch → (Reference Pad) → Encode Reference (tiny OpenCLIP file) → ColorizeDiffusion Conditioning
+→ ColorizeDiffusion Guider at the case's sigma. The VAE is a stand-in that returns the latents the case
+supplies (`z_ref`, `z_bg`); the images handed to it are returned as `vae_input.*` and compared.
+"""
+from __future__ import annotations
+
+import torch
+
+from colorize_diffusion import NODE_CLASS_MAPPINGS
+from colorize_diffusion.model_patches import clip_tokens
+
+from .clip_runner import tower_heads
+from .model_eval import guided_step, loaded, param
+
+DEBUG_KEY = "colorize_diffusion_debug"
+LATENT_SCALE = 0.18215
+
+
+class LatentStandIn:
+    """Plays the VAE: returns the case's latents (in ComfyUI's unscaled convention) in the order asked for."""
+
+    def __init__(self, latents: dict):
+        self.latents = latents
+        self.calls = []
+
+    def encode(self, pixels):
+        name = "z_bg" if "z_bg" in self.latents and "z_bg" not in self.calls else "z_ref"
+        self.calls.append(name)
+        return self.latents[name] / LATENT_SCALE
+
+
+def _node(name):
+    return NODE_CLASS_MAPPINGS[name]()
+
+
+def _mode(case):
+    style = param(case, "Style enhance", False)
+    bg = param(case, "BG enhance (mask guided)", False)
+    fg = param(case, "FG enhance (mask guided)", False)
+    if style and bg:
+        return "full"
+    if bg and fg:
+        return "full"
+    if style:
+        return "style enhance"
+    if bg:
+        return "background enhance"
+    if fg:
+        return "foreground enhance"
+    return "vanilla"
+
+
+def _hwc(x):
+    return x[None] if x.ndim == 3 else x
+
+
+def run(case, inputs, case_dir, root):
+    ckpt = loaded(str(root / case["checkpoint"]), case["prediction_type"])
+    clip = clip_tokens.load_openclip_vision(str(root / case["clip"]), heads=tower_heads(root / case["clip"]))
+    height, width = param(case, "Height"), param(case, "Width")
+    pad = param(case, "Reference padding scale", 1.0)
+
+    sketch = _node("ColorizeDiffusionPrepareSketch").prepare(
+        image=_hwc(inputs["sketch_image"]), width=width, height=height, polarity="invert", method="none")[0]
+    ref_image = _hwc(inputs["reference_image"])
+    bg_image = _hwc(inputs["background_image"]) if "background_image" in inputs else None
+    if pad != 1.0:
+        ref_image = _node("ColorizeDiffusionReferencePad").pad(image=ref_image, pad_scale=pad)[0]
+        if bg_image is not None:
+            bg_image = _node("ColorizeDiffusionReferencePad").pad(image=bg_image, pad_scale=pad)[0]
+    encode = _node("ColorizeDiffusionEncodeReference")
+    reference = encode.encode(clip_vision=clip, image=ref_image)[0]
+    background = encode.encode(clip_vision=clip, image=bg_image)[0] if bg_image is not None else None
+
+    attention = _node("ColorizeDiffusionAttention").settings(
+        reference_strength=param(case, "Reference strength"), encoder_scale=param(case, "Encoder crossattn scale"),
+        color_scale=param(case, "Color crossattn scale"), semantics_scale=param(case, "Semantics crossattn scale"),
+        foreground_strength=param(case, "Foreground strength"), background_strength=param(case, "Background strength"),
+        scale_all_blocks=False, fgbg_strength_all_families=False)[0]
+    vae = LatentStandIn({k: inputs[k] for k in ("z_ref", "z_bg") if k in inputs})
+    model, pos, neg, sk, latent = _node("ColorizeDiffusionConditioning").encode(
+        model=ckpt.model, colorizer=ckpt.colorizer, vae=vae, sketch=sketch, reference=reference, mode=_mode(case),
+        sketch_strength=param(case, "Sketch strength"), sketch_mask_threshold=param(case, "Sketch mask threshold"),
+        reference_mask_threshold=param(case, "Reference mask threshold"),
+        background_factor=param(case, "Background factor"), merge_scale=param(case, "Merging scale"),
+        sketch_mask=inputs["sketch_mask"][:, 0], reference_mask=inputs["reference_mask"][:, 0],
+        clip_vision=clip, background=background, attention=attention)
+    assert latent["samples"].shape[-2:] == inputs["x_t"].shape[-2:]
+
+    gs_ref, gs_sk = param(case, "Reference guidance scale"), param(case, "Sketch guidance scale")
+    rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], [case["timesteps"][0]["comfy_sigma"]],
+                                 gs_ref, gs_sk, case["prediction_type"])
+    got = {"guided": guided[0], "pre.sketch": sketch.sketch, "pre.reference": reference.image}
+    for position, name in enumerate(case["passes"]):
+        got[f"raw.{name}"] = rec.calls[0][position]
+    got.update(_conditioning_tensors(pos, sk))
+    debug = pos[0][1][DEBUG_KEY]
+    for k, v in debug.items():
+        got[k if k.startswith("vae_input.") else f"debug.{k}"] = v
+    return got
+
+
+def _conditioning_tensors(positive, sketch_negative):
+    context, opts = positive[0]
+    conds = opts["model_conds"]
+    out = {"cond.context": context}
+    for k, v in enumerate(conds["colorize_diffusion_controls"].cond):
+        out[f"cond.control.{k}"] = v
+    for k, v in enumerate(sketch_negative[0][1]["model_conds"]["colorize_diffusion_controls"].cond):
+        out[f"cond.blank_control.{k}"] = v
+    if "colorize_diffusion_mask" in conds:
+        out["cond.mask"] = conds["colorize_diffusion_mask"].cond
+    for name in ("hs_bg", "style"):
+        if f"colorize_diffusion_{name}" in conds:
+            for j, v in enumerate(conds[f"colorize_diffusion_{name}"].cond):
+                out[f"cond.{name}.{j}"] = v
+    return out
