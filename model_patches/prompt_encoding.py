@@ -112,6 +112,7 @@ def encode_prompt(colorizer, p: PromptInputs) -> PromptEncoding:
         if bg_image is not None:
             z_bg = _vae_latent(p.vae, colorizer, bg_image, gen_hw, device, debug, "z_bg")
             size_bg = size_embedding(tuple(bg_image.shape[-2:]), gen_hw).to(device).expand(batch, -1)
+            debug["size_emb_background"] = size_bg[:1]
         if flags.style:
             z_ref = _vae_latent(p.vae, colorizer, ref.image, gen_hw, device, debug, "z_ref")
             style = enc.style_encoder(z_ref, emb, size_ref)
@@ -155,10 +156,10 @@ def _v15_context(enc, emb, bg_tokens, flags, separate_background, p, device, deb
 
 
 def _vae_latent(vae, colorizer, image, gen_hw, device, debug, name):
-    """VAE latent (×0.18215) of `image` ([-1,1]) squashed to the generation size with antialiased bicubic."""
+    """VAE latent (×0.18215) of `image` ([-1,1]) squashed to the generation size (official: plain bicubic)."""
     if vae is None:
         raise ColorizerInputError("style/background enhance VAE-encodes the reference: connect a VAE")
-    pixels = F.interpolate(image.float(), size=gen_hw, mode="bicubic", align_corners=False, antialias=True)
+    pixels = F.interpolate(image.float(), size=gen_hw, mode="bicubic", align_corners=False)
     debug[f"vae_input.{name}"] = pixels
     latent = vae.encode(((pixels + 1) / 2).movedim(1, -1))
     return colorizer.latent_format.process_in(latent).to(device)

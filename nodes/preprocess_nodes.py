@@ -90,12 +90,12 @@ def _tick(pbar):
 
 
 def _out_image(x: torch.Tensor) -> torch.Tensor:
-    return x.to(mm.intermediate_device(), torch.float32)
+    return x.to(mm.intermediate_device(), torch.float32).contiguous()
 
 
 def _out_mask(m: torch.Tensor) -> torch.Tensor:
     """[B, 1, H, W] -> MASK [B, H, W]."""
-    return m[:, 0].to(mm.intermediate_device(), torch.float32)
+    return m[:, 0].to(mm.intermediate_device(), torch.float32).contiguous()
 
 
 def _mask_for(image: torch.Tensor, mask, what: str) -> torch.Tensor:
@@ -320,6 +320,7 @@ class ColorizeDiffusionReferencePad:
             m = torch.zeros((image.shape[0], 1, out.shape[1], out.shape[2]))
         else:
             m = reference.pad_mask_with_margin(_mask_for(image, mask, "mask"), pad_scale)
+            m = m.expand(image.shape[0], -1, -1, -1)
         return _out_image(out), _out_mask(m)
 
 

@@ -81,15 +81,15 @@ def fit_mask(mask: torch.Tensor, height: int, width: int, what: str = "mask",
     """Bring a [B, 1, h, w] mask to (height, width) without silently cropping anything away.
 
     - same size: unchanged;
-    - same height, narrower (a mask of the reference before `Reference Pad` added side margins):
-      centred and padded with `pad_value` (0 = background) exactly like the image;
+    - same height, narrower but at least half as wide (a mask of the reference before `Reference Pad`
+      added side margins, pad scale <= 2): centred and padded with `pad_value` (0 = background) like the image;
     - same aspect ratio within 2 %: resized (bilinear);
     - anything else: ColorizerInputError naming both sizes.
     """
     h, w = mask.shape[-2:]
     if (h, w) == (height, width):
         return mask
-    if h == height and w < width:
+    if h == height and w < width <= 2 * w + 1:
         left = (width - w) // 2
         out = torch.full((mask.shape[0], mask.shape[1], height, width), pad_value, dtype=mask.dtype,
                          device=mask.device)

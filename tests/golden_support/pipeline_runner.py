@@ -63,7 +63,7 @@ def run(case, inputs, case_dir, root):
     pad = param(case, "Reference padding scale", 1.0)
 
     sketch = _node("ColorizeDiffusionPrepareSketch").prepare(
-        image=_hwc(inputs["sketch_image"]), width=width, height=height, polarity="invert", method="none")[0]
+        image=_hwc(inputs["sketch_image"]), width=width, height=height, polarity="invert", method="none")[3]
     ref_image = _hwc(inputs["reference_image"])
     bg_image = _hwc(inputs["background_image"]) if "background_image" in inputs else None
     if pad != 1.0:
@@ -93,6 +93,8 @@ def run(case, inputs, case_dir, root):
     rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], [case["timesteps"][0]["comfy_sigma"]],
                                  gs_ref, gs_sk, case["prediction_type"])
     got = {"guided": guided[0], "pre.sketch": sketch.sketch, "pre.reference": reference.image}
+    if background is not None:
+        got["pre.background"] = background.image
     for position, name in enumerate(case["passes"]):
         got[f"raw.{name}"] = rec.calls[0][position]
     got.update(_conditioning_tensors(pos, sk))
