@@ -5,8 +5,8 @@ Weights live in the model folder `colorizediffusion_preprocessors` = `models/col
 comfyui_controlnet_aux already downloaded (`ckpts/lllyasviel/Annotators/`) are used too. Networks are
 cached between runs (a few at most), run in fp32 on ComfyUI's torch device and moved back to the CPU.
 
-Types: IMAGE [B,H,W,3] in [0,1]; MASK [B,H,W] (any layout accepted on input); CD_SKETCH =
-`preprocess.sketch_mod.PreparedSketch` (the exact, unclamped [-1,1] sketch the model receives + crop box).
+Types: IMAGE [B,H,W,3] in [0,1]; MASK [B,H,W] (any layout accepted on input); COLORIZER_SKETCH =
+`preprocess.sketch.PreparedSketch` (the exact, unclamped [-1,1] sketch the model receives + crop box).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ if _DEFAULT_DIR not in folder_paths.get_folder_paths(PREPROCESSORS):   # key cre
     folder_paths.add_model_folder_path(PREPROCESSORS, _DEFAULT_DIR)
 
 EXTRACT_METHODS = ("standard",) + extractors.METHODS
-SKETCH_TYPES = "IMAGE,CD_SKETCH"
+SKETCH_TYPES = "IMAGE,COLORIZER_SKETCH"
 _CACHE: "OrderedDict[tuple, torch.nn.Module]" = OrderedDict()
 _CACHE_SIZE = 3
 
@@ -143,8 +143,8 @@ class ColorizeDiffusionPrepareSketch:
                                                       "transparent background"}),
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
-    RETURN_TYPES = ("IMAGE", "INT", "INT", "CD_SKETCH")
-    RETURN_NAMES = ("sketch", "width", "height", "cd_sketch")
+    RETURN_TYPES = ("IMAGE", "INT", "INT", "COLORIZER_SKETCH")
+    RETURN_NAMES = ("sketch", "width", "height", "colorizer_sketch")
     OUTPUT_TOOLTIPS = ("white lines on black at the generation size, [0,1] (clamped, for previews)",
                        "generation width", "generation height",
                        "the exact sketch in [-1,1] (unclamped, as the model receives it) with its crop box")
@@ -222,12 +222,14 @@ class ColorizeDiffusionExtractLineart:
 class ColorizeDiffusionSketchMask:
     DESCRIPTION = ("Foreground mask of a prepared sketch with ISNet-sketch (sketch-segment.safetensors), as the "
                    "official app computes it: bicubic squash to 1024², no normalisation, bicubic back, clamp. "
-                   "Connect Prepare Sketch's cd_sketch for the exact official numbers (its sketch image is clamped).")
+                   "Connect Prepare Sketch's colorizer_sketch for the exact official numbers (its sketch image "
+                   "is clamped).")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "sketch": (SKETCH_TYPES, {"tooltip": "Prepare Sketch output: cd_sketch (exact) or the sketch IMAGE"}),
+            "sketch": (SKETCH_TYPES, {"tooltip": "Prepare Sketch output: colorizer_sketch (exact) or the sketch "
+                                                 "IMAGE"}),
             "polarity": (sketch_mod.POLARITIES, {"default": "auto", "tooltip":
                          "for an IMAGE: keep = white lines on black (Prepare Sketch output), invert = black lines "
                          "on white, auto = from the paper colour"}),

@@ -5,7 +5,8 @@ square by PIL bicubic) and returns [1, 3, S, S] in [-1, 1], white lines on black
 
 | method | official name | network input | output |
 |---|---|---|---|
-| `sketchKeras` (default) | lineart_keras | uint8 blur sigma 3 (19 taps), int(img) - int(blur), /127.5, / global max; R, G, B as a batch of 3 grey images | amax over the 3, < 0.1 -> 0, (p - 0.5) * 2 |
+| `sketchKeras` (default) | lineart_keras | uint8 blur sigma 3 (19 taps), int(img) - int(blur), /127.5, |
+|   |   | / global max; R, G, B as a batch of 3 grey images | amax over the 3, < 0.1 -> 0, (p - 0.5) * 2 |
 | `anime2sketch` | lineart | (u8/255 - 0.5)/0.5 | -out (tanh, clamped) |
 | `manga` | lineart_denoise | R channel only, ToTensor * 255 | -(clamp(y,0,255)/127.5 - 1) |
 | `sk_model` | lineart_sk | pil_to_tensor().float() (0..255, un-normalised) | -sigmoid, in [-1, 0] |

@@ -42,7 +42,7 @@ LUMA = (0.299, 0.587, 0.114)
 
 @dataclass
 class PreparedSketch:
-    """What Prepare Sketch hands on (custom type CD_SKETCH).
+    """What Prepare Sketch hands on (custom type COLORIZER_SKETCH).
 
     sketch: [B, 3, H, W] float32 on the CPU, white lines (+1) on black (-1), NOT clamped (the official
         bicubic overshoot, e.g. -1.02 / +1.18, is kept: this is exactly what the model receives).
@@ -187,6 +187,8 @@ def model_space(img: torch.Tensor, method: str = "none", polarity: str = "invert
 
     For `none` the result keeps the picture's size; `standard` too; extractors give extract_size².
     """
+    if polarity not in POLARITIES:
+        raise ColorizerInputError(f"polarity must be one of {POLARITIES}, got {polarity!r}")
     if method == "none":
         if monochrome not in MONOCHROME:
             raise ColorizerInputError(f"monochrome must be one of {MONOCHROME}, got {monochrome!r}")

@@ -34,6 +34,7 @@ class NetworkSpec:
     url: str                      # where the released file comes from
     build: Callable[[], nn.Module]
     target: Callable[[nn.Module], nn.Module] = lambda m: m   # the module whose state dict the file holds
+    annotator: bool = False       # an lllyasviel/Annotators file (comfyui_controlnet_aux may already have it)
 
 
 def _isnet():
@@ -71,10 +72,12 @@ NETWORKS: dict[str, NetworkSpec] = {
                          _HF_TELLURION + "isnetis.safetensors", _isnet),
     "sketchKeras": NetworkSpec("sketchKeras", "lineart_keras", ("model.pth", "sketchKeras.pth", "sketch_keras.pth"),
                                _HF_TELLURION + "model.pth", _sketchkeras),
-    "anime2sketch": NetworkSpec("anime2sketch", "lineart", ("netG.pth",), _HF_ANNOTATORS + "netG.pth", _anime2sketch),
-    "manga": NetworkSpec("manga", "lineart_denoise", ("erika.pth",), _HF_ANNOTATORS + "erika.pth", _manga),
+    "anime2sketch": NetworkSpec("anime2sketch", "lineart", ("netG.pth",), _HF_ANNOTATORS + "netG.pth", _anime2sketch,
+                                annotator=True),
+    "manga": NetworkSpec("manga", "lineart_denoise", ("erika.pth",), _HF_ANNOTATORS + "erika.pth", _manga,
+                         annotator=True),
     "sk_model": NetworkSpec("sk_model", "lineart_sk", ("sk_model.pth",), _HF_ANNOTATORS + "sk_model.pth", _sk_model,
-                            target=lambda m: m.model),
+                            target=lambda m: m.model, annotator=True),
 }
 
 
@@ -93,14 +96,15 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     else:
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise ColorizerLoadError(
-                f"refusing to load {path}: the file is a pickle that needs more than tensors to load "
-                f"(it could execute code), so it is not loaded with torch.load(weights_only=True). "
-                f"Use the released weights or a .safetensors copy. Details: {str(exc).splitlines()[0]}") from exc
-        except (RuntimeError, EOFError, OSError, ValueError) as exc:
-            raise ColorizerLoadError(f"{path} is not a readable PyTorch weight file ({exc}); "
-                                     "re-download it") from exc
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a load error with the reason
+            text = str(exc)
+            if isinstance(exc, pickle.UnpicklingError) or "weights only" in text.lower():
+                detail = text.splitlines()[0] if text else repr(exc)
+                raise ColorizerLoadError(
+                    f"refusing to load {path}: the file is a pickle that needs more than tensors to load "
+                    f"(it could execute code), so it is not loaded with torch.load(weights_only=True). "
+                    f"Use the released weights or a .safetensors copy. Details: {detail}") from exc
+            raise ColorizerLoadError(f"{path} is not a readable PyTorch weight file ({exc}); re-download it") from exc
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
@@ -153,21 +157,21 @@ def load_network(name: str, path: str) -> nn.Module:
         raise ColorizerLoadError(f"unknown preprocessor network {name!r}; known: {sorted(NETWORKS)}")
     spec = NETWORKS[name]
     net = spec.build()
-    load_into(spec.target(net), read_state_dict(path), source=os.path.basename(os.fspath(path)))
+    load_into(spec.target(net), read_state_dict(path), source=os.fspath(path))
     return net.float().eval().requires_grad_(False)
 
 
-def find_weight_file(name: str, folders: Iterable[str], extra_folders: Iterable[str] = ()) -> str:
+def find_weight_file(name: str, folders: Iterable[str], annotator_folders: Iterable[str] = ()) -> str:
     """First existing file for network `name` (any accepted file name).
 
     `folders` (the pack's model folder and its extra_model_paths entries) are searched directly and then
-    recursively; `extra_folders` (e.g. comfyui_controlnet_aux's `ckpts/lllyasviel/Annotators`) only
-    directly, since they hold other packs' files. Raises ColorizerLoadError naming the file, the
+    recursively; `annotator_folders` (comfyui_controlnet_aux's `ckpts/lllyasviel/Annotators`) only directly
+    and only for the lllyasviel/Annotators files (netG, erika, sk_model). Raises ColorizerLoadError naming the file, the
     folder(s) and the download URL.
     """
     spec = NETWORKS[name]
     folders = [os.fspath(f) for f in folders]
-    extra_folders = [os.fspath(f) for f in extra_folders]
+    extra_folders = [os.fspath(f) for f in annotator_folders] if spec.annotator else []
     for root in folders + extra_folders:
         for fname in spec.files:
             if os.path.isfile(os.path.join(root, fname)):

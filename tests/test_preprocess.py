@@ -195,6 +195,15 @@ def test_blank_after_standard_extraction_and_sketchkeras():
         extractors.keras_input(np.full((64, 64, 3), 255, np.uint8))
 
 
+def test_unknown_options():
+    with pytest.raises(ColorizerInputError, match="polarity"):
+        prepare(drawing(), polarity="sideways", method="standard")
+    with pytest.raises(ColorizerInputError, match="method"):
+        prepare(drawing(), method="hed")
+    with pytest.raises(ColorizerInputError, match="monochrome"):
+        prepare(drawing(), monochrome="maybe")
+
+
 def test_too_thin_sketch():
     with pytest.raises(ColorizerInputError, match="too thin"):
         sketch.fit_size(8, 8000, 64, 64)
@@ -331,6 +340,20 @@ def test_preprocessor_folder_is_registered_and_relocatable(tmp_path, monkeypatch
     assert found == str(sub / "erika.pth")
 
 
+def test_controlnet_aux_annotator_files_are_reused(tmp_path):
+    ours, aux = tmp_path / "ours", tmp_path / "aux"
+    ours.mkdir()
+    aux.mkdir()
+    for f in ("sk_model.pth", "model.pth", "sketch-segment.safetensors"):
+        (aux / f).write_bytes(b"x")
+    assert weights.find_weight_file("sk_model", [ours], [aux]) == str(aux / "sk_model.pth")
+    for name in ("sketchKeras", "isnet_sketch"):               # not lllyasviel/Annotators files: not taken there
+        with pytest.raises(ColorizerLoadError, match=str(ours)):
+            weights.find_weight_file(name, [ours], [aux])
+    (ours / "sk_model.pth").write_bytes(b"y")                  # our folder wins
+    assert weights.find_weight_file("sk_model", [ours], [aux]) == str(ours / "sk_model.pth")
+
+
 def _sk_state():
     torch.manual_seed(0)
     return LineartDetector().model.state_dict()
@@ -421,10 +444,10 @@ def test_isnet_nodes_end_to_end(weight_dir, isnet_file):
     os.symlink(isnet_file[0], weight_dir / "sketch-segment.safetensors")
     os.symlink(isnet_file[0], weight_dir / "isnetis.safetensors")
     img, cd_w, cd_h, cd = P.ColorizeDiffusionPrepareSketch().prepare(drawing(96, 64), width=128, height=192)
-    exact = P.ColorizeDiffusionSketchMask().mask(cd, "auto", 256)[0]
-    approx = P.ColorizeDiffusionSketchMask().mask(img, "auto", 256)[0]
+    exact = P.ColorizeDiffusionSketchMask().mask(cd, "auto", 128)[0]
+    approx = P.ColorizeDiffusionSketchMask().mask(img, "auto", 128)[0]
     assert exact.shape == approx.shape == (1, 192, 128)
     assert exact.min() >= 0 and exact.max() <= 1 and (exact - approx).abs().max() < 0.05
     ref = torch.rand(2, 50, 70, 3)
-    dil, raw = P.ColorizeDiffusionReferenceMask().mask(ref, True, 256)
+    dil, raw = P.ColorizeDiffusionReferenceMask().mask(ref, True, 128)
     assert dil.shape == raw.shape == (2, 50, 70) and torch.all(dil >= raw) and dil.max() <= 1
