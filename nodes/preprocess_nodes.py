@@ -23,7 +23,7 @@ import folder_paths
 from ..model_patches.errors import ColorizerInputError
 from ..preprocess import convert, extractors, isnet, masks, reference
 from ..preprocess import sketch as sketch_mod
-from ..preprocess.weights import NETWORKS, find_weight_file, load_network
+from ..preprocess.weights import find_weight_file, load_network
 from . import folders
 
 CATEGORY = "ColorizeDiffusion/preprocess"

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import torch
 
-import comfy.model_management
 import folder_paths
 
 from ..model_patches import clip_tokens

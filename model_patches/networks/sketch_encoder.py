@@ -4,82 +4,17 @@ A plain conv stack: a fixed stem (16, 16, 32↓, 32, 96↓, 96, 256↓, then `mo
 giving residual 0, then one block per channel multiplier (SiLU, conv (stride 2 except the last), SiLU, conv),
 each followed by its own 1×1 conv giving residuals 1..4. The residuals are added to the UNet after input
 blocks 0, 3, 6, 9, 11 (model-spec §2.4, §3.3).
-
-Also home of the small state-dict helpers shared by the network builders of this folder (`state_shape`,
-`load_prefixed`): hyper-parameters come from tensor shapes only, loading is strict, assigns the given
-tensors and pops every consumed key.
 """
 from __future__ import annotations
-
-import re
 
 import torch
 from torch import nn
 
-import comfy.ops
-
 from ..errors import ColorizerLoadError
+from .common import operations_or_default, count_indexed, load_prefixed, state_shape
 
 DEFAULT_PREFIX = "control_encoder."
 
-
-# --------------------------------------------------------------------------- state-dict helpers (shared)
-
-def state_shape(sd: dict, key: str, what: str = "") -> tuple[int, ...]:
-    """Shape of `sd[key]`; a ColorizerLoadError naming the key when it is missing."""
-    t = sd.get(key)
-    if t is None:
-        raise ColorizerLoadError(f"checkpoint has no key {key!r}{' (' + what + ')' if what else ''}")
-    return tuple(t.shape)
-
-
-def count_indexed(sd: dict, prefix: str, suffix: str = "") -> int:
-    """Number of consecutive indices i = 0, 1, ... for which some key starts with `prefix{i}.{suffix}`."""
-    pat = re.compile(re.escape(prefix) + r"(\d+)\." + re.escape(suffix))
-    found = {int(m.group(1)) for k in sd if (m := pat.match(k))}
-    n = 0
-    while n in found:
-        n += 1
-    return n
-
-
-def load_prefixed(module: nn.Module, sd: dict, prefix: str, *, dtype=None, device=None) -> nn.Module:
-    """Load every `prefix*` tensor of `sd` into `module` (strict, assign) and pop those keys from `sd`.
-
-    The module may have been built on the meta device: its parameters are replaced by the given tensors
-    (moved to `device` and cast to `dtype` when those are given). Missing, unexpected or mis-shaped keys
-    raise ColorizerLoadError naming the full checkpoint key and both shapes.
-    """
-    own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    want = module.state_dict()
-    missing = [prefix + k for k in want if k not in own]
-    unexpected = [prefix + k for k in own if k not in want]
-    if missing:
-        raise ColorizerLoadError(f"checkpoint lacks {len(missing)} key(s) of {prefix!r}, e.g. {missing[:5]}")
-    if unexpected:
-        raise ColorizerLoadError(f"checkpoint has {len(unexpected)} unexpected key(s) under {prefix!r}, "
-                                 f"e.g. {unexpected[:5]}")
-    for k, t in want.items():
-        if tuple(own[k].shape) != tuple(t.shape):
-            raise ColorizerLoadError(f"{prefix + k}: expected shape {tuple(t.shape)}, "
-                                     f"found {tuple(own[k].shape)} in the checkpoint")
-    tensors = {}
-    for k, t in own.items():
-        kw = {}
-        if device is not None:
-            kw["device"] = device
-        if dtype is not None and t.is_floating_point():
-            kw["dtype"] = dtype
-        tensors[k] = t.to(**kw) if kw else t
-    module.load_state_dict(tensors, strict=True, assign=True)
-    for k in own:
-        del sd[prefix + k]
-    module.eval().requires_grad_(False)
-    return module
-
-
-def _ops(operations):
-    return operations if operations is not None else comfy.ops.disable_weight_init
 
 
 # --------------------------------------------------------------------------- the encoder
@@ -95,7 +30,7 @@ class SketchEncoder(nn.Module):
     def __init__(self, in_channels: int, stem: list[int], block_channels: list[int], *,
                  dtype=None, device=None, operations=None):
         super().__init__()
-        ops = _ops(operations)
+        ops = operations_or_default(operations)
         layers, prev = [], in_channels
         for i, ch in enumerate(stem):
             if i:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from .common import default_operations, load_into
+from .common import operations_or_default, load_prefixed
 
 PROJECTIONS = ("q", "k", "v")
 BRANCHES = ("fg", "bg")
@@ -39,7 +39,7 @@ def extract_lora(sd: dict, unet_prefix: str, *, dtype=None, device=None, operati
     Returns a ModuleDict keyed by the attn2 path relative to the diffusion model with '.' replaced by '/'
     (e.g. 'output_blocks/3/1/transformer_blocks/0/attn2').
     """
-    operations = operations or default_operations()
+    operations = operations_or_default(operations)
     found: dict[str, dict[str, dict]] = {}
     for key in [k for k in sd if k.startswith(unet_prefix) and ".lora_" in k]:
         rel = key[len(unet_prefix):]
@@ -50,12 +50,13 @@ def extract_lora(sd: dict, unet_prefix: str, *, dtype=None, device=None, operati
     layers = nn.ModuleDict()
     for module_path, pairs in sorted(found.items()):
         lora = AttentionLora()
+        prefix = f"{unet_prefix}{module_path}."
         sub = {}
         for name, parts in sorted(pairs.items()):
-            (dkey, down), (ukey, up) = parts["down"], parts["up"]
+            (_, down), (_, up) = parts["down"], parts["up"]
             lora.pairs[name] = LoraPair(int(down.shape[1]), int(down.shape[0]), int(up.shape[0]),
-                                        dtype=dtype, device=device, operations=operations)
-            sub[f"pairs.{name}.down.weight"] = down
-            sub[f"pairs.{name}.up.weight"] = up
-        layers[module_path.replace(".", "/")] = load_into(lora, sub, f"{unet_prefix}{module_path}.", dtype)
+                                        dtype=dtype, device="meta", operations=operations)
+            sub[f"{prefix}pairs.{name}.down.weight"] = down
+            sub[f"{prefix}pairs.{name}.up.weight"] = up
+        layers[module_path.replace(".", "/")] = load_prefixed(lora, sub, prefix, dtype=dtype, device=device)
     return layers

@@ -17,7 +17,7 @@ from comfy.ldm.modules.attention import CrossAttention
 from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
 
 from ..errors import ColorizerLoadError
-from .sketch_encoder import _ops, count_indexed, load_prefixed, state_shape
+from .common import operations_or_default, count_indexed, load_prefixed, state_shape
 
 THRESH_PREFIX = "thresh_embedder."
 CLUSTER_PREFIX = "transformer."
@@ -30,7 +30,7 @@ class ScalarEmbedder(nn.Module):
     def __init__(self, embed_dim: int, hidden_dim: int, out_dim: int, *, dtype=None, device=None,
                  operations=None):
         super().__init__()
-        ops = _ops(operations)
+        ops = operations_or_default(operations)
         self.embed_dim = embed_dim
         self.embed_layer = nn.Sequential(
             ops.Linear(embed_dim, hidden_dim, dtype=dtype, device=device),
@@ -56,7 +56,7 @@ class ClusterTransformer(nn.Module):
     def __init__(self, dim: int, token_length: int, layers: int, heads: int, context_dim: int,
                  mlp_dim: int, *, dtype=None, device=None, operations=None):
         super().__init__()
-        ops = _ops(operations)
+        ops = operations_or_default(operations)
         self.layers = nn.ModuleList()
         for _ in range(layers):
             self.layers.append(nn.ModuleList([

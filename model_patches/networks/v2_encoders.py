@@ -20,7 +20,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, ResBlock,
 from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
 
 from ..errors import ColorizerLoadError
-from .sketch_encoder import _ops, count_indexed, load_prefixed, state_shape
+from .common import operations_or_default, count_indexed, load_prefixed, state_shape
 
 BG_PREFIX = "bg_encoder."
 STYLE_PREFIX = "style_encoder."
@@ -61,7 +61,7 @@ class ReferenceUNetEncoder(nn.Module):
                  blocks: list[dict], zero: str, zero_out: list[int] | None = None, *,
                  dtype=None, device=None, operations=None):
         super().__init__()
-        ops = _ops(operations)
+        ops = operations_or_default(operations)
         kw = dict(dtype=dtype, device=device)
         self.model_channels = model_channels
         self.zero_kind = zero

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .common import default_operations, load_into, take_prefix
+from .common import operations_or_default, load_prefixed
 
 HEAD_DIM = 64  # hard-coded in the official SelfTransformerBlock
 
@@ -66,25 +66,23 @@ class StyleModule(nn.Module):
         return h * (1 + scale[..., None, None]) + shift[..., None, None]
 
 
-def _indices(sub: dict) -> list[int]:
-    return sorted({int(k.split(".", 1)[0]) for k in sub})
+def _indices(sd: dict, prefix: str) -> list[int]:
+    return sorted({int(k[len(prefix):].split(".", 1)[0]) for k in sd if k.startswith(prefix)})
 
 
 def build_warp_modules(sd: dict, prefix: str, *, dtype=None, device=None, operations=None) -> nn.ModuleList:
-    operations = operations or default_operations()
-    sub = take_prefix(sd, prefix)
+    operations = operations_or_default(operations)
     mods = nn.ModuleList()
-    for j in _indices(sub):
-        dim = int(sub[f"{j}.attn.to_q.weight"].shape[0])
-        mods.append(WarpModule(dim, dtype=dtype, device=device, operations=operations))
-    return load_into(mods, sub, prefix, dtype)
+    for j in _indices(sd, prefix):
+        dim = int(sd[f"{prefix}{j}.attn.to_q.weight"].shape[0])
+        mods.append(WarpModule(dim, dtype=dtype, device="meta", operations=operations))
+    return load_prefixed(mods, sd, prefix, dtype=dtype, device=device)
 
 
 def build_style_modules(sd: dict, prefix: str, *, dtype=None, device=None, operations=None) -> nn.ModuleList:
-    operations = operations or default_operations()
-    sub = take_prefix(sd, prefix)
+    operations = operations_or_default(operations)
     mods = nn.ModuleList()
-    for j in _indices(sub):
-        dim, emb_dim = (int(s) for s in sub[f"{j}.1.weight"].shape)
-        mods.append(StyleModule(dim, emb_dim, dtype=dtype, device=device, operations=operations))
-    return load_into(mods, sub, prefix, dtype)
+    for j in _indices(sd, prefix):
+        dim, emb_dim = (int(s) for s in sd[f"{prefix}{j}.1.weight"].shape)
+        mods.append(StyleModule(dim, emb_dim, dtype=dtype, device="meta", operations=operations))
+    return load_prefixed(mods, sd, prefix, dtype=dtype, device=device)

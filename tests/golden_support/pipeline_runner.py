@@ -6,7 +6,6 @@ supplies (`z_ref`, `z_bg`); the images handed to it are returned as `vae_input.*
 """
 from __future__ import annotations
 
-import torch
 
 from colorize_diffusion import NODE_CLASS_MAPPINGS
 from colorize_diffusion.model_patches import clip_tokens
