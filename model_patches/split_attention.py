@@ -18,6 +18,42 @@ def _attention(q, k, v, heads, attn_precision, transformer_options):
                                          transformer_options=transformer_options)
 
 
+def selection_groups(select: torch.Tensor) -> list:
+    """The True entries of a token selection `select` [B, N] as (rows, tokens) index pairs for gathering.
+
+    Rows with the same selection share one gather (one mask for the whole batch, e.g. the guidance passes of
+    one image, gives a single group); `rows` is None for "every row". Empty groups are left out.
+    """
+    if select.shape[0] == 1:
+        groups = [(None, select[0])]
+    else:
+        patterns, which = torch.unique(select, dim=0, return_inverse=True)
+        if patterns.shape[0] == 1:
+            groups = [(None, patterns[0])]
+        else:
+            groups = [((which == g).nonzero().squeeze(1), patterns[g]) for g in range(patterns.shape[0])]
+    groups = [(rows, row.nonzero().squeeze(1)) for rows, row in groups]
+    return [(rows, tokens) for rows, tokens in groups if tokens.numel()]
+
+
+def take_rows(t: torch.Tensor, rows):
+    return t if rows is None else t[rows]
+
+
+def gather_tokens(t: torch.Tensor, rows, tokens) -> torch.Tensor:
+    """t[rows][:, tokens] for t [B, N, C]."""
+    t = take_rows(t, rows)
+    return t if tokens.numel() == t.shape[1] else t[:, tokens]
+
+
+def scatter_tokens(out: torch.Tensor, rows, tokens, value: torch.Tensor) -> None:
+    """out[rows][:, tokens] = value, in place."""
+    if rows is None:
+        out[:, tokens] = value.to(out.dtype)
+    else:
+        out[rows[:, None], tokens] = value.to(out.dtype)
+
+
 class SplitCrossAttention(nn.Module):
     """Reference strength before to_out; with a mask, fg/bg branches each with its own LoRA, chosen per token."""
 
@@ -53,25 +89,36 @@ class SplitCrossAttention(nn.Module):
         if not st.split:
             q, k, v = self.to_q(x), self.to_k(context), self.to_v(value)
             out = _attention(q, k, v, self.heads, self.attn_precision, transformer_options)
-            return self.to_out(out * scale)
+            return self.to_out(out * scale if scale != 1 else out)
 
+        # fg/bg branches each computed only for the tokens that select it (exact: attention, projections and
+        # LoRA act per query token); with a merging scale the bg branch is needed on the fg tokens too.
         ctx_fg, ctx_bg = context.chunk(2, dim=1)
         val_fg, val_bg = value.chunk(2, dim=1)
         fg_branch = "fg" if st.fg_lora else None
         bg_branch = "bg" if st.bg_lora else None
-        q_bg = self._project(self.to_q, "q", x, bg_branch)
-        q_fg = q_bg if fg_branch == bg_branch else self._project(self.to_q, "q", x, fg_branch)
-        bg = _attention(q_bg, self._project(self.to_k, "k", ctx_bg, bg_branch),
-                        self._project(self.to_v, "v", val_bg, bg_branch),
-                        self.heads, self.attn_precision, transformer_options) * scale * st.bg_scale
-        fg = _attention(q_fg, self._project(self.to_k, "k", ctx_fg, fg_branch),
-                        self._project(self.to_v, "v", val_fg, fg_branch),
-                        self.heads, self.attn_precision, transformer_options) * scale * st.fg_scale
-        if st.merge_scale:
-            fg = fg * (1 - st.merge_scale) + bg * st.merge_scale
         hw = tuple(transformer_options["activations_shape"][-2:])
-        m = step.attention_mask(self.mask_scale, hw).to(fg.dtype)
+        m = step.attention_mask(self.mask_scale, hw)[..., 0].to(x.dtype)
         # Official comparisons differ by layer type (exactly at the threshold only):
         # LoRA-injected layers where(m > thr, fg, bg); the others where(m < thr, bg, fg).
         foreground = (m > st.threshold) if self._lora else ~(m < st.threshold)
-        return self.to_out(torch.where(foreground, fg, bg))
+        bg_tokens = torch.ones_like(foreground) if st.merge_scale else ~foreground
+        out = None
+        for is_fg, select, ctx, val, branch, strength in (
+                (False, bg_tokens, ctx_bg, val_bg, bg_branch, st.bg_scale),
+                (True, foreground, ctx_fg, val_fg, fg_branch, st.fg_scale)):
+            for rows, tokens in selection_groups(select):
+                y = self._branch(gather_tokens(x, rows, tokens), take_rows(ctx, rows), take_rows(val, rows), branch,
+                                 transformer_options) * scale * strength
+                if out is None:
+                    out = y.new_empty(x.shape[0], x.shape[1], y.shape[-1])
+                if is_fg and st.merge_scale:   # bg (already in `out`) was computed on every token
+                    y = y * (1 - st.merge_scale) + gather_tokens(out, rows, tokens) * st.merge_scale
+                scatter_tokens(out, rows, tokens, y)
+        return self.to_out(out)
+
+    def _branch(self, x, context, value, branch, transformer_options):
+        q = self._project(self.to_q, "q", x, branch)
+        k = self._project(self.to_k, "k", context, branch)
+        v = self._project(self.to_v, "v", value, branch)
+        return _attention(q, k, v, self.heads, self.attn_precision, transformer_options)

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from .errors import ColorizerInputError
-from .split_attention import SplitCrossAttention
+from .split_attention import SplitCrossAttention, gather_tokens, scatter_tokens, selection_groups, take_rows
 from .step_data import CURRENT_STEP, STEP_KEY, pop_step_data
 
 WRAPPER_KEY = "colorize_diffusion"
@@ -136,9 +136,23 @@ class ColorizerUNetPatch:
             h = self.style_modules[j - 1](h, step.style[j - 1], step.time_emb)
         if step.hs_bg is not None and step.mask is not None:
             keep = step.skip_mask(hsp.shape[-2:]).to(hsp.dtype) > step.settings.threshold
-            warped = self.warp_modules[j](hsp, step.hs_bg[j])
-            hsp = torch.where(keep, hsp, warped)
+            hsp = warp_where(self.warp_modules[j], hsp, step.hs_bg[j], ~keep.flatten(1))
         return h, hsp
+
+
+def warp_where(warp, skip, hs_bg, select):
+    """`where(select, warp(skip, hs_bg), skip)` with the warp block run only on the selected skip tokens.
+
+    Exact: apart from its attention keys (hs_bg, all of them), the block acts on each skip token on its own.
+    `skip` [B,C,H,W], `hs_bg` [B,H·W',C], `select` [B,H·W] bool.
+    """
+    out = skip.clone(memory_format=torch.contiguous_format)
+    src = skip.flatten(2).transpose(1, 2)          # [B, HW, C]
+    dst = out.flatten(2).transpose(1, 2)           # a view: writing it writes `out`
+    for rows, tokens in selection_groups(select):
+        scatter_tokens(dst, rows, tokens,
+                       warp.forward_tokens(gather_tokens(src, rows, tokens), take_rows(hs_bg, rows).to(src.dtype)))
+    return out
 
 
 def apply_colorizer(model, colorizer):
