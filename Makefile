@@ -12,7 +12,9 @@ setup:
 	bash scripts/setup.sh
 
 # pytest's exit code 5 ("no tests collected") is non-zero, so make fails on it like on any failure.
+# The browser test needs Chromium and playwright-core (scripts/install_browser.sh, idempotent).
 test: setup
+	bash scripts/install_browser.sh
 	$(PYTHON) -m pytest tests -q -ra $(PYTEST_ARGS)
 
 run: setup

@@ -113,6 +113,7 @@ def start_server(base: Path, port: int, extra_args: tuple[str, ...] = ()) -> Com
            "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_DIR_NAME,
            "--disable-api-nodes", "--disable-auto-launch", *extra_args]
     env = dict(os.environ, COLORIZEDIFFUSION_PORT=str(port), COLORIZEDIFFUSION_LISTEN="127.0.0.1",
+               OMP_NUM_THREADS="1",  # the test process shares the 2 CPU cores with this server
                COMFYUI_DIR=str(COMFYUI_DIR))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,

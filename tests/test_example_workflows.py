@@ -1,0 +1,239 @@
+"""The shipped example workflows: generated from their one definition, consistent with the live nodes, served
+by the host as workflow templates, with the official app's defaults."""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from colorize_diffusion.headless import workflows as wf
+from server_fixture import PACK_DIR_NAME, REPO
+
+EXAMPLES = REPO / "example_workflows"
+API_DIR = REPO / "tests" / "workflows"
+STEMS = list(wf.WORKFLOWS)
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def _build_script():
+    spec = importlib.util.spec_from_file_location("build_workflows", REPO / "scripts" / "build_workflows.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ------------------------------------------------------------------------------------------ files vs generator
+def test_shipped_files_equal_generator_output():
+    expected = _build_script().expected_files(thumbnails=False)
+    assert set(expected) == {f"example_workflows/{s}.json" for s in STEMS} | {f"tests/workflows/{s}.api.json"
+                                                                              for s in STEMS}
+    stale = [rel for rel, data in expected.items() if not (REPO / rel).is_file() or (REPO / rel).read_bytes() != data]
+    assert not stale, f"regenerate with `.venv/bin/python scripts/build_workflows.py`: {stale}"
+    assert sorted(p.stem for p in EXAMPLES.glob("*.json")) == sorted(STEMS), "a workflow not made by the generator"
+    assert sorted(p.name for p in API_DIR.glob("*.json")) == sorted(f"{s}.api.json" for s in STEMS)
+
+
+def test_generator_check_mode_passes():
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "build_workflows.py"), "--check"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_thumbnail_is_a_jpeg_drawing_of_the_graph(stem):
+    path = EXAMPLES / f"{stem}.jpg"
+    assert path.is_file(), f"{path} missing: run scripts/build_workflows.py"
+    with Image.open(path) as img:
+        assert img.format == "JPEG" and img.size == (640, 400)
+    from colorize_diffusion.headless import thumbnails
+    fresh = np.asarray(Image.open(io.BytesIO(thumbnails.render(wf.build(stem)))).convert("L"), dtype=float)
+    shipped = np.asarray(Image.open(path).convert("L"), dtype=float)
+    diff = np.abs(fresh - shipped).mean()
+    assert diff < 4, f"{path} is not the drawing of the current graph (mean difference {diff:.1f}); regenerate it"
+
+
+# ------------------------------------------------------------------------------------------ official defaults
+@pytest.mark.parametrize("stem", STEMS)
+def test_official_defaults(stem):
+    api = json.loads((API_DIR / f"{stem}.api.json").read_text())
+    by_type = {}
+    for node in api.values():
+        by_type.setdefault(node["class_type"], []).append(node["inputs"])
+    spec = wf.WORKFLOWS[stem]
+    (guider,) = by_type["ColorizeDiffusionGuider"]
+    assert (guider["reference_scale"], guider["sketch_scale"]) == (4.0, 1.0)
+    (sched,) = by_type["BasicScheduler"]
+    assert sched["steps"] == 20 and sched["denoise"] == 1.0
+    (cond,) = by_type["ColorizeDiffusionConditioning"]
+    assert cond["sketch_mask_threshold"] == 0.05 and cond["reference_mask_threshold"] == 0.5
+    assert cond["mode"] == spec.mode
+    assert (cond["sketch_strength"], cond["background_factor"], cond["merge_scale"]) == (1.0, 1.0, 0.0)
+    (ckpt,) = by_type["ColorizeDiffusionCheckpointLoader"]
+    assert ckpt["ckpt_name"] in ("mult-eps-ft.safetensors", "mult-eps-newft.safetensors", "switch-eps.safetensors",
+                                 "v2-full.safetensors")
+    assert ckpt["ckpt_name"] == wf.CHECKPOINTS[spec.family]
+    (clip,) = by_type["ColorizeDiffusionLoadOpenCLIPVision"]
+    assert clip["clip_name"] == "clip_vision_h.safetensors"
+    assert "VAELoader" not in by_type, "the official checkpoints contain their VAE"
+    assert cond["vae"] == [next(k for k, v in api.items() if v["class_type"] == "ColorizeDiffusionCheckpointLoader"), 2]
+    if spec.masks:
+        assert "ColorizeDiffusionSketchMask" in by_type and "sketch_mask" in cond
+        assert "ColorizeDiffusionReferenceMask" in by_type and "reference_mask" in cond
+    else:
+        assert "sketch_mask" not in cond and "reference_mask" not in cond
+
+
+# ------------------------------------------------------------------------------------------ vs the live nodes
+@pytest.fixture(scope="module")
+def object_info(comfy_server):
+    return comfy_server.get_json("/object_info")
+
+
+def _is_widget(spec) -> bool:
+    typ = spec[0]
+    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    return (isinstance(typ, list) or typ in WIDGET_TYPES) and not opts.get("forceInput")
+
+
+def _input_spec(info: dict, name: str):
+    for section in ("required", "optional"):
+        if name in info["input"].get(section, {}):
+            return info["input"][section][name], section == "optional"
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("node_type", sorted(wf.NODE_SCHEMAS))
+def test_node_schema_matches_object_info(object_info, node_type):
+    assert node_type in object_info, f"{node_type} is not a node of this host"
+    info, schema = object_info[node_type], wf.NODE_SCHEMAS[node_type]
+    order = info["input_order"].get("required", []) + info["input_order"].get("optional", [])
+    assert [n for n, _, _ in schema.inputs] == order, "inputs (names or order) differ from INPUT_TYPES"
+    for name, typ, optional in schema.inputs:
+        spec, is_optional = _input_spec(info, name)
+        assert optional == is_optional, f"{name}: optional flag"
+        if typ == wf.W:
+            assert _is_widget(spec), f"{name} is a socket of type {spec[0]}, not a widget"
+        else:
+            assert not _is_widget(spec) and spec[0] == typ, f"{name}: socket type {spec[0]} != {typ}"
+    assert [list(o) for o in schema.outputs] == [list(x) for x in zip(info["output_name"], info["output"])]
+    assert (schema.display or node_type) == (info.get("display_name") or node_type)
+    seed_widgets = [n for n in order if _input_spec(info, n)[0][1:] and isinstance(_input_spec(info, n)[0][1], dict)
+                    and _input_spec(info, n)[0][1].get("control_after_generate")]
+    assert seed_widgets == ([schema.seed_widget] if schema.seed_widget else [])
+    upload = [n for n in order if len(_input_spec(info, n)[0]) > 1 and isinstance(_input_spec(info, n)[0][1], dict)
+              and _input_spec(info, n)[0][1].get("image_upload")]
+    assert bool(upload) == schema.upload
+    assert list(info.get("output_is_list", [])) == list(schema.output_is_list or [False] * len(schema.outputs))
+
+
+def _check_value(node_type, name, value, spec):
+    typ = spec[0]
+    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    options = typ if isinstance(typ, list) else opts.get("options")
+    if (node_type, name) in wf.FILE_WIDGETS:
+        assert isinstance(value, str) and value, f"{node_type}.{name}: file name expected"
+        return
+    if options is not None:
+        assert value in options, f"{node_type}.{name} = {value!r} not in {options}"
+    elif typ == "INT":
+        assert isinstance(value, int) and not isinstance(value, bool), f"{node_type}.{name} = {value!r} not INT"
+        assert opts.get("min", value) <= value <= opts.get("max", value), f"{node_type}.{name} = {value} out of range"
+    elif typ == "FLOAT":
+        assert isinstance(value, (int, float)) and not isinstance(value, bool)
+        assert opts.get("min", value) <= value <= opts.get("max", value), f"{node_type}.{name} = {value} out of range"
+    elif typ == "BOOLEAN":
+        assert isinstance(value, bool)
+    elif typ == "STRING":
+        assert isinstance(value, str)
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_ui_widget_values_follow_input_order(object_info, stem):
+    """widgets_values = the widgets in /object_info input_order (+ the frontend's extra values), each valid."""
+    ui = json.loads((EXAMPLES / f"{stem}.json").read_text())
+    assert ui["version"] == 0.4 and ui["last_node_id"] == max(n["id"] for n in ui["nodes"])
+    for node in ui["nodes"]:
+        info = object_info[node["type"]]
+        order = info["input_order"].get("required", []) + info["input_order"].get("optional", [])
+        widgets = [n for n in order if _is_widget(_input_spec(info, n)[0])]
+        expected_len = len(widgets)
+        values = list(node["widgets_values"])
+        extras = []
+        for i, name in enumerate(widgets):
+            spec = _input_spec(info, name)[0]
+            _check_value(node["type"], name, values[i + len(extras)], spec)
+            opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            if opts.get("control_after_generate"):
+                extras.append(values[i + len(extras) + 1])
+                assert extras[-1] in ("fixed", "increment", "decrement", "randomize")
+            if opts.get("image_upload"):
+                assert values[-1] == "image"
+                expected_len += 1
+        assert len(values) == expected_len + len(extras), f"{node['type']}: {values}"
+        # the node's inputs: sockets first (optional ones shaped 7), then one per widget, as the frontend saves
+        sockets = [n for n in order if not _is_widget(_input_spec(info, n)[0])]
+        names = [i["name"] for i in node["inputs"]]
+        assert names[:len(sockets)] == sockets and names[len(sockets):len(sockets) + len(widgets)] == widgets
+        assert [o["type"] for o in node["outputs"]] == info["output"]
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_ui_links_are_consistent(object_info, stem):
+    ui = json.loads((EXAMPLES / f"{stem}.json").read_text())
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    assert ui["last_link_id"] == len(ui["links"])
+    for link_id, src, src_slot, dst, dst_slot, typ in ui["links"]:
+        out = nodes[src]["outputs"][src_slot]
+        inp = nodes[dst]["inputs"][dst_slot]
+        assert link_id in out["links"] and inp["link"] == link_id
+        assert inp["type"] == typ and out["type"] in typ.split(",")
+    # every required socket is connected
+    for node in ui["nodes"]:
+        info = object_info[node["type"]]
+        for name in info["input_order"].get("required", []):
+            if not _is_widget(_input_spec(info, name)[0]):
+                assert next(i for i in node["inputs"] if i["name"] == name)["link"] is not None, (node["type"], name)
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_api_copy_matches_ui(stem):
+    """The API copy is the UI graph in API form: same nodes, widget values and connections."""
+    ui = json.loads((EXAMPLES / f"{stem}.json").read_text())
+    api = json.loads((API_DIR / f"{stem}.api.json").read_text())
+    links = {l[0]: l for l in ui["links"]}
+    assert set(api) == {str(n["id"]) for n in ui["nodes"]}
+    for node in ui["nodes"]:
+        a = api[str(node["id"])]
+        assert a["class_type"] == node["type"]
+        schema = wf.NODE_SCHEMAS[node["type"]]
+        values = [v for v in node["widgets_values"]]
+        if schema.upload:
+            values = values[:-1]
+        if schema.seed_widget:
+            del values[schema.widgets.index(schema.seed_widget) + 1]
+        assert [a["inputs"][w] for w in schema.widgets] == values
+        for inp in node["inputs"]:
+            if "widget" in inp:
+                continue
+            if inp["link"] is None:
+                assert inp["name"] not in a["inputs"]
+            else:
+                _, src, slot, _, _, _ = links[inp["link"]]
+                assert a["inputs"][inp["name"]] == [str(src), slot]
+
+
+# ------------------------------------------------------------------------------------------ template browser
+def test_host_offers_the_workflows_as_templates(comfy_server):
+    templates = comfy_server.get_json("/workflow_templates")
+    assert sorted(templates.get(PACK_DIR_NAME, [])) == sorted(STEMS)
+    for stem in STEMS:
+        status, body = comfy_server.get(f"/api/workflow_templates/{PACK_DIR_NAME}/{stem}.json")
+        assert status == 200 and body == (EXAMPLES / f"{stem}.json").read_bytes()
+        status, body = comfy_server.get(f"/api/workflow_templates/{PACK_DIR_NAME}/{stem}.jpg")
+        assert status == 200 and body[:3] == b"\xff\xd8\xff", f"thumbnail of {stem} not served"

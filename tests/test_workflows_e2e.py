@@ -1,0 +1,421 @@
+"""Every example workflow end to end on CPU with the tiny models: in-process through ComfyUI's executor (the
+headless runner), over HTTP on the session server, through the headless command and scripts/queue_folder.py.
+
+The graphs are the shipped ones (headless.workflows.build) with e2e_support.variant_options: tiny checkpoint,
+tiny CLIP, a tiny VAE file through Load VAE, masks from the pictures, 64×64, 2 steps.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import e2e_support as S
+from colorize_diffusion.headless import cli
+from colorize_diffusion.headless import runner as R
+from colorize_diffusion.headless import workflows as wf
+from conftest import COMFYUI_DIR, GOLDEN, REPO
+
+pytestmark = pytest.mark.skipif(not S.tiny_models_available(), reason=f"tiny golden models not found in {GOLDEN}")
+
+STEMS = list(wf.WORKFLOWS)
+BATCH = sorted(p.name for p in [Path("a.png"), Path("b.png")])     # e2e_support.write_inputs' batch folder
+
+
+def _expected_count(stem):
+    return len(BATCH) if wf.WORKFLOWS[stem].batch else 1
+
+
+def _background(stem):
+    """style enhance also runs with a separate background picture (the other path of the v2 encoders)."""
+    return "background.png" if stem == "style_enhance_v2" else None
+
+
+# ==========================================================================================================
+# In-process (headless runner = execution.PromptExecutor)
+# ==========================================================================================================
+def _link_models(models: Path, vae_file: Path) -> Path:
+    for sub in ("colorizediffusion/preprocessors", "clip_vision", "vae"):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+    for f in S.TINY_CHECKPOINTS.values():
+        dest = models / "colorizediffusion" / f
+        dest.exists() or dest.symlink_to(GOLDEN / "models" / f)
+    dest = models / "clip_vision" / S.TINY_CLIP
+    dest.exists() or dest.symlink_to(GOLDEN / "clip" / S.TINY_CLIP)
+    dest = models / "vae" / S.TINY_VAE
+    dest.exists() or dest.symlink_to(vae_file)
+    return models
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_file(tmp_path_factory):
+    return S.write_tiny_vae(tmp_path_factory.mktemp("tiny_vae") / S.TINY_VAE)
+
+
+@pytest.fixture(scope="module")
+def inproc(tmp_path_factory, tiny_vae_file):
+    """The headless Runner with ComfyUI's model/input/output folders pointed at a temporary tree."""
+    import folder_paths
+
+    root = tmp_path_factory.mktemp("inproc")
+    models = _link_models(root / "models", tiny_vae_file)
+    S.write_inputs(root / "input")
+    (root / "output").mkdir()
+    st = {".safetensors"}
+    import torch
+    threads = torch.get_num_threads()
+    # tiny models: one thread is as fast on an idle machine and up to 8x faster on a busy 2-core one (no
+    # OpenMP spin-waiting against the server process)
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(folder_paths.folder_names_and_paths, "colorizediffusion", ([str(models / "colorizediffusion")], st))
+        mp.setitem(folder_paths.folder_names_and_paths, "clip_vision", ([str(models / "clip_vision")], st))
+        mp.setitem(folder_paths.folder_names_and_paths, "vae", ([str(models / "vae")], st))
+        mp.setitem(folder_paths.folder_names_and_paths, "colorizediffusion_preprocessors",
+                   ([str(models / "colorizediffusion" / "preprocessors")], set()))
+        mp.setattr(folder_paths, "input_directory", str(root / "input"))
+        mp.setattr(folder_paths, "output_directory", str(root / "output"))
+        runner = R.Runner()
+        runner.root = root
+        try:
+            yield runner
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _run(runner, stem, **changes):
+    opts = S.variant_options(stem, **changes)
+    result = runner.run(wf.build(stem, opts).to_api())
+    return [S.load_png(p) for p in result.image_files()]
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_workflow_runs_in_process(inproc, stem):
+    images = _run(inproc, stem, background=_background(stem))
+    assert len(images) == _expected_count(stem)
+    for img in images:
+        assert img.shape == (S.SIZE, S.SIZE, 3)
+        assert img.std() > 1, "a constant picture: the graph did not reach the decoder properly"
+
+
+def test_same_inputs_same_output_changed_parameters_differ(inproc):
+    """Same inputs and seed give the same pixels (the second run under another file name, so that nothing
+    comes from the executor's cache); each parameter acts."""
+    inp = inproc.root / "input"
+    for stem in ("vanilla", "full_enhance_v2"):
+        a, b = f"det_{stem}_a.png", f"det_{stem}_b.png"
+        shutil.copyfile(inp / "sketch.png", inp / a)
+        shutil.copyfile(inp / "sketch.png", inp / b)
+        base = _run(inproc, stem, sketch=a)[0]
+        assert np.array_equal(base, _run(inproc, stem, sketch=b)[0]), f"{stem}: not deterministic"
+        changes = ([{"seed": 99}, {"reference_scale": 2.0}, {"reference": "background.png"}] if stem == "vanilla"
+                   else [{"sketch_scale": 2.5}, {"merge_scale": 0.5}, {"background_factor": 0.2}])
+        for change in changes:
+            other = _run(inproc, stem, sketch=a, **change)[0]
+            assert not np.array_equal(base, other), f"{stem}: {change} changed nothing"
+
+
+def test_interrupt_mid_sampling_leaves_next_run_correct(inproc):
+    import comfy.model_management as mm
+
+    inp = inproc.root / "input"
+    for name in ("int_a.png", "int_b.png", "int_c.png"):      # same picture, three cache identities
+        shutil.copyfile(inp / "sketch.png", inp / name)
+    stem = "full_enhance_v2"
+    first = _run(inproc, stem, sketch="int_a.png", steps=4)[0]
+
+    seen = []
+
+    def stop_after_first_step(event, data):
+        if event == "progress":
+            seen.append(data["value"])
+            if data["value"] == 1:
+                mm.interrupt_current_processing(True)
+
+    prompt = wf.build(stem, S.variant_options(stem, sketch="int_b.png", steps=4)).to_api()
+    with pytest.raises(R.Interrupted, match="SamplerCustomAdvanced"):
+        inproc.run(prompt, listener=stop_after_first_step)
+    assert seen == [1], f"sampling went on after the interrupt: {seen}"
+    assert not mm.processing_interrupted()
+    after = _run(inproc, stem, sketch="int_c.png", steps=4)[0]
+    assert np.array_equal(first, after), "the run after an interrupt differs from an uninterrupted run"
+
+
+def test_shipped_isnet_mask_nodes_run_with_random_weights(inproc):
+    """The shipped background graph as is (ISNet sketch and reference masks), with random ISNet weights."""
+    import torch
+    from safetensors.torch import save_file
+
+    from colorize_diffusion.nodes import preprocess_nodes
+    from colorize_diffusion.preprocess.isnet import ISNetDIS
+
+    folder = inproc.root / "models" / "colorizediffusion" / "preprocessors"
+    net = ISNetDIS()
+    g = torch.Generator().manual_seed(0)
+    sd = {}
+    for k, v in net.state_dict().items():
+        if k.endswith("num_batches_tracked"):
+            sd[k] = v
+        elif k.endswith("running_var"):
+            sd[k] = torch.ones_like(v)
+        elif k.endswith("running_mean") or k.endswith("bias"):
+            sd[k] = torch.zeros_like(v)
+        elif v.ndim >= 2:
+            sd[k] = torch.randn(v.shape, generator=g) * (1.25 / math.sqrt(math.prod(v.shape[1:])))
+        else:
+            sd[k] = torch.ones_like(v)
+    save_file(sd, str(folder / "sketch-segment.safetensors"))
+    (folder / "isnetis.safetensors").symlink_to(folder / "sketch-segment.safetensors")
+    preprocess_nodes._CACHE.clear()
+    try:
+        images = _run(inproc, "background_enhance_v2", masks="isnet", mask_net_size=256)
+    finally:
+        preprocess_nodes._CACHE.clear()
+        for f in folder.iterdir():
+            f.unlink()
+    assert len(images) == 1 and images[0].shape == (S.SIZE, S.SIZE, 3)
+
+
+# ---------------------------------------------------------------------------------------------- headless
+def test_colorize_function_single_and_folder(inproc, tmp_path):
+    inp = inproc.root / "input"
+    opts = S.variant_options("vanilla")
+    one = R.colorize(inproc, "vanilla", opts, R.plan_jobs(inp / "sketch.png", tmp_path / "one.png"),
+                     reference=inp / "reference.png", progress=False)
+    assert one == [tmp_path / "one.png"] and S.load_png(one[0]).shape == (S.SIZE, S.SIZE, 3)
+    many = R.colorize(inproc, "vanilla", opts, R.plan_jobs(inp / wf.SKETCH_FOLDER, tmp_path / "many"),
+                      reference=inp / "reference.png", progress=False)
+    assert sorted(p.name for p in many) == BATCH
+    assert all(S.load_png(p).shape == (S.SIZE, S.SIZE, 3) for p in many)
+
+
+def _cli(capsys, *argv):
+    code = cli.main(list(map(str, argv)))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_says_which_weights_are_missing(inproc, capsys, tmp_path):
+    inp = inproc.root / "input"
+    common = ["--sketch", inp / "sketch.png", "--reference", inp / "reference.png", "--out", tmp_path / "x.png",
+              "--no-progress"]
+    code, _, err = _cli(capsys, "colorize", *common)            # no official checkpoint in the models folder
+    assert code == cli.EXIT_USAGE
+    assert "v2-full.safetensors" in err and "tellurion/ColorizeDiffusion" in err and "colorizediffusion" in err
+    code, _, err = _cli(capsys, "colorize", *common, "--checkpoint", "v2-full.safetensors")
+    assert code == cli.EXIT_USAGE and "checkpoint v2-full.safetensors not found" in err and "huggingface" in err
+    code, _, err = _cli(capsys, "colorize", *common, "--checkpoint", S.TINY_CHECKPOINTS["v2"])
+    assert code == cli.EXIT_USAGE and "clip_vision_h.safetensors" in err and "clip_vision" in err
+    code, _, err = _cli(capsys, "colorize", *common, "--checkpoint", S.TINY_CHECKPOINTS["v2"],
+                        "--clip-vision", S.TINY_CLIP)
+    assert code == cli.EXIT_USAGE and "contains no VAE" in err and "--vae" in err
+    code, _, err = _cli(capsys, "colorize", *common, "--checkpoint", S.TINY_CHECKPOINTS["v2"], "--clip-vision",
+                        S.TINY_CLIP, "--vae", S.TINY_VAE, "--mode", "background")
+    assert code == cli.EXIT_USAGE
+    assert "sketch-segment.safetensors" in err and "isnetis.safetensors" in err and "huggingface.co" in err
+    code, _, err = _cli(capsys, "colorize", *common, "--checkpoint", S.TINY_CHECKPOINTS["v1"], "--clip-vision",
+                        S.TINY_CLIP, "--vae", S.TINY_VAE, "--mode", "style")
+    assert code == cli.EXIT_USAGE and "needs a v2 checkpoint" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_runs_in_process_with_masks_from_files(inproc, capsys, tmp_path):
+    inp = inproc.root / "input"
+    code, out, err = _cli(capsys, "colorize", "--sketch", inp / "sketch.png", "--reference", inp / "reference.png",
+                          "--out", tmp_path / "bg.png", "--mode", "background",
+                          "--checkpoint", S.TINY_CHECKPOINTS["v1.5"], "--clip-vision", S.TINY_CLIP, "--clip-heads", 4,
+                          "--vae", S.TINY_VAE, "--sketch-mask", inp / "sketch.png",
+                          "--reference-mask", inp / "reference.png", "--width", 64, "--height", 64, "--steps", 2,
+                          "--seed", 5, "--no-progress")
+    assert code == 0, err
+    assert out.strip() == str(tmp_path / "bg.png") and S.load_png(tmp_path / "bg.png").shape == (64, 64, 3)
+    assert "v1.5" in err and "seed 5" in err
+
+
+def test_workflow_command_prints_the_shipped_api_json(capsys):
+    code, out, _ = _cli(capsys, "workflow", "--workflow", "full_enhance_v2", "--seed", "0")
+    assert code == 0
+    shipped = json.loads((REPO / "tests" / "workflows" / "full_enhance_v2.api.json").read_text())
+    assert json.loads(out) == shipped
+
+
+def test_python_dash_m_command_end_to_end(tmp_path, tiny_vae_file):
+    """`python -m colorize_diffusion colorize` in a fresh interpreter: bootstrap, folder mode, progress bar."""
+    base = tmp_path / "base"
+    _link_models(base / "models", tiny_vae_file)
+    S.write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    # colorize_diffusion is importable through setup.sh's .pth; one OpenMP thread (tiny models, busy CI cores)
+    env = dict(os.environ, COMFYUI_DIR=str(COMFYUI_DIR), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "colorize_diffusion", "colorize", "--sketch", tmp_path / "in" / wf.SKETCH_FOLDER,
+           "--reference", tmp_path / "in" / "reference.png", "--out", out, "--base-directory", base,
+           "--checkpoint", S.TINY_CHECKPOINTS["v2"], "--clip-vision", S.TINY_CLIP, "--clip-heads", "4",
+           "--vae", S.TINY_VAE, "--mode", "style", "--width", "64", "--height", "64", "--steps", "2", "--seed", "3"]
+    t0 = time.monotonic()
+    proc = subprocess.run([str(c) for c in cmd], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == BATCH
+    assert proc.stdout.split() == [str(out / n) for n in BATCH]
+    assert "step" in proc.stderr and "2/2" in proc.stderr, "no progress bar on stderr"
+    assert not list((base / "output").glob("**/*.png")), "results must go to --out only"
+    print(f"python -m colorize_diffusion: {time.monotonic() - t0:.1f} s")
+
+
+def test_python_dash_m_reports_missing_host(tmp_path):
+    env = dict(os.environ, COMFYUI_DIR=str(tmp_path / "nowhere"))
+    S.write_inputs(tmp_path / "in")
+    proc = subprocess.run([sys.executable, "-m", "colorize_diffusion", "colorize", "--sketch",
+                           str(tmp_path / "in" / "sketch.png"), "--reference", str(tmp_path / "in" / "reference.png"),
+                           "--out", str(tmp_path / "o.png")], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == cli.EXIT_USAGE, proc.stderr[-2000:]
+    assert "no ComfyUI found" in proc.stderr and "make setup" in proc.stderr
+
+
+# ==========================================================================================================
+# Over HTTP on the session server (scripts/run.sh)
+# ==========================================================================================================
+@pytest.fixture(scope="module")
+def http(comfy_server):
+    S.prepare_server(comfy_server)
+    return comfy_server
+
+
+def queue(server, prompt, client_id=None) -> str:
+    status, body = server.post_json("/prompt", {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex})
+    assert status == 200, body
+    return body["prompt_id"]
+
+
+def wait(server, prompt_id, timeout=180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hist = server.get_json(f"/history/{prompt_id}")
+        if prompt_id in hist and hist[prompt_id].get("status", {}).get("completed") is not None:
+            entry = hist[prompt_id]
+            if entry["status"]["status_str"] != "pending":
+                return entry
+        time.sleep(0.1)
+    raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
+
+
+def images_of(server, entry) -> list[np.ndarray]:
+    from io import BytesIO
+
+    from PIL import Image
+    out = []
+    for node_out in entry["outputs"].values():
+        for img in node_out.get("images", []):
+            q = urllib.parse.urlencode({"filename": img["filename"], "subfolder": img["subfolder"],
+                                        "type": img["type"]})
+            status, body = server.get(f"/view?{q}")
+            assert status == 200
+            out.append(np.asarray(Image.open(BytesIO(body)).convert("RGB")))
+    return out
+
+
+def run_http(server, stem, **changes) -> list[np.ndarray]:
+    prompt = wf.build(stem, S.variant_options(stem, **changes)).to_api()
+    entry = wait(server, queue(server, prompt))
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-3000:]
+    return images_of(server, entry)
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_workflow_runs_over_http(http, stem):
+    images = run_http(http, stem, background=_background(stem), filename_prefix=f"http/{stem}")
+    assert len(images) == _expected_count(stem)
+    assert all(img.shape == (S.SIZE, S.SIZE, 3) for img in images)
+
+
+def _copies(server, *names):
+    inp = server.base_dir / "input"
+    for name in names:
+        shutil.copyfile(inp / "sketch.png", inp / name)
+
+
+def test_http_same_inputs_same_output_changed_parameters_differ(http):
+    _copies(http, "det_a.png", "det_b.png")     # distinct names: nothing comes from the server's cache
+    a = run_http(http, "full_enhance_v2", sketch="det_a.png")[0]
+    b = run_http(http, "full_enhance_v2", sketch="det_b.png")[0]
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, run_http(http, "full_enhance_v2", sketch="det_b.png", seed=7)[0])
+
+
+def test_http_interrupt_mid_sampling_leaves_next_run_correct(http):
+    import aiohttp
+
+    _copies(http, "hint_a.png", "hint_b.png", "hint_c.png")
+    stem = "vanilla"
+    first = run_http(http, stem, sketch="hint_a.png", steps=3)[0]
+
+    async def interrupted_run():
+        cid = uuid.uuid4().hex
+        ws_url = http.url.replace("http://", "ws://") + f"/ws?clientId={cid}"
+        events = []
+        async with aiohttp.ClientSession() as s, s.ws_connect(ws_url) as ws:
+            prompt = wf.build(stem, S.variant_options(stem, sketch="hint_b.png", steps=60)).to_api()
+            async with s.post(http.url + "/prompt", json={"prompt": prompt, "client_id": cid}) as r:
+                pid = (await r.json())["prompt_id"]
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                m = json.loads(msg.data)
+                if m.get("data", {}).get("prompt_id") != pid:
+                    continue
+                events.append((m["type"], m["data"].get("value")))
+                if m["type"] == "progress" and m["data"].get("value") == 1:
+                    async with s.post(http.url + "/interrupt", json={}) as r:
+                        assert r.status == 200
+                if m["type"] in ("execution_interrupted", "execution_success", "execution_error"):
+                    return pid, events
+
+    pid, events = asyncio.run(asyncio.wait_for(interrupted_run(), 240))
+    assert events[-1][0] == "execution_interrupted", events
+    steps_done = [v for t, v in events if t == "progress"]
+    assert max(steps_done) < 60, "the interrupt came too late to test anything"
+    entry = wait(http, pid)
+    assert entry["status"]["status_str"] == "error"
+    assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"])
+    after = run_http(http, stem, sketch="hint_c.png", steps=3)[0]
+    assert np.array_equal(first, after), "the run after an interrupt differs from an uninterrupted run"
+
+
+def test_queue_folder_script(http, tmp_path):
+    inp = http.base_dir / "input"
+    out = tmp_path / "results"
+    cmd = [sys.executable, str(REPO / "scripts" / "queue_folder.py"), "--server", http.url,
+           "--sketches", inp / wf.SKETCH_FOLDER, "--reference", inp / "reference.png", "--out", out,
+           "--checkpoint", S.TINY_CHECKPOINTS["v2"], "--clip-vision", S.TINY_CLIP, "--clip-heads", "4",
+           "--vae", S.TINY_VAE, "--width", "64", "--height", "64", "--steps", "2", "--seed", "11"]
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == BATCH
+    assert proc.stdout.split() == [str(out / n) for n in BATCH]
+    assert all(S.load_png(p).shape == (64, 64, 3) for p in out.iterdir())
+    # with an API-format file instead of --mode: the shipped copy with the tiny files swapped in
+    api = wf.build("vanilla", S.variant_options("vanilla", seed=11)).to_api()
+    (tmp_path / "wf.api.json").write_text(json.dumps(api))
+    out2 = tmp_path / "results2"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "queue_folder.py"), "--server", http.url,
+                           "--sketches", str(inp / "sketch.png"), "--reference", str(inp / "reference.png"),
+                           "--out", str(out2), "--workflow", str(tmp_path / "wf.api.json"), "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [p.name for p in out2.iterdir()] == ["sketch.png"]
+    # bad input: a clear message and exit code 2
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "queue_folder.py"), "--server", http.url,
+                           "--sketches", str(inp / "sketch.png"), "--reference", str(inp / "reference.png"),
+                           "--out", str(tmp_path / "x"), "--checkpoint", "missing.safetensors", "--no-progress"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "missing.safetensors" in proc.stderr, proc.stderr
