@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import importlib.util
 import json
 import random
 import sys
@@ -41,14 +39,10 @@ class QueueError(RuntimeError):
 
 def load_workflows():
     """headless/workflows.py without importing the pack (no ComfyUI needed on this side)."""
-    name = "_colorizediffusion_headless"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "headless" / "__init__.py",
-                                                      submodule_search_locations=[str(REPO / "headless")])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return importlib.import_module(f"{name}.workflows")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from build_workflows import load_headless
+
+    return load_headless()
 
 
 # ----------------------------------------------------------------------------------------------------------
