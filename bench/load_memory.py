@@ -51,8 +51,16 @@ def _child(kind: str, path: str) -> None:
     after = env.proc_status()
     for k, v in after.items():
         peak[k] = max(peak.get(k, 0), v)
+    # First use: read every weight once (what the first sampling step does), then look again.
+    modules = [keep[0].model] + ([keep[2].unet_extras, keep[2].encoders] if kind == "pack" else [])
+    with torch.no_grad():
+        for m in modules:
+            for t in list(m.parameters()) + list(m.buffers()):
+                t.sum()
+    used = env.proc_status()
     del keep
-    print(json.dumps({"kind": kind, "seconds": seconds, "base": base, "peak": peak, "after": after}))
+    print(json.dumps({"kind": kind, "seconds": seconds, "base": base, "peak": peak, "after": after,
+                      "after_first_use": used}))
 
 
 def measure(kind: str, path: Path) -> dict:
@@ -76,9 +84,12 @@ def run(v2_file: Path, plain_file: Path, log=print) -> dict:
     comfy = measure("comfy", plain_file)
     gib = 1024 ** 3
     for name, r in (("pack loader, v2 file", pack), ("ComfyUI loader, plain SD2 file", comfy)):
+        used = r["after_first_use"]
         log(f"  {name}: file {r['file_bytes'] / gib:.2f} GiB, load {r['seconds']:.1f} s, "
             f"peak anon +{r['anon_delta'] / gib:.2f} GiB ({r['anon_over_file']:.3f}x file), "
-            f"peak RSS +{r['rss_delta'] / gib:.2f} GiB ({r['rss_over_file']:.3f}x file)")
+            f"peak RSS +{r['rss_delta'] / gib:.2f} GiB ({r['rss_over_file']:.3f}x file); after reading every "
+            f"weight once: anon +{(used['RssAnon'] - r['base']['RssAnon']) / gib:.2f} GiB, file-backed "
+            f"+{(used['RssFile'] - r['base']['RssFile']) / gib:.2f} GiB")
     return {"pack": pack, "comfy": comfy,
             "load_peak_anon_over_file": pack["anon_over_file"],
             "load_peak_rss_over_comfy": pack["rss_over_file"] / comfy["rss_over_file"]}

@@ -7,8 +7,11 @@ conditioning, the baseline is the plain ModelPatcher with a plain context of the
 (256 for vanilla/style, 512 for the split modes). Attention is ComfyUI's `optimized_attention` on both sides
 (the patches call the same function).
 
-Timing: after one untimed warm-up call per variant, rounds visit every variant once (interleaved, so drift hits
-all alike); each mode's figure is the median over rounds of (patched / baseline of the same round).
+Timing: weights are copied into RAM first (see `materialize`), one untimed warm-up step, then rounds; each round
+times every (patched, unpatched) pair back to back in alternating order, so both sides of a ratio see the same
+machine load. A mode's figure is the median over rounds of patched / unpatched of the same round; the ratio of
+the fastest steps and (with --flops) the ratio of matmul/conv/attention FLOPs are printed beside it. Denormal
+floats are flushed to zero by the caller (random weights produce them; they cost 10-100x on x86).
 """
 from __future__ import annotations
 
@@ -27,13 +30,15 @@ class Timer:
     """A KSAMPLER sample function that evaluates the model once and records the wall time of that call."""
 
     def __init__(self):
-        self.times = []
+        self.times = []       # wall seconds
+        self.cpu = []         # CPU seconds of this process (all threads)
 
     def __call__(self, model_k, x, sigmas, extra_args=None, callback=None, disable=None):
         s = x.new_ones([x.shape[0]]) * float(sigmas[0])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = model_k(x, s, **(extra_args or {}))
         self.times.append(time.perf_counter() - t0)
+        self.cpu.append(time.process_time() - c0)
         self.last = out
         return out
 
@@ -80,8 +85,9 @@ class Variant:
 
         noise = torch.randn(latent_shape, generator=torch.Generator().manual_seed(seed))
         sigmas = torch.tensor([SIGMA, 0.0])
-        self.guider().sample(noise, torch.zeros(latent_shape), comfy.samplers.KSAMPLER(self.timer), sigmas,
-                             seed=seed, disable_pbar=True)
+        with torch.inference_mode():                 # as ComfyUI's executor runs every node
+            self.guider().sample(noise, torch.zeros(latent_shape), comfy.samplers.KSAMPLER(self.timer), sigmas,
+                                 seed=seed, disable_pbar=True)
         return self.timer.last
 
 
@@ -142,17 +148,38 @@ def plain_conditionings(tokens: int, dim: int, seed: int = 1):
     return [[ctx, {}]], [[torch.zeros_like(ctx), {}]], None
 
 
-def run_rounds(variants: list, latent_shape, rounds: int, log=print) -> None:
-    for v in variants:                       # warm-up: page in weights, allocator, caches
-        out = v.step(latent_shape)
-        if not torch.isfinite(out).all():
-            raise RuntimeError(f"{v.name}: non-finite output")
+def run_rounds(pairs: list, latent_shape, rounds: int, log=print, flops: bool = False) -> None:
+    """One untimed warm-up call (every variant shares the model and its memory), then `rounds` rounds.
+
+    A round times each (patched, baseline) pair back to back, alternating which of the two goes first and the
+    order of the pairs, so that the two sides of a ratio see the same machine load as far as possible.
+    With `flops`, every variant first runs once more under torch's FlopCounterMode (matmul/conv/attention FLOPs;
+    deterministic, slower than a plain step)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pairs[0][1].step(latent_shape)
+    for v in {id(v): v for pair in pairs for v in pair}.values():
+        v.flops = v.batch_sizes = None
+        if flops:
+            with FlopCounterMode(display=False) as fc:
+                v.step(latent_shape)
+            v.flops = fc.get_total_flops()
         v.timer.times.clear()
+        v.timer.cpu.clear()
     for r in range(rounds):
         t0 = time.perf_counter()
-        for v in (variants if r % 2 == 0 else variants[::-1]):
-            v.step(latent_shape, seed=r + 1)
-        log(f"    round {r + 1}/{rounds}: " + ", ".join(f"{v.name} {v.timer.times[-1]:.2f}s" for v in variants)
+        for a, b in (pairs if r % 2 == 0 else pairs[::-1]):
+            for v in ((b, a) if r % 2 == 0 else (a, b)):
+                rec = getattr(v, "recorder", None)
+                if rec is not None:
+                    rec.sizes.clear()
+                out = v.step(latent_shape, seed=r + 1)
+                if rec is not None and v.batch_sizes is None:
+                    v.batch_sizes = list(rec.sizes)
+                if not torch.isfinite(out).all():
+                    raise RuntimeError(f"{v.name}: non-finite output")
+        log(f"    round {r + 1}/{rounds}: " + ", ".join(
+            f"{a.name} {a.timer.times[-1]:.2f}s/{b.timer.times[-1]:.2f}s" for a, b in pairs)
             + f" ({time.perf_counter() - t0:.0f} s)")
 
 
@@ -160,64 +187,104 @@ def paired_ratio(a: Variant, b: Variant) -> float:
     return statistics.median(x / y for x, y in zip(a.timer.times, b.timer.times))
 
 
-def count_unet_calls(model, variant_factory, latent_shape) -> list:
-    """Batch sizes of the UNet calls one sampler step makes (checks that the 3 passes really are one batch)."""
-    import comfy.patcher_extension
+def spread(a: Variant, b: Variant) -> str:
+    r = sorted(x / y for x, y in zip(a.timer.times, b.timer.times))
+    return f"{r[0]:.3f}-{r[-1]:.3f}"
 
-    sizes = []
 
-    def wrapper(executor, x, *args, **kwargs):
-        sizes.append(int(x.shape[0]))
+def load_average() -> str:
+    import os
+
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+class BatchRecorder:
+    """DIFFUSION_MODEL wrapper recording the batch size of every UNet call (is the 3-way batch one call?)."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, executor, x, *args, **kwargs):
+        self.sizes.append(int(x.shape[0]))
         return executor(x, *args, **kwargs)
 
+
+def with_recorder(model):
+    import comfy.patcher_extension
+
     m = model.clone()
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "bench_counter", wrapper)
-    variant_factory(m).step(latent_shape)
-    return sizes
+    rec = BatchRecorder()
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "bench_batch_recorder", rec)
+    return m, rec
 
 
-def run(ckpt, size: int, rounds: int, dual_rounds: int, log=print) -> dict:
+def materialize(*modules) -> int:
+    """Copy every weight into anonymous memory; returns the bytes copied.
+
+    The pack's loader leaves the weights as copy-on-write views of the mmap'd file until first written, so the
+    kernel may drop them like page cache when idle (this VM runs a DAMON pageout scheme) and a later step would
+    re-read them from disk. Timings must not depend on that: both sides share these (then resident) weights.
+    """
+    n = 0
+    for module in modules:
+        for t in list(module.parameters()) + list(module.buffers()):
+            t.data = t.data.clone()
+            n += t.numel() * t.element_size()
+    return n
+
+
+def run(ckpt, size: int, rounds: int, dual_rounds: int, log=print, flops: bool = False) -> dict:
     from colorize_diffusion.model_patches.unet_patches import apply_colorizer
 
     col = ckpt.colorizer
     plain = ckpt.model
+    materialize(plain.model, col.unet_extras)
     patched = apply_colorizer(plain, col)
     inp = build_inputs(ckpt, size)
     latent = inp["latent"]
     results = {"size": size, "steps": {}}
 
-    variants, pairs = [], {}
-    base256 = Variant("base256", plain, *plain_conditionings(256, col.context_dim))
-    base512 = Variant("base512", plain, *plain_conditionings(512, col.context_dim))
-    variants += [base256, base512]
+    pairs = {}
     for mode in MODES:
         pos, neg, sk = mode_conditionings(col, mode, inp)
-        v = Variant(mode, patched, pos, neg, sk)
-        variants.append(v)
-        pairs[mode] = (v, base512 if mode in ("bg", "full") else base256)
-    log(f"  per-step time at {size}x{size} (latent {latent[2]}x{latent[3]}), batch 1, {rounds} rounds")
-    run_rounds(variants, latent, rounds, log)
+        tokens = 512 if mode in ("bg", "full") else 256
+        pairs[mode] = (Variant(mode, patched, pos, neg, sk),
+                       Variant(f"unpatched{tokens}", plain, *plain_conditionings(tokens, col.context_dim)))
+    log(f"  per-step time at {size}x{size} (latent {latent[2]}x{latent[3]}), batch 1, {rounds} rounds "
+        f"(patched/unpatched per mode); {load_average()}")
+    run_rounds(list(pairs.values()), latent, rounds, log, flops)
     for mode, (v, b) in pairs.items():
         results["steps"][mode] = {"patched_s": statistics.median(v.timer.times),
-                                  "baseline_s": statistics.median(b.timer.times), "ratio": paired_ratio(v, b)}
+                                  "baseline_s": statistics.median(b.timer.times), "ratio": paired_ratio(v, b),
+                                  "spread": spread(v, b), "min_ratio": min(v.timer.times) / min(b.timer.times),
+                                  "flop_ratio": v.flops / b.flops if flops else None}
         r = results["steps"][mode]
-        log(f"  {mode:8s} patched {r['patched_s']:.3f} s, unpatched {r['baseline_s']:.3f} s "
-            f"(context {b.name[4:]} tokens) -> {r['ratio']:.3f}x")
+        log(f"  {mode:8s} patched {r['patched_s']:.2f} s, unpatched {r['baseline_s']:.2f} s "
+            f"(context {b.name[9:]} tokens) -> {r['ratio']:.3f}x (rounds {r['spread']}; ratio of fastest "
+            f"{r['min_ratio']:.3f}x)"
+            + (f"; FLOPs {v.flops / 1e9:.0f} G vs {b.flops / 1e9:.0f} G = {r['flop_ratio']:.3f}x" if flops else ""))
+    log(f"  {load_average()}")
 
     pos, neg, sk = mode_conditionings(col, "full", inp)
-    sep_class = separate_guider_class()
-    batched = Variant("batched", patched, pos, neg, sk, REF_SCALE, SKETCH_SCALE)
-    separate = Variant("separate", patched, pos, neg, sk, REF_SCALE, SKETCH_SCALE, guider_class=sep_class)
-    calls_b = count_unet_calls(patched, lambda m: Variant("x", m, pos, neg, sk, REF_SCALE, SKETCH_SCALE), latent)
-    calls_s = count_unet_calls(patched, lambda m: Variant("x", m, pos, neg, sk, REF_SCALE, SKETCH_SCALE,
-                                                          guider_class=sep_class), latent)
-    log(f"  dual guidance (full mode, ref {REF_SCALE:g}, sketch {SKETCH_SCALE:g}): UNet batch sizes per step "
-        f"batched {calls_b}, separate {calls_s}; {dual_rounds} rounds")
-    run_rounds([batched, separate], latent, dual_rounds, log)
+    counted, recorder = with_recorder(patched)
+    batched = Variant("batched", counted, pos, neg, sk, REF_SCALE, SKETCH_SCALE)
+    separate = Variant("separate", counted, pos, neg, sk, REF_SCALE, SKETCH_SCALE,
+                       guider_class=separate_guider_class())
+    batched.recorder = separate.recorder = recorder
+    log(f"  dual guidance (full mode, ref {REF_SCALE:g}, sketch {SKETCH_SCALE:g}), {dual_rounds} rounds")
+    run_rounds([(batched, separate)], latent, dual_rounds, log, flops)
+    calls_b, calls_s = batched.batch_sizes, separate.batch_sizes
+    log(f"  UNet calls per sampler step (batch sizes): batched {calls_b}, separate {calls_s}")
     ratio = paired_ratio(batched, separate)
     results["dual"] = {"batched_s": statistics.median(batched.timer.times),
                        "separate_s": statistics.median(separate.timer.times), "ratio": ratio,
-                       "batch_sizes": {"batched": calls_b, "separate": calls_s}}
-    log(f"  dual guidance: one 3-way batch {results['dual']['batched_s']:.3f} s, three passes "
-        f"{results['dual']['separate_s']:.3f} s -> {ratio:.3f}x")
+                       "spread": spread(batched, separate),
+                       "min_ratio": min(batched.timer.times) / min(separate.timer.times), "batch_sizes": {"batched": calls_b, "separate": calls_s}}
+    log(f"  dual guidance: one 3-way batch {results['dual']['batched_s']:.2f} s, three passes "
+        f"{results['dual']['separate_s']:.2f} s -> {ratio:.3f}x (rounds {results['dual']['spread']})"
+        + (f"; FLOPs {batched.flops / 1e9:.0f} G vs {separate.flops / 1e9:.0f} G" if flops else "")
+        + f"; {load_average()}")
     return results

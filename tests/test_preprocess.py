@@ -402,16 +402,17 @@ def test_batchnorm_num_batches_tracked_may_be_absent(isnet_file):
 
 
 class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, ("touch /tmp/colorize_diffusion_pickle_ran",))
+        return (os.system, (f"touch {self.marker}",))
 
 
 def test_pickle_that_would_run_code_is_refused(tmp_path):
-    marker = "/tmp/colorize_diffusion_pickle_ran"
-    if os.path.exists(marker):
-        os.remove(marker)
+    marker = str(tmp_path / "pickle_code_ran")
     path = tmp_path / "netG.pth"
-    torch.save({"model.model.0.weight": _Exploit()}, path)
+    torch.save({"model.model.0.weight": _Exploit(marker)}, path)
     with pytest.raises(ColorizerLoadError, match="refusing to load"):
         weights.load_network("anime2sketch", str(path))
     assert not os.path.exists(marker)

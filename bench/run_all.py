@@ -1,0 +1,118 @@
+"""ColorizeDiffusion speed and memory benchmark (CPU, fp32): one command, one run, ratios against baselines
+measured side by side. See docs/performance.md for the figures and what they mean.
+
+    .venv/bin/python bench/run_all.py [--size 512] [--quick] [--workdir DIR] [--skip load,encoders,steps]
+
+1. loading memory: the pack's loader on a full-size random v2 file vs ComfyUI's loader on a plain SD2 file of
+   the same UNet (each in its own subprocess);
+2. encoder runs per prompt / per re-queue through ComfyUI's executor (tiny golden models);
+3. per-step UNet time, patched vs unpatched, for vanilla / background / style / full at size² px, and dual
+   guidance as one 3-way batch vs three passes.
+
+The full-size files (7.0 GB + 3.8 GB) are written to a temporary folder and removed afterwards, unless
+--workdir names a folder to keep (and reuse) them in. The last line printed is machine-readable (RESULT ...).
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):                       # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "bench"
+
+from bench import env  # noqa: E402
+
+
+def log(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, default=None, help="image side in px for the step timings (default 512)")
+    ap.add_argument("--quick", action="store_true", help="fast sanity run: 256 px, fewer rounds")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds for the per-mode step times")
+    ap.add_argument("--dual-rounds", type=int, default=None, help="rounds for batched vs separate guidance")
+    ap.add_argument("--flops", action="store_true",
+                    help="also count each variant's matmul/conv/attention FLOPs (one extra step per variant)")
+    ap.add_argument("--workdir", type=Path, default=None, help="keep the generated full-size files here")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: load, encoders, steps")
+    a = ap.parse_args(argv)
+    size = a.size or (256 if a.quick else 512)
+    rounds = a.rounds or (2 if a.quick else 3)
+    dual_rounds = a.dual_rounds or (1 if a.quick else 2)
+    skip = {s for s in a.skip.split(",") if s}
+
+    t_start = time.perf_counter()
+    env.setup()
+    import torch
+
+    # Random weights can drive activations into denormal floats, which cost 10-100x per operation on x86 CPUs
+    # and would measure an artefact of the random weights, not the code: flush them to zero (both sides alike).
+    torch.set_flush_denormal(True)
+    log(f"machine: {platform.processor() or platform.machine()}, {env.THREADS} torch threads, torch "
+        f"{torch.__version__}, fp32, attention {env.attention_backend()}")
+
+    from bench import models
+
+    workdir = a.workdir
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.mkdtemp(prefix="cd-bench-")
+        workdir = Path(tmp)
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = {}
+    try:
+        t = time.perf_counter()
+        v2_file = models.write_v2_file(workdir)
+        plain_file = models.write_plain_sd2_file(workdir) if "load" not in skip else None
+        log(f"full-size random files ready in {time.perf_counter() - t:.0f} s: {v2_file.name} "
+            f"({v2_file.stat().st_size / 1024 ** 3:.2f} GiB)"
+            + (f", {plain_file.name} ({plain_file.stat().st_size / 1024 ** 3:.2f} GiB)" if plain_file else ""))
+
+        if "load" not in skip:
+            from bench import load_memory
+
+            log("\n[1] peak memory while loading (increase over the process after its imports)")
+            r = load_memory.run(v2_file, plain_file, log)
+            result["load_peak_anon_over_file"] = r["load_peak_anon_over_file"]
+            result["load_peak_rss_over_comfy"] = r["load_peak_rss_over_comfy"]
+
+        if "encoders" not in skip:
+            from bench import encoders
+
+            log(f"\n[2] encoder runs, v2 full mode, dual guidance, {encoders.STEPS} steps, through the executor")
+            r = encoders.run(log)
+            result["encoder_runs_per_prompt"] = r["encoder_runs_per_prompt"]
+            result["encoder_runs_requeue"] = r["encoder_runs_requeue"]
+
+        if "steps" not in skip:
+            from bench import step_time
+            from colorize_diffusion.model_patches.checkpoint import load_checkpoint
+
+            log(f"\n[3] per-step UNet time, full-size v2 UNet, {size}x{size} px")
+            ckpt = load_checkpoint(str(v2_file), dtype=torch.float32)
+            r = step_time.run(ckpt, size, rounds, dual_rounds, log, flops=a.flops)
+            for mode in step_time.MODES:
+                result[mode] = r["steps"][mode]["ratio"]
+            result["dualcfg_batched_vs_separate"] = r["dual"]["ratio"]
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    log(f"\ntotal benchmark time {time.perf_counter() - t_start:.0f} s")
+    fmt = lambda k: f"{result[k]:.3f}" if isinstance(result.get(k), float) else str(result.get(k, "na"))  # noqa: E731
+    keys = ["vanilla", "bg", "style", "full", "dualcfg_batched_vs_separate", "encoder_runs_per_prompt",
+            "encoder_runs_requeue", "load_peak_anon_over_file", "load_peak_rss_over_comfy"]
+    log("RESULT " + " ".join(f"{k}={fmt(k)}" for k in keys))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
