@@ -45,8 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", default="", help="comma list of parts to skip: load, encoders, steps")
     a = ap.parse_args(argv)
     size = a.size or (256 if a.quick else 512)
-    rounds = a.rounds or (2 if a.quick else 3)
-    dual_rounds = a.dual_rounds or (1 if a.quick else 2)
+    rounds = a.rounds or (4 if a.quick else 5)
+    dual_rounds = a.dual_rounds or 2
     skip = {s for s in a.skip.split(",") if s}
 
     t_start = time.perf_counter()
