@@ -16,8 +16,14 @@ GOLDEN = Path(os.environ.get("COLORIZEDIFFUSION_GOLDEN") or REPO.parent / "share
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 
 
-def setup() -> None:
-    """Idempotent: paths, CPU host, thread count."""
+ATTENTION = {
+    "sdpa": "torch scaled_dot_product_attention (ComfyUI --use-pytorch-cross-attention; its default on NVIDIA GPUs)",
+    "comfy-cpu": "ComfyUI's CPU default (sub-quadratic attention)",
+}
+
+
+def setup(attention: str = "sdpa") -> None:
+    """Idempotent: paths, CPU host, attention backend (before comfy.model_management is imported), threads."""
     if not (COMFYUI_DIR / "comfy").is_dir():
         raise SystemExit(f"No ComfyUI tree at {COMFYUI_DIR}: run scripts/setup.sh or set COMFYUI_DIR")
     for p in (str(COMFYUI_DIR), str(PKG_LINK_DIR)):
@@ -26,6 +32,11 @@ def setup() -> None:
     from comfy.cli_args import args
 
     args.cpu = True
+    if attention not in ATTENTION:
+        raise SystemExit(f"unknown attention {attention!r}: one of {', '.join(ATTENTION)}")
+    if "comfy.model_management" in sys.modules and args.use_pytorch_cross_attention != (attention == "sdpa"):
+        raise SystemExit("the attention backend must be chosen before ComfyUI's model management is imported")
+    args.use_pytorch_cross_attention = attention == "sdpa"
     import utils.extra_config  # noqa: F401  (before comfy/ lands on sys.path, see comfyui-host.md §6.2)
     import torch
 

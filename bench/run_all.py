@@ -1,13 +1,15 @@
 """ColorizeDiffusion speed and memory benchmark (CPU, fp32): one command, one run, ratios against baselines
 measured side by side. See docs/performance.md for the figures and what they mean.
 
-    .venv/bin/python bench/run_all.py [--size 512] [--quick] [--workdir DIR] [--skip load,encoders,steps]
+    .venv/bin/python bench/run_all.py [--size 512] [--quick] [--rounds N] [--attention sdpa|comfy-cpu]
+                                      [--flops] [--workdir DIR] [--skip load,encoders,steps]
 
 1. loading memory: the pack's loader on a full-size random v2 file vs ComfyUI's loader on a plain SD2 file of
    the same UNet (each in its own subprocess);
 2. encoder runs per prompt / per re-queue through ComfyUI's executor (tiny golden models);
-3. per-step UNet time, patched vs unpatched, for vanilla / background / style / full at size² px, and dual
-   guidance as one 3-way batch vs three passes.
+3. per-step UNet time, patched vs unpatched, for vanilla / background / style / full at size² px, an A/A pair
+   (the run's resolution), and dual guidance as one 3-way batch vs three passes;
+4. the same ratios estimated from the patched parts timed one by one (bench/components.py): low noise.
 
 The full-size files (7.0 GB + 3.8 GB) are written to a temporary folder and removed afterwards, unless
 --workdir names a folder to keep (and reuse) them in. The last line printed is machine-readable (RESULT ...).
@@ -41,6 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dual-rounds", type=int, default=None, help="rounds for batched vs separate guidance")
     ap.add_argument("--flops", action="store_true",
                     help="also count each variant's matmul/conv/attention FLOPs (one extra step per variant)")
+    ap.add_argument("--attention", default="sdpa", choices=sorted(env.ATTENTION),
+                    help="attention backend of both sides: sdpa (default) or comfy-cpu (sub-quadratic)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated full-size files here")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: load, encoders, steps")
     a = ap.parse_args(argv)
@@ -50,7 +54,7 @@ def main(argv=None) -> int:
     skip = {s for s in a.skip.split(",") if s}
 
     t_start = time.perf_counter()
-    env.setup()
+    env.setup(a.attention)
     import torch
 
     # Random weights can drive activations into denormal floats, which cost 10-100x per operation on x86 CPUs
@@ -67,7 +71,7 @@ def main(argv=None) -> int:
         tmp = tempfile.mkdtemp(prefix="cd-bench-")
         workdir = Path(tmp)
     workdir.mkdir(parents=True, exist_ok=True)
-    result = {}
+    result, estimates = {}, {}
     try:
         t = time.perf_counter()
         v2_file = models.write_v2_file(workdir)
@@ -102,6 +106,15 @@ def main(argv=None) -> int:
             for mode in step_time.MODES:
                 result[mode] = r["steps"][mode]["ratio"]
             result["dualcfg_batched_vs_separate"] = r["dual"]["ratio"]
+
+            from bench import components
+
+            log("\n[4] the same ratios estimated part by part: the pack's parts and what they replace, each timed "
+                "on its real inputs (fastest of 5)")
+            fastest = {}                      # tokens -> fastest unpatched step over every round above
+            for mode, tokens in (("vanilla", 256), ("style", 256), ("bg", 512), ("full", 512)):
+                fastest[tokens] = min(fastest.get(tokens, float("inf")), r["steps"][mode]["baseline_min_s"])
+            estimates = components.run(ckpt, size, baseline_s=fastest, log=log)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -110,6 +123,8 @@ def main(argv=None) -> int:
     fmt = lambda k: f"{result[k]:.3f}" if isinstance(result.get(k), float) else str(result.get(k, "na"))  # noqa: E731
     keys = ["vanilla", "bg", "style", "full", "dualcfg_batched_vs_separate", "encoder_runs_per_prompt",
             "encoder_runs_requeue", "load_peak_anon_over_file", "load_peak_rss_over_comfy"]
+    if estimates:
+        log("ESTIMATE " + " ".join(f"{k}={v['estimate']:.3f}" for k, v in estimates.items()))
     log("RESULT " + " ".join(f"{k}={fmt(k)}" for k in keys))
     return 0
 

@@ -10,8 +10,10 @@ conditioning, the baseline is the plain ModelPatcher with a plain context of the
 Timing: weights are copied into RAM first (see `materialize`), one untimed warm-up step, then rounds; each round
 times every (patched, unpatched) pair back to back in alternating order, so both sides of a ratio see the same
 machine load. A mode's figure is the median over rounds of patched / unpatched of the same round; the ratio of
-the fastest steps and (with --flops) the ratio of matmul/conv/attention FLOPs are printed beside it. Denormal
-floats are flushed to zero by the caller (random weights produce them; they cost 10-100x on x86).
+the fastest steps, the ratio of process CPU times and (with --flops) the ratio of matmul/conv/attention FLOPs are
+printed beside it. An A/A pair (the unpatched model against itself, timed the same way) shows the resolution of
+the run: ratios that differ from 1 by less than its spread are not resolved. Denormal floats are flushed to
+zero by the caller (random weights produce them; they cost 10-100x on x86).
 """
 from __future__ import annotations
 
@@ -183,8 +185,9 @@ def run_rounds(pairs: list, latent_shape, rounds: int, log=print, flops: bool = 
             + f" ({time.perf_counter() - t0:.0f} s)")
 
 
-def paired_ratio(a: Variant, b: Variant) -> float:
-    return statistics.median(x / y for x, y in zip(a.timer.times, b.timer.times))
+def paired_ratio(a: Variant, b: Variant, cpu: bool = False) -> float:
+    ta, tb = (a.timer.cpu, b.timer.cpu) if cpu else (a.timer.times, b.timer.times)
+    return statistics.median(x / y for x, y in zip(ta, tb))
 
 
 def spread(a: Variant, b: Variant) -> str:
@@ -253,20 +256,27 @@ def run(ckpt, size: int, rounds: int, dual_rounds: int, log=print, flops: bool =
         tokens = 512 if mode in ("bg", "full") else 256
         pairs[mode] = (Variant(mode, patched, pos, neg, sk),
                        Variant(f"unpatched{tokens}", plain, *plain_conditionings(tokens, col.context_dim)))
+    # A/A: the same unpatched step against itself (another context of the same size): the run's resolution.
+    pairs["a/a"] = (Variant("unpatched256'", plain, *plain_conditionings(256, col.context_dim, seed=2)),
+                    Variant("unpatched256", plain, *plain_conditionings(256, col.context_dim)))
     log(f"  per-step time at {size}x{size} (latent {latent[2]}x{latent[3]}), batch 1, {rounds} rounds "
-        f"(patched/unpatched per mode); {load_average()}")
+        f"(patched/unpatched per mode, then unpatched/unpatched); {load_average()}")
     run_rounds(list(pairs.values()), latent, rounds, log, flops)
     for mode, (v, b) in pairs.items():
-        results["steps"][mode] = {"patched_s": statistics.median(v.timer.times),
-                                  "baseline_s": statistics.median(b.timer.times), "ratio": paired_ratio(v, b),
-                                  "spread": spread(v, b), "min_ratio": min(v.timer.times) / min(b.timer.times),
-                                  "flop_ratio": v.flops / b.flops if flops else None}
-        r = results["steps"][mode]
-        log(f"  {mode:8s} patched {r['patched_s']:.2f} s, unpatched {r['baseline_s']:.2f} s "
-            f"(context {b.name[9:]} tokens) -> {r['ratio']:.3f}x (rounds {r['spread']}; ratio of fastest "
-            f"{r['min_ratio']:.3f}x)"
+        r = {"patched_s": statistics.median(v.timer.times), "baseline_s": statistics.median(b.timer.times),
+             "ratio": paired_ratio(v, b), "cpu_ratio": paired_ratio(v, b, cpu=True), "spread": spread(v, b),
+             "min_ratio": min(v.timer.times) / min(b.timer.times), "baseline_min_s": min(b.timer.times),
+             "flop_ratio": v.flops / b.flops if flops else None}
+        if mode in MODES:
+            results["steps"][mode] = r
+        else:
+            results["noise"] = r
+        log(f"  {mode:8s} {'patched' if mode in MODES else 'unpatched'} {r['patched_s']:.2f} s, unpatched "
+            f"{r['baseline_s']:.2f} s (context {b.name[9:]} tokens) -> {r['ratio']:.3f}x (rounds {r['spread']}; "
+            f"CPU time {r['cpu_ratio']:.3f}x; ratio of fastest {r['min_ratio']:.3f}x)"
             + (f"; FLOPs {v.flops / 1e9:.0f} G vs {b.flops / 1e9:.0f} G = {r['flop_ratio']:.3f}x" if flops else ""))
-    log(f"  {load_average()}")
+    log(f"  resolution of this run: the unpatched step against itself spreads {results['noise']['spread']} over "
+        f"rounds; {load_average()}")
 
     pos, neg, sk = mode_conditionings(col, "full", inp)
     counted, recorder = with_recorder(patched)
@@ -274,17 +284,27 @@ def run(ckpt, size: int, rounds: int, dual_rounds: int, log=print, flops: bool =
     separate = Variant("separate", counted, pos, neg, sk, REF_SCALE, SKETCH_SCALE,
                        guider_class=separate_guider_class())
     batched.recorder = separate.recorder = recorder
-    log(f"  dual guidance (full mode, ref {REF_SCALE:g}, sketch {SKETCH_SCALE:g}), {dual_rounds} rounds")
-    run_rounds([(batched, separate)], latent, dual_rounds, log, flops)
+    # The same comparison on the unpatched model with three plain contexts: what batching itself costs or saves
+    # on this device, whatever the patches do.
+    plain_counted, plain_recorder = with_recorder(plain)
+    plain_conds = (*plain_conditionings(512, col.context_dim)[:2], plain_conditionings(512, col.context_dim, 3)[0])
+    plain_batched = Variant("unpatched batched", plain_counted, *plain_conds, REF_SCALE, SKETCH_SCALE)
+    plain_separate = Variant("unpatched separate", plain_counted, *plain_conds, REF_SCALE, SKETCH_SCALE,
+                             guider_class=separate_guider_class())
+    plain_batched.recorder = plain_separate.recorder = plain_recorder
+    log(f"  dual guidance (full mode, ref {REF_SCALE:g}, sketch {SKETCH_SCALE:g}), {dual_rounds} rounds; "
+        "then the unpatched model with three 512-token contexts")
+    run_rounds([(batched, separate), (plain_batched, plain_separate)], latent, dual_rounds, log, flops)
     calls_b, calls_s = batched.batch_sizes, separate.batch_sizes
     log(f"  UNet calls per sampler step (batch sizes): batched {calls_b}, separate {calls_s}")
-    ratio = paired_ratio(batched, separate)
-    results["dual"] = {"batched_s": statistics.median(batched.timer.times),
-                       "separate_s": statistics.median(separate.timer.times), "ratio": ratio,
-                       "spread": spread(batched, separate),
-                       "min_ratio": min(batched.timer.times) / min(separate.timer.times), "batch_sizes": {"batched": calls_b, "separate": calls_s}}
-    log(f"  dual guidance: one 3-way batch {results['dual']['batched_s']:.2f} s, three passes "
-        f"{results['dual']['separate_s']:.2f} s -> {ratio:.3f}x (rounds {results['dual']['spread']})"
-        + (f"; FLOPs {batched.flops / 1e9:.0f} G vs {separate.flops / 1e9:.0f} G" if flops else "")
-        + f"; {load_average()}")
+    for key, (b3, s3) in (("dual", (batched, separate)), ("dual_unpatched", (plain_batched, plain_separate))):
+        results[key] = {"batched_s": statistics.median(b3.timer.times),
+                        "separate_s": statistics.median(s3.timer.times), "ratio": paired_ratio(b3, s3),
+                        "spread": spread(b3, s3), "min_ratio": min(b3.timer.times) / min(s3.timer.times),
+                        "batch_sizes": {"batched": b3.batch_sizes, "separate": s3.batch_sizes}}
+        r = results[key]
+        log(f"  {'dual guidance' if key == 'dual' else 'same, unpatched'}: one 3-way batch {r['batched_s']:.2f} s, "
+            f"three passes {r['separate_s']:.2f} s -> {r['ratio']:.3f}x (rounds {r['spread']})"
+            + (f"; FLOPs {b3.flops / 1e9:.0f} G vs {s3.flops / 1e9:.0f} G" if flops else ""))
+    log(f"  {load_average()}")
     return results
