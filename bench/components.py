@@ -94,8 +94,10 @@ def run(ckpt, size: int, baseline_s: dict | None = None, reps: int = 5, log=prin
     results = {}
     try:
         with torch.inference_mode():
-            base = {n: Variant(f"unpatched{n}", plain, *plain_conditionings(n, col.context_dim)) for n in (256, 512)}
-            base_step = dict(baseline_s or {}) or {n: fastest(lambda v=v: v.step(latent), 2) for n, v in base.items()}
+            base_step = dict(baseline_s or {})
+            for n in {256, 512} - set(base_step):
+                unpatched = Variant(f"unpatched{n}", plain, *plain_conditionings(n, col.context_dim))
+                base_step[n] = fastest(lambda v=unpatched: v.step(latent), 2)
             for mode in MODES:
                 tokens = 512 if mode in ("bg", "full") else 256
                 rec.calls.clear()
