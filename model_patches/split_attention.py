@@ -98,16 +98,13 @@ class SplitCrossAttention(nn.Module):
         fg_branch = "fg" if st.fg_lora else None
         bg_branch = "bg" if st.bg_lora else None
         hw = tuple(transformer_options["activations_shape"][-2:])
-        m = step.attention_mask(self.mask_scale, hw)[..., 0].to(x.dtype)
-        # Official comparisons differ by layer type (exactly at the threshold only):
-        # LoRA-injected layers where(m > thr, fg, bg); the others where(m < thr, bg, fg).
-        foreground = (m > st.threshold) if self._lora else ~(m < st.threshold)
-        bg_tokens = torch.ones_like(foreground) if st.merge_scale else ~foreground
+        bg_groups, fg_groups = step.cached(("attention groups", self.mask_scale, hw, bool(self._lora), x.dtype),
+                                           lambda: self._token_groups(step, hw, x.dtype))
         out = None
-        for is_fg, select, ctx, val, branch, strength in (
-                (False, bg_tokens, ctx_bg, val_bg, bg_branch, st.bg_scale),
-                (True, foreground, ctx_fg, val_fg, fg_branch, st.fg_scale)):
-            for rows, tokens in selection_groups(select):
+        for is_fg, groups, ctx, val, branch, strength in (
+                (False, bg_groups, ctx_bg, val_bg, bg_branch, st.bg_scale),
+                (True, fg_groups, ctx_fg, val_fg, fg_branch, st.fg_scale)):
+            for rows, tokens in groups:
                 y = self._branch(gather_tokens(x, rows, tokens), take_rows(ctx, rows), take_rows(val, rows), branch,
                                  transformer_options) * scale * strength
                 if out is None:
@@ -116,6 +113,16 @@ class SplitCrossAttention(nn.Module):
                     y = y * (1 - st.merge_scale) + gather_tokens(out, rows, tokens) * st.merge_scale
                 scatter_tokens(out, rows, tokens, y)
         return self.to_out(out)
+
+    def _token_groups(self, step, hw, dtype):
+        """(bg, fg) selection groups of this block's resolution and comparison rule."""
+        st = step.settings
+        m = step.attention_mask(self.mask_scale, hw)[..., 0].to(dtype)
+        # Official comparisons differ by layer type (exactly at the threshold only):
+        # LoRA-injected layers where(m > thr, fg, bg); the others where(m < thr, bg, fg).
+        foreground = (m > st.threshold) if self._lora else ~(m < st.threshold)
+        bg_tokens = torch.ones_like(foreground) if st.merge_scale else ~foreground
+        return selection_groups(bg_tokens), selection_groups(foreground)
 
     def _branch(self, x, context, value, branch, transformer_options):
         q = self._project(self.to_q, "q", x, branch)

@@ -45,6 +45,13 @@ class StepData:
             self._mask_cache[key] = m.flatten(2).transpose(1, 2)
         return self._mask_cache[key]
 
+    def cached(self, key: tuple, compute):
+        """`compute()` once per UNet call for `key` (blocks of the same resolution share token selections: on a
+        GPU, finding the selected tokens waits for the device, so it should happen once, not in every block)."""
+        if key not in self._mask_cache:
+            self._mask_cache[key] = compute()
+        return self._mask_cache[key]
+
     def skip_mask(self, hw: tuple) -> torch.Tensor:
         """Mask at a skip's resolution [B,1,H,W] (official v2 warp: bicubic to an explicit size)."""
         key = ("size", tuple(hw))

@@ -135,8 +135,10 @@ class ColorizerUNetPatch:
         if step.style is not None and j >= 1:
             h = self.style_modules[j - 1](h, step.style[j - 1], step.time_emb)
         if step.hs_bg is not None and step.mask is not None:
-            keep = step.skip_mask(hsp.shape[-2:]).to(hsp.dtype) > step.settings.threshold
-            hsp = warp_where(self.warp_modules[j], hsp, step.hs_bg[j], ~keep.flatten(1))
+            hw = tuple(hsp.shape[-2:])
+            groups = step.cached(("warp groups", hw, hsp.dtype), lambda: selection_groups(
+                ~(step.skip_mask(hw).to(hsp.dtype) > step.settings.threshold).flatten(1)))
+            hsp = warp_where(self.warp_modules[j], hsp, step.hs_bg[j], groups)
         return h, hsp
 
 
@@ -144,12 +146,13 @@ def warp_where(warp, skip, hs_bg, select):
     """`where(select, warp(skip, hs_bg), skip)` with the warp block run only on the selected skip tokens.
 
     Exact: apart from its attention keys (hs_bg, all of them), the block acts on each skip token on its own.
-    `skip` [B,C,H,W], `hs_bg` [B,H·W',C], `select` [B,H·W] bool.
+    `skip` [B,C,H,W], `hs_bg` [B,H·W',C], `select` [B,H·W] bool, or its `selection_groups`.
     """
+    groups = selection_groups(select) if isinstance(select, torch.Tensor) else select
     out = skip.clone(memory_format=torch.contiguous_format)
     src = skip.flatten(2).transpose(1, 2)          # [B, HW, C]
     dst = out.flatten(2).transpose(1, 2)           # a view: writing it writes `out`
-    for rows, tokens in selection_groups(select):
+    for rows, tokens in groups:
         scatter_tokens(dst, rows, tokens,
                        warp.forward_tokens(gather_tokens(src, rows, tokens), take_rows(hs_bg, rows).to(src.dtype)))
     return out
