@@ -59,7 +59,8 @@ def _add_host_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("host")
     g.add_argument("--comfyui-dir", help="ComfyUI folder (default: $COMFYUI_DIR, else .host/ComfyUI of this repo)")
     g.add_argument("--base-directory", help="ComfyUI --base-directory (models/, input/, output/ under it)")
-    g.add_argument("--cpu", action="store_true", default=None, help="run on the CPU (default: when torch sees no GPU)")
+    g.add_argument("--cpu", action="store_true", default=None,
+                   help="run on the CPU (default: ComfyUI's own device choice; the CPU when there is no other)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--verbose", action="store_true", help="ComfyUI's INFO log")
 
@@ -74,8 +75,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--sketch", type=Path, required=True, help="sketch picture, or a folder of them")
     c.add_argument("--reference", type=Path, required=True, help="colour reference picture")
     c.add_argument("--background", type=Path, help="a separate background picture (background/style modes)")
-    c.add_argument("--out", type=Path, required=True,
-                   help="result .png (one sketch) or folder (<sketch name>.png per sketch)")
+    # a str, not a Path: Path("newdir/") drops the slash that says "a folder"
+    c.add_argument("--out", required=True,
+                   help="result .png (one sketch) or folder (<sketch name>.png per sketch; an existing folder or "
+                        "a name ending in /); never one of the input pictures")
     _add_workflow_options(c)
     _add_host_options(c)
     w = sub.add_parser("workflow", help="print the API (or UI) JSON of a workflow with these options",
@@ -135,7 +138,12 @@ def cmd_colorize(args) -> int:
         path = getattr(args, what)
         if path is not None and not path.exists():
             raise UsageError(f"--{what.replace('_', '-')} {path} does not exist")
-    jobs = R.plan_jobs(args.sketch, args.out)
+    try:
+        jobs = R.plan_jobs(args.sketch, args.out, inputs=[
+            (f"--{what.replace('_', '-')}", getattr(args, what))
+            for what in ("reference", "background", "sketch_mask", "reference_mask")])
+    except R.HeadlessError as exc:      # an empty folder, a bad --out: bad arguments, exit code 2
+        raise UsageError(str(exc)) from None
     # ComfyUI warns at length about optional extras it could not import; only --verbose shows its log
     logging.getLogger().setLevel(logging.INFO if args.verbose else logging.ERROR)
     if args.verbose:

@@ -65,6 +65,25 @@ def _running_host_dir() -> Path | None:
     return p.parent if p.name == "comfy" else p
 
 
+def accelerator_present() -> bool:
+    """Whether torch sees any device ComfyUI's model_management can use besides the CPU (the same checks)."""
+    import importlib.util
+
+    import torch
+    checks = (lambda: torch.cuda.is_available(),
+              lambda: torch.backends.mps.is_available(),
+              lambda: hasattr(torch, "xpu") and torch.xpu.is_available(),
+              lambda: importlib.util.find_spec("torch_npu") is not None,
+              lambda: importlib.util.find_spec("torch_mlu") is not None)
+    for check in checks:
+        try:
+            if check():
+                return True
+        except Exception as exc:  # noqa: BLE001 - a backend that cannot even be asked is not there
+            log.debug("device check failed: %s", exc)
+    return False
+
+
 def prepare(comfyui_dir: str | os.PathLike | None = None, *, cpu: bool | None = None,
             base_directory: str | os.PathLike | None = None) -> Path:
     """The cheap half of :func:`setup`: ComfyUI on sys.path, its arguments, ``folder_paths`` with
@@ -78,10 +97,10 @@ def prepare(comfyui_dir: str | os.PathLike | None = None, *, cpu: bool | None = 
     from comfy.cli_args import args  # parse_args([]) unless ComfyUI's main enabled argument parsing
 
     if "comfy.model_management" not in sys.modules:
-        if cpu is None:
-            import torch
-            cpu = not torch.cuda.is_available()
-        args.cpu = bool(cpu) or args.cpu
+        # --cpu forces the CPU; otherwise ComfyUI chooses the device itself (CUDA/ROCm, MPS, XPU, NPU, MLU,
+        # DirectML), and only a machine where none is present gets --cpu (ComfyUI would fail to start there)
+        if cpu or (cpu is None and not args.cpu and args.directml is None and not accelerator_present()):
+            args.cpu = True
         if base_directory is not None:
             args.base_directory = str(Path(base_directory).resolve())
         args.disable_auto_launch = True

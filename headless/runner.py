@@ -156,22 +156,76 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def plan_jobs(sketch: Path, out: Path) -> list[Job]:
-    """One job per sketch: a file gives one (out = file, or out/<stem>.png for a folder), a folder gives one per
-    picture in it (out must be a folder)."""
+def is_folder_arg(out) -> bool:
+    """`--out` names a folder: it is one, or it was written with a trailing slash (``newdir/``)."""
+    text = os.fspath(out)
+    return text.endswith(tuple(s for s in (os.sep, os.altsep, "/") if s)) or Path(text).is_dir()
+
+
+def _key(path: Path) -> str:
+    """What makes two paths the same file: the resolved path (links followed), case-folded where the OS does."""
+    return os.path.normcase(str(Path(path).expanduser().resolve()))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if _key(a) == _key(b):
+        return True
+    try:
+        return os.path.samefile(a, b)      # hard links, case-insensitive file systems
+    except OSError:
+        return False
+
+
+def check_destinations(pairs, inputs=(), *, out=None, flag: str = "--out") -> None:
+    """Refuse a plan that would overwrite what the user gave or write two results to one file.
+
+    `pairs`: (sketch, destination) per result; `inputs`: (what, path) for every other picture the user gave
+    (reference, background, masks), e.g. ``("--reference", Path("r.png"))``. The sketches are inputs too.
+    Raises HeadlessError naming the files."""
+    protected = [("the sketch", Path(s)) for s, _ in pairs]
+    protected += [(f"the {what} picture", Path(p)) for what, p in inputs if p is not None]
+    seen: dict[str, Path] = {}
+    for sketch, dest in pairs:
+        for what, path in protected:
+            if _same_file(dest, path):
+                if out is not None and _key(out) == _key(dest):
+                    itself = " itself" if what == "the sketch" else ""
+                    raise HeadlessError(f"{flag} {out} is {what}{itself}; choose another file or folder")
+                raise HeadlessError(f"{flag} {dest.parent}: the result {dest} would overwrite {what} {path}; "
+                                    f"choose another folder")
+        k = _key(dest)
+        if k in seen:
+            raise HeadlessError(f"the sketches {seen[k]} and {sketch} would both be written to {dest}; rename one "
+                                f"of them or colour them into different folders")
+        seen[k] = Path(sketch)
+
+
+def plan_jobs(sketch: Path, out, *, inputs=()) -> list[Job]:
+    """One job per sketch: a file gives one (out = file, or out/<stem>.png for a folder: an existing one or a
+    name ending in a slash), a folder gives one per picture in it (out must be a folder). `inputs`: (option,
+    path) of the other pictures given (reference, background, masks); no result may overwrite one of them or a
+    sketch, and no two sketches may give the same result file (see :func:`check_destinations`)."""
+    folder = is_folder_arg(out)
+    out = Path(out)
+    sketch = Path(sketch)
     if sketch.is_dir():
         sketches = list_images(sketch)
         if not sketches:
             raise HeadlessError(f"no pictures ({', '.join(IMAGE_EXTENSIONS)}) in {sketch}")
         if out.exists() and not out.is_dir():
             raise HeadlessError(f"--out {out} is a file; with a folder of sketches it must be a folder")
-        return [Job(s, out / f"{s.stem}.png") for s in sketches]
+        jobs = [Job(s, out / f"{s.stem}.png") for s in sketches]
+        check_destinations([(j.sketch, j.out) for j in jobs], inputs)
+        return jobs
     if not sketch.is_file():
         raise HeadlessError(f"sketch {sketch} does not exist")
-    if out.is_dir() or str(out).endswith(("/", os.sep)):
-        return [Job(sketch, out / f"{sketch.stem}.png")]
+    if folder:
+        jobs = [Job(sketch, out / f"{sketch.stem}.png")]
+        check_destinations([(sketch, jobs[0].out)], inputs)
+        return jobs
     if out.suffix.lower() != ".png":
         raise HeadlessError(f"--out {out}: results are PNG files; give a .png name or a folder")
+    check_destinations([(sketch, out)], inputs, out=out)
     return [Job(sketch, out)]
 
 

@@ -33,14 +33,67 @@ def _shown(folders: list[str]) -> str:
     return ", ".join(folders) if folders else "(no folder registered)"
 
 
+_PRIVATE: dict = {}     # key -> the private folder registered first for that key; (key, file) -> name
+
+
+def _private_folder(key: str) -> Path:
+    """A temporary folder of links to the files given by path, first in ComfyUI's list for `key`; removed at
+    exit."""
+    if key not in _PRIVATE:
+        if "root" not in _PRIVATE:
+            import atexit
+            import shutil
+            import tempfile
+            _PRIVATE["root"] = Path(tempfile.mkdtemp(prefix="colorizediffusion-weights-"))
+            atexit.register(shutil.rmtree, _PRIVATE["root"], True)
+        d = _PRIVATE["root"] / key.replace(os.sep, "_")
+        d.mkdir()
+        _PRIVATE[key] = d
+    import folder_paths
+    folder_paths.add_model_folder_path(key, str(_PRIVATE[key]), is_default=True)   # (again) first
+    return _PRIVATE[key]
+
+
+def _use_file(key: str, path: Path) -> str:
+    """The name under which ComfyUI's loaders find exactly `path` in `key`: a link to it, under its own file
+    name (the official prediction rule reads the name), in a private folder searched before the model folders,
+    so a same-named file there cannot win. Without links, the file's own folder is put first instead."""
+    import folder_paths
+    path = path.resolve()
+    if (key, path) in _PRIVATE:
+        name = _PRIVATE[(key, path)]
+        _private_folder(key)
+    else:
+        folder = _private_folder(key)
+        name, n = path.name, 0
+        while (folder / name).exists() or (folder / name).is_symlink():   # another file of this name given
+            n += 1
+            name = f"{n}/{path.name}"
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            (folder / name).symlink_to(path)
+        except OSError:
+            try:
+                os.link(path, folder / name)
+            except OSError:
+                folder_paths.add_model_folder_path(key, str(path.parent), is_default=True)
+                name = path.name
+        _PRIVATE[(key, path)] = name
+    found = folder_paths.get_full_path(key, name)
+    if found is None or not os.path.samefile(found, path):
+        raise MissingWeights(f"{path} could not be made available to ComfyUI as {key}/{name} "
+                             f"(found {found or 'nothing'}); copy it into {_first(key)}")
+    return name
+
+
 def resolve(key: str, name: str) -> str:
-    """`name` in the model folder `key`, or an existing file path (whose folder is then added to `key`).
-    Returns the name ComfyUI's loader nodes take. Raises MissingWeights."""
+    """`name` in the model folder `key`, or an existing file path (that exact file is then used, even when a
+    file of the same name is in the model folder). Returns the name ComfyUI's loader nodes take. Raises
+    MissingWeights."""
     import folder_paths
     p = Path(name).expanduser()
-    if (p.is_absolute() or os.sep in name) and p.is_file():
-        folder_paths.add_model_folder_path(key, str(p.resolve().parent))
-        return p.name
+    if (p.is_absolute() or os.sep in name or "/" in name) and p.is_file():
+        return _use_file(key, p)
     if folder_paths.get_full_path(key, name) is None:
         raise MissingWeights(_missing_text(key, name))
     return name

@@ -45,6 +45,26 @@ def load_workflows():
     return load_headless()
 
 
+def load_runner():
+    """headless/runner.py the same way (its planning checks need no ComfyUI)."""
+    import importlib
+    return importlib.import_module(f"{load_workflows().__package__}.runner")
+
+
+def given_pictures(args, sketches: list[Path]) -> list[tuple[str, Path]]:
+    return [("sketch", s) for s in sketches] + [("--reference", args.reference), ("--background", args.background)]
+
+
+def check_destinations(pairs, inputs) -> None:
+    """headless.runner.check_destinations: no result over a picture the user gave, no two results in one file;
+    QueueError otherwise."""
+    runner = load_runner()
+    try:
+        runner.check_destinations(pairs, inputs)
+    except runner.HeadlessError as exc:
+        raise QueueError(str(exc)) from None
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Prompts
 # ----------------------------------------------------------------------------------------------------------
@@ -226,6 +246,11 @@ async def run(args) -> int:
         if args.sketches.is_dir() else [args.sketches]
     if not sketches:
         raise QueueError(f"no pictures in {args.sketches}")
+    if args.out.exists() and not args.out.is_dir():
+        raise QueueError(f"--out {args.out} is a file; it must be a folder")
+    # refuse before anything is queued: a result over a sketch / the reference, or two sketches to one name
+    args.given = given_pictures(args, sketches)
+    check_destinations([(sk, args.out / f"{sk.stem}.png") for sk in sketches], args.given[len(sketches):])
     args.out.mkdir(parents=True, exist_ok=True)
     template = json.loads(args.workflow.read_text()) if args.workflow else None
     if template is not None and "nodes" in template:
@@ -263,6 +288,7 @@ async def follow(client: Client, ws, pending: dict, args) -> int:
     progress = Progress(len(pending), enabled=not args.no_progress)
     failed: dict[str, str] = {}
     failures = 0
+    written: list[Path] = []
     try:
         while pending:
             msg = await ws.receive()
@@ -294,9 +320,18 @@ async def follow(client: Client, ws, pending: dict, args) -> int:
                     failures += 1
                     progress.done(label, False, "finished without an image (no SaveImage output in the history)")
                     continue
-                for j, png in enumerate(images):
-                    dest = args.out / (f"{sketch.stem}.png" if len(images) == 1 else f"{sketch.stem}_{j}.png")
+                dests = [args.out / (f"{sketch.stem}.png" if len(images) == 1 else f"{sketch.stem}_{j}.png")
+                         for j in range(len(images))]
+                try:    # several pictures per sketch give <stem>_<j>.png: checked again, with what is written
+                    check_destinations([(sketch, d) for d in dests],
+                                       getattr(args, "given", []) + [("result", w) for w in written])
+                except QueueError as exc:
+                    failures += 1
+                    progress.done(label, False, f"not written: {exc}")
+                    continue
+                for dest, png in zip(dests, images):
                     dest.write_bytes(png)
+                    written.append(dest)
                     print(dest)
                 progress.done(label, True)
     finally:
