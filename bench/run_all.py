@@ -111,11 +111,7 @@ def main(argv=None) -> int:
 
             log("\n[4] the same ratios estimated part by part: the pack's parts and what they replace, each timed "
                 "on its real inputs (fastest of 5)")
-            fastest_unpatched = {}            # tokens -> fastest unpatched step over every round above
-            for mode, tokens in (("vanilla", 256), ("style", 256), ("bg", 512), ("full", 512)):
-                fastest_unpatched[tokens] = min(fastest_unpatched.get(tokens, float("inf")),
-                                                r["steps"][mode]["baseline_min_s"])
-            estimates = components.run(ckpt, size, baseline_s=fastest_unpatched, log=log)
+            estimates = components.run(ckpt, size, baseline_s=r["fastest_unpatched_s"], log=log)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
