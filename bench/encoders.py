@@ -1,10 +1,10 @@
 """How often each encoder runs: one prompt of 20 sampling steps, then re-queues, through ComfyUI's own executor.
 
-The graph is the v2 "full" workflow built from the pack's nodes (checkpoint loader, OpenCLIP loader, Prepare
-Sketch, Encode Reference, Conditioning, Guider) and core nodes (Load Image, Convert Image to Mask, Load VAE,
-SamplerCustomAdvanced with 20 steps, VAE Decode, Save Image), run in-process by `execution.PromptExecutor` with
-the classic cache, as a ComfyUI server runs a queue. Tiny golden models stand in for the real weights (the
-counts do not depend on sizes); the VAE is a tiny random TAESD-layout file.
+The graph is the shipped v2 "full enhance" example workflow (`headless.workflows`, built with 20 euler steps,
+dual guidance, masks from Convert Image to Mask instead of ISNet, and a Load VAE node), run in-process by the
+headless runner (`execution.PromptExecutor` with the classic cache, as a ComfyUI server runs a queue). Tiny
+golden models stand in for the real weights (the counts do not depend on sizes); the VAE is a tiny random
+TAESD-layout file.
 
 Counters: a global module forward hook counts SketchEncoder and ReferenceUNetEncoder calls (bg = conv zero
 layers, style = linear zero layers) and UNet calls; the OpenCLIP tower's token pass (`OpenCLIPVision._hidden`)
@@ -14,10 +14,8 @@ reference both go through CLIP in background modes).
 """
 from __future__ import annotations
 
-import asyncio
 import math
 import tempfile
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -111,72 +109,26 @@ def _pictures(folder: Path) -> None:
     Image.fromarray(ref).save(folder / "reference.png")
 
 
+VAE = "bench-tiny-taesd.safetensors"
+
+
 def workflow(seed: int = 0) -> dict:
-    """API-format prompt: v2 full mode, dual guidance, 20 steps."""
-    n = lambda cls, **inputs: {"class_type": cls, "inputs": inputs}  # noqa: E731
-    return {
-        "1": n("LoadImage", image="sketch.png"),
-        "2": n("LoadImage", image="reference.png"),
-        "3": n("ColorizeDiffusionCheckpointLoader", ckpt_name="v2-tiny.safetensors", prediction="auto"),
-        "4": n("ColorizeDiffusionLoadOpenCLIPVision", clip_name="tiny-vit-openclip.safetensors", heads=4,
-               activation="gelu", dtype="fp32"),
-        "5": n("ColorizeDiffusionPrepareSketch", image=["1", 0], method="none", polarity="auto", width=64,
-               height=64, size_base=512, monochrome="auto", extract_size=512),
-        "6": n("ColorizeDiffusionEncodeReference", clip_vision=["4", 0], image=["2", 0]),
-        "7": n("ImageToMask", image=["5", 0], channel="red"),
-        "8": n("ImageToMask", image=["2", 0], channel="red"),
-        "17": n("VAELoader", vae_name="bench-tiny-taesd.safetensors"),
-        "9": n("ColorizeDiffusionConditioning", model=["3", 0], colorizer=["3", 1], vae=["17", 0], sketch=["5", 3],
-               reference=["6", 0], mode="full", sketch_strength=1.0, sketch_mask_threshold=0.05,
-               reference_mask_threshold=0.5, background_factor=1.0, merge_scale=0.0, sketch_mask=["7", 0],
-               reference_mask=["8", 0], clip_vision=["4", 0]),
-        "10": n("ColorizeDiffusionGuider", model=["9", 0], positive=["9", 1], negative=["9", 2], reference_scale=4.0,
-                sketch_scale=2.0, sketch_negative=["9", 3]),
-        "11": n("RandomNoise", noise_seed=seed),
-        "12": n("KSamplerSelect", sampler_name="euler"),
-        "13": n("BasicScheduler", model=["9", 0], scheduler="normal", steps=STEPS, denoise=1.0),
-        "14": n("SamplerCustomAdvanced", noise=["11", 0], guider=["10", 0], sampler=["12", 0], sigmas=["13", 0],
-                latent_image=["9", 4]),
-        "15": n("VAEDecode", samples=["14", 0], vae=["17", 0]),
-        "16": n("SaveImage", images=["15", 0], filename_prefix="bench"),
-    }
+    """API-format prompt: the shipped v2 full-enhance workflow on the tiny models, dual guidance, 20 steps."""
+    from colorize_diffusion.headless import workflows as wf
+
+    options = wf.Options(checkpoint="v2-tiny.safetensors", clip_vision="tiny-vit-openclip.safetensors", clip_heads=4,
+                         vae=VAE, masks="images", width=64, height=64, size_base=512, sampler="euler",
+                         sketch_scale=2.0, steps=STEPS, seed=seed, filename_prefix="bench")
+    return wf.build("full_enhance_v2", options).to_api()
 
 
-class _ServerStub:
-    client_id = None
-    last_node_id = None
-    last_prompt_id = None
-    sockets_metadata = {}
-
-    def send_sync(self, event, data, sid=None):
-        pass
-
-    def queue_updated(self):
-        pass
-
-
-def _host(tmp: Path):
-    """Core extra nodes + the pack's nodes in this process; model folders pointing at the tiny files."""
+def _runner(tmp: Path):
+    """The headless runner (core extra nodes + the pack's nodes in this process), folders at the tiny files."""
     import folder_paths
-    import nodes
 
-    import logging
+    from colorize_diffusion.headless.runner import Runner
 
-    import comfy.utils
-
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    if "SamplerCustomAdvanced" not in nodes.NODE_CLASS_MAPPINGS:
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)       # comfy_extras nodes whose optional packages are missing (audio, …)
-        try:
-            asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-        finally:
-            root.setLevel(level)
-    from colorize_diffusion.nodes import NODE_CLASS_MAPPINGS
-
-    for name, cls in NODE_CLASS_MAPPINGS.items():
-        nodes.NODE_CLASS_MAPPINGS.setdefault(name, cls)
+    runner = Runner()
     for sub in ("input", "output", "vae"):
         (tmp / sub).mkdir(parents=True, exist_ok=True)
     folder_paths.set_input_directory(str(tmp / "input"))
@@ -184,40 +136,24 @@ def _host(tmp: Path):
     folder_paths.add_model_folder_path("colorizediffusion", str(env.GOLDEN / "models"), is_default=True)
     folder_paths.add_model_folder_path("clip_vision", str(env.GOLDEN / "clip"), is_default=True)
     folder_paths.add_model_folder_path("vae", str(tmp / "vae"), is_default=True)
-    _write_tiny_vae(tmp / "vae" / "bench-tiny-taesd.safetensors")
+    _write_tiny_vae(tmp / "vae" / VAE)
     _pictures(tmp / "input")
-
-
-def _execute(executor, prompt: dict) -> None:
-    import execution
-
-    pid = str(uuid.uuid4())
-    ok, err, outputs, node_errors = asyncio.run(execution.validate_prompt(pid, prompt, None))
-    if not ok:
-        raise RuntimeError(f"prompt did not validate: {err} {node_errors}")
-    executor.execute(prompt, pid, extra_data={}, execute_outputs=outputs)
-    if not executor.success:
-        msgs = [m for m in executor.status_messages if m[0] == "execution_error"]
-        raise RuntimeError(f"prompt failed: {msgs[-1][1] if msgs else executor.status_messages}")
+    return runner
 
 
 def run(log=print) -> dict:
     """Run the three prompts; random tiny weights make denormal floats, so flush them (speed only)."""
-    import execution
-
     torch.set_flush_denormal(True)
     with tempfile.TemporaryDirectory(prefix="cd-bench-enc-") as d:
-        _host(Path(d))
+        runner = _runner(Path(d))
         counter = Counter()
         remove = install_counters(counter)
         try:
-            ex = execution.PromptExecutor(_ServerStub(), cache_type=execution.CacheType.CLASSIC,
-                                          cache_args={"lru": 0, "ram": 0})
             phases = {}
             for name, prompt in (("first prompt", workflow(0)), ("re-queue, unchanged", workflow(0)),
                                  ("re-queue, new noise seed", workflow(1))):
                 counter.reset()
-                _execute(ex, prompt)
+                runner.run(prompt)
                 phases[name] = counter.snapshot()
         finally:
             remove()
