@@ -8,12 +8,7 @@ import random
 import sys
 from pathlib import Path
 
-from .workflows import CLIP_VISION, SIZE_BASE, WORKFLOWS, Options, build
-
-MODES = {"vanilla": "vanilla", "style": "style enhance", "background": "background enhance",
-         "foreground": "foreground enhance", "full": "full"}
-MODES.update({v: v for v in list(MODES.values())})
-MASK_MODES = ("background enhance", "foreground enhance", "full")
+from .workflows import CLIP_VISION, MASK_MODES, MODES, SIZE_BASE, WORKFLOWS, Options, build, workflow_stem
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -91,16 +86,6 @@ def parser() -> argparse.ArgumentParser:
     _add_workflow_options(w)
     sub.add_parser("workflows", help="list the example workflows")
     return p
-
-
-def workflow_stem(mode: str, family: str | None) -> str:
-    if mode == "vanilla":
-        return "vanilla"
-    if mode == "style enhance":
-        return "style_enhance_v2"
-    if mode == "full":
-        return "full_enhance_v2"
-    return "background_enhance_v1_5" if family == "v1.5" else "background_enhance_v2"
 
 
 def options_from(args, *, checkpoint: str | None, family: str | None, masks: str) -> Options:

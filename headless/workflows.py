@@ -28,6 +28,24 @@ SKETCH_FOLDER = "colorizediffusion_sketches"      # input/ subfolder read by the
 PACK_TITLE = "ColorizeDiffusion"
 
 
+# Mode names as the command line takes them (short and full) -> the conditioning node's mode
+MODES = {"vanilla": "vanilla", "style": "style enhance", "background": "background enhance",
+         "foreground": "foreground enhance", "full": "full"}
+MODES.update({v: v for v in list(MODES.values())})
+MASK_MODES = ("background enhance", "foreground enhance", "full")     # modes that need the sketch mask
+
+
+def workflow_stem(mode: str, family: str | None) -> str:
+    """The example workflow a mode starts from (background/foreground enhance: v1.5's or v2's)."""
+    if mode == "vanilla":
+        return "vanilla"
+    if mode == "style enhance":
+        return "style_enhance_v2"
+    if mode == "full":
+        return "full_enhance_v2"
+    return "background_enhance_v1_5" if family == "v1.5" else "background_enhance_v2"
+
+
 @dataclass(frozen=True)
 class WorkflowSpec:
     stem: str
@@ -351,7 +369,7 @@ def build(stem: str, options: Options | None = None) -> Graph:
     if o.masks not in ("isnet", "files", "images"):
         raise ValueError(f"masks must be isnet, files or images (got {o.masks!r})")
     mode = o.mode or spec.mode
-    masks = mode in ("background enhance", "foreground enhance", "full")
+    masks = mode in MASK_MODES
     needs_reference_mask = masks and mode != "foreground enhance" and o.background is None
     g = Graph(stem, spec, o)
 

@@ -27,10 +27,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 UPLOAD_SUBFOLDER = "colorizediffusion"
-MODES = {"vanilla": "vanilla", "style": "style enhance", "background": "background enhance",
-         "foreground": "foreground enhance", "full": "full"}
 
 
 class QueueError(RuntimeError):
@@ -70,9 +67,8 @@ def check_destinations(pairs, inputs) -> None:
 # ----------------------------------------------------------------------------------------------------------
 def prompt_from_mode(args, sketch: str, reference: str, background: str | None, prefix: str) -> dict:
     wf = load_workflows()
-    mode = MODES.get(args.mode, args.mode)
-    stem = {"vanilla": "vanilla", "style enhance": "style_enhance_v2", "full": "full_enhance_v2"}.get(
-        mode, "background_enhance_v1_5" if args.family == "v1.5" else "background_enhance_v2")
+    mode = wf.MODES[args.mode]
+    stem = wf.workflow_stem(mode, args.family)
     o = wf.Options(checkpoint=args.checkpoint, clip_vision=args.clip_vision, clip_heads=args.clip_heads,
                    vae=args.vae, sketch=sketch, reference=reference, background=background, width=args.width,
                    height=args.height, size_base=args.size_base, mode=mode, steps=args.steps, seed=args.seed,
@@ -242,8 +238,7 @@ class Progress:
 async def run(args) -> int:
     import aiohttp
 
-    sketches = sorted(p for p in args.sketches.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS) \
-        if args.sketches.is_dir() else [args.sketches]
+    sketches = load_runner().list_images(args.sketches) if args.sketches.is_dir() else [args.sketches]
     if not sketches:
         raise QueueError(f"no pictures in {args.sketches}")
     if args.out.exists() and not args.out.is_dir():
@@ -347,7 +342,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--background", type=Path, help="a separate background picture")
     p.add_argument("--out", type=Path, required=True, help="folder for <sketch name>.png")
     p.add_argument("--workflow", type=Path, help="an API-format workflow instead of --mode")
-    p.add_argument("--mode", default="vanilla", choices=sorted(set(MODES) | set(MODES.values())))
+    p.add_argument("--mode", default="vanilla", choices=sorted(load_workflows().MODES))
     p.add_argument("--family", choices=("v1", "v1.5", "v2"), help="checkpoint family (picks the v1.5 background "
                                                                    "workflow; default v2)")
     p.add_argument("--checkpoint", help="file in the server's models/colorizediffusion (default: the official one)")
