@@ -75,10 +75,12 @@ class Runner:
     def __init__(self, comfyui_dir=None, *, cpu=None, base_directory=None, cache=True):
         host.setup(comfyui_dir, cpu=cpu, base_directory=base_directory)
         import execution
+
+        from ..comfy_compat import executor_cache_args
         self.server = _ServerStub()
         cache_type = execution.CacheType.CLASSIC if cache else execution.CacheType.NONE
         self.executor = execution.PromptExecutor(self.server, cache_type=cache_type,
-                                                 cache_args={"lru": 0, "ram": 0})
+                                                 cache_args=executor_cache_args())
 
     def run(self, prompt: dict, *, listener=None, prompt_id: str | None = None) -> RunResult:
         import comfy.model_management as mm

@@ -15,7 +15,8 @@ from .checkpoint_file import read_state_dict
 from .colorizer import Colorizer, Encoders, UNetExtras
 from .detection import DDPM_BUFFERS, UNET, detect_family, prediction_from_name
 from .errors import ColorizerLoadError
-from .networks.common import take_prefix
+from ..comfy_compat import new_model_patcher, set_reload_recipe
+from .networks.common import load_strict, take_prefix
 
 log = logging.getLogger("ColorizeDiffusion")
 
@@ -99,27 +100,14 @@ def build_unet_model(unet_sd: dict, prediction: str, *, dtype=None, device=None)
     import comfy.model_base
     import comfy.supported_models
 
+    squeeze_conv_projections(unet_sd)
     unet_config = unet_config_from_state_dict(unet_sd)
     unet_config["dtype"] = dtype
     model_config = comfy.supported_models.SD20(unet_config)
     model_config.set_inference_dtype(dtype, _manual_cast_dtype(dtype))
     model_type = comfy.model_base.ModelType.EPS if prediction == "eps" else comfy.model_base.ModelType.V_PREDICTION
     model = comfy.model_base.BaseModel(model_config, model_type=model_type, device="meta")
-    own = model.diffusion_model.state_dict(keep_vars=True)
-    extra = sorted(set(unet_sd) - set(own))
-    missing = sorted(set(own) - set(unet_sd))
-    if extra or missing:
-        raise ColorizerLoadError(
-            "the diffusion model keys do not match an SD2.x UNet: "
-            + (f"unexpected {[UNET + k for k in extra[:5]]} " if extra else "")
-            + (f"missing {[UNET + k for k in missing[:5]]}" if missing else ""))
-    for k, p in own.items():
-        t = unet_sd[k]
-        if tuple(t.shape) != tuple(p.shape):
-            raise ColorizerLoadError(f"{UNET}{k} has shape {list(t.shape)}, the UNet expects {list(p.shape)}")
-        target = device if device is not None else t.device
-        unet_sd[k] = t.to(device=target, dtype=dtype if t.is_floating_point() and dtype is not None else t.dtype)
-    model.diffusion_model.load_state_dict(unet_sd, strict=True, assign=True)
+    load_strict(model.diffusion_model, unet_sd, key_prefix=UNET, what="SD2.x UNet", dtype=dtype, device=device)
     unet_sd.clear()
     return model
 
@@ -143,9 +131,12 @@ def _unet_dtype(sd: dict):
                                              supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
 
 
-def load_checkpoint(path: str, prediction: str = "auto", dtype=None) -> LoadedCheckpoint:
+def load_checkpoint(path: str, prediction: str = "auto", dtype=None, *, disable_dynamic: bool = False
+                    ) -> LoadedCheckpoint:
+    """Load an official checkpoint. The MODEL and the colorizer's two networks get the patcher class core models
+    get on this host (`disable_dynamic`: the plain `ModelPatcher`), and a recipe to load them again, which
+    ComfyUI uses for multi-GPU clones and non-dynamic delegates."""
     import comfy.model_management
-    import comfy.model_patcher
     import comfy.sd
 
     name = os.path.basename(path)
@@ -172,18 +163,25 @@ def load_checkpoint(path: str, prediction: str = "auto", dtype=None) -> LoadedCh
         left = sorted(sd)
         raise ColorizerLoadError(f"{name}: {len(left)} tensors are not used by any ColorizeDiffusion {family} module "
                                  f"(e.g. {', '.join(left[:5])}); the file does not match the official layout")
-    squeeze_conv_projections(unet_sd)
     model = build_unet_model(unet_sd, prediction, dtype=unet_dtype)
 
     load_device = comfy.model_management.get_torch_device()
     offload_device = comfy.model_management.unet_offload_device()
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+    patchers = [new_model_patcher(m, load_device, offload_device, disable_dynamic=disable_dynamic)
+                for m in (model, extras, encoders)]
+    for index, patcher in enumerate(patchers):
+        set_reload_recipe(patcher, reload_patchers, (path, prediction, unet_dtype), index)
     colorizer = Colorizer(family=family, prediction=prediction, context_dim=context_dim, unet_extras=extras,
                           encoders=encoders, source=name)
-    colorizer.unet_extras_patcher = comfy.model_patcher.ModelPatcher(extras, load_device, offload_device)
-    colorizer.encoders_patcher = comfy.model_patcher.ModelPatcher(encoders, load_device, offload_device)
+    colorizer.unet_extras_patcher, colorizer.encoders_patcher = patchers[1], patchers[2]
     vae = comfy.sd.VAE(sd=vae_sd) if vae_sd else MissingVAE(name)
-    return LoadedCheckpoint(patcher, vae, colorizer, family, prediction)
+    return LoadedCheckpoint(patchers[0], vae, colorizer, family, prediction)
+
+
+def reload_patchers(path: str, prediction: str, dtype, disable_dynamic: bool = False) -> tuple:
+    """(MODEL, UNet extras, encoders) patchers of a fresh load of `path`: ComfyUI's `cached_patcher_init`."""
+    loaded = load_checkpoint(path, prediction, dtype, disable_dynamic=disable_dynamic)
+    return loaded.model, loaded.colorizer.unet_extras_patcher, loaded.colorizer.encoders_patcher
 
 
 def _operations():

@@ -45,7 +45,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..comfy_compat import clip_preprocess, image_sizes, new_model_patcher
 from .errors import ColorizerInputError, ColorizerLoadError
+from .networks.common import load_strict
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +260,6 @@ class OpenCLIPVision:
         except ImportError as exc:  # pragma: no cover - requirements.txt lists open_clip_torch
             raise ColorizerLoadError("open_clip_torch is not installed (pip install open_clip_torch)") from exc
         import comfy.model_management as mm
-        import comfy.model_patcher
 
         cfg = infer_openclip_vision_config(sd, prefix, heads=heads, quick_gelu=quick_gelu)
         self.config = cfg
@@ -273,17 +274,7 @@ class OpenCLIPVision:
         vsd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
         if not cfg["has_proj"]:
             vsd["proj"] = torch.eye(cfg["width"], dtype=torch.float32)
-        expected = model.state_dict()
-        for k, t in expected.items():
-            if k in vsd and tuple(vsd[k].shape) != tuple(t.shape):
-                raise ColorizerLoadError(f"{prefix}{k}: expected shape {tuple(t.shape)}, found {tuple(vsd[k].shape)}")
-        missing = sorted(set(expected) - set(vsd))
-        unexpected = sorted(set(vsd) - set(expected))
-        if missing or unexpected:
-            raise ColorizerLoadError(f"OpenCLIP vision tower does not fit the inferred config {cfg}: "
-                                     f"missing {missing[:8]}, unexpected {unexpected[:8]}")
-        model.load_state_dict(vsd, strict=True, assign=True)
-        model.to(dtype=dtype)
+        load_strict(model, vsd, key_prefix=prefix, what=f"OpenCLIP vision tower {cfg}", dtype=dtype)
         model.eval().requires_grad_(False)
         self.model = model
         self.dtype = dtype
@@ -292,7 +283,7 @@ class OpenCLIPVision:
         self.image_std = list(CLIP_STD)
         self.load_device = load_device if load_device is not None else mm.text_encoder_device()
         offload = offload_device if offload_device is not None else mm.text_encoder_offload_device()
-        self.patcher = comfy.model_patcher.ModelPatcher(model, load_device=self.load_device, offload_device=offload)
+        self.patcher = new_model_patcher(model, self.load_device, offload)
 
     @property
     def out_dim(self) -> int:
@@ -339,12 +330,11 @@ class OpenCLIPVision:
 
     def encode_image(self, image: torch.Tensor, crop: bool = True):
         """ComfyUI-compatible ``encode_image`` (uses ComfyUI's ``clip_preprocess``, as core nodes expect)."""
-        import comfy.clip_vision
         import comfy.model_management as mm
 
         self._load()
-        px = comfy.clip_vision.clip_preprocess(image.to(self.load_device), size=self.image_size,
-                                               mean=self.image_mean, std=self.image_std, crop=crop).float()
+        px = clip_preprocess(image.to(self.load_device), size=self.image_size, mean=self.image_mean,
+                             std=self.image_std, crop=crop).float()
         dev = mm.intermediate_device()
         with torch.no_grad():
             hidden, penult = self._hidden(px)
@@ -354,6 +344,7 @@ class OpenCLIPVision:
         out["penultimate_hidden_states"] = penult.to(dev, torch.float32)
         out["image_embeds"] = embeds.to(dev, torch.float32)
         out["mm_projected"] = None
+        out["image_sizes"] = image_sizes(px)
         return out
 
     def get_sd(self):
@@ -433,6 +424,8 @@ def build_comfy_clip_vision(sd: dict, *, heads: int | None = None, quick_gelu: b
     missing, unexpected = cv.load_sd(hf)
     if missing or unexpected:
         raise ColorizerLoadError(f"ComfyUI CLIP vision model: missing {list(missing)[:8]}, unexpected {list(unexpected)[:8]}")
+    if dtype is not None:                 # a host with lazy layers assigns the file's tensors as they are
+        cv.model.to(dtype=dtype)
     return cv
 
 

@@ -141,7 +141,7 @@ def _background_only(image, reference_mask, threshold):
 
 
 def _v15_context(enc, emb, bg_tokens, flags, separate_background, p, device, debug):
-    th = enc.threshold_embedder([p.reference_threshold, p.settings.threshold]).to(device)   # [2, 1, C]
+    th = enc.threshold_embedder([p.reference_threshold, p.settings.threshold], device=device).to(device)   # [2, 1, C]
     debug["thresh_emb"] = th
     th_ref, th_sk = th[0:1], th[1:2]
     if not flags.background:                       # foreground enhance only: the same tokens twice

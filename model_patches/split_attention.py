@@ -8,14 +8,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..comfy_compat import attention_kwargs
 from .step_data import STEP_KEY
 
 
-def _attention(q, k, v, heads, attn_precision, transformer_options):
+def _attention(q, k, v, heads, attn_precision, transformer_options, host_kwargs):
     from comfy.ldm.modules import attention
 
     return attention.optimized_attention(q, k, v, heads, attn_precision=attn_precision,
-                                         transformer_options=transformer_options)
+                                         transformer_options=transformer_options, **host_kwargs)
 
 
 def selection_groups(select: torch.Tensor) -> list:
@@ -59,10 +60,16 @@ class SplitCrossAttention(nn.Module):
 
     def __init__(self, attn2: nn.Module, block_index: int, mask_scale: float, lora=None):
         super().__init__()
-        self.to_q, self.to_k, self.to_v, self.to_out = attn2.to_q, attn2.to_k, attn2.to_v, attn2.to_out
-        self.heads = attn2.heads
-        self.dim_head = getattr(attn2, "dim_head", None)
+        # The host module's children under their own names (to_q/to_k/to_v/to_out, and `comfy_attention` on newer
+        # hosts), so weight patches, backups and partial unloads find the key paths they expect, and its plain
+        # attributes (heads, dim_head, attn_precision, ...), which the host's transformer block may read.
+        for name, child in attn2.named_children():
+            self.add_module(name, child)
+        for name, value in vars(attn2).items():
+            if not name.startswith("_") and name != "training" and not isinstance(value, nn.Module):
+                setattr(self, name, value)
         self.attn_precision = getattr(attn2, "attn_precision", None)
+        self._host_kwargs = attention_kwargs(attn2)
         self.block_index = block_index
         self.mask_scale = mask_scale
         # Kept out of the module tree: the original is restored by ComfyUI, the LoRA belongs to the
@@ -88,7 +95,7 @@ class SplitCrossAttention(nn.Module):
         value = context if value is None else value
         if not st.split:
             q, k, v = self.to_q(x), self.to_k(context), self.to_v(value)
-            out = _attention(q, k, v, self.heads, self.attn_precision, transformer_options)
+            out = _attention(q, k, v, self.heads, self.attn_precision, transformer_options, self._host_kwargs)
             return self.to_out(out * scale if scale != 1 else out)
 
         # fg/bg branches each computed only for the tokens that select it (exact: attention, projections and
@@ -128,4 +135,4 @@ class SplitCrossAttention(nn.Module):
         q = self._project(self.to_q, "q", x, branch)
         k = self._project(self.to_k, "k", context, branch)
         v = self._project(self.to_v, "v", value, branch)
-        return _attention(q, k, v, self.heads, self.attn_precision, transformer_options)
+        return _attention(q, k, v, self.heads, self.attn_precision, transformer_options, self._host_kwargs)

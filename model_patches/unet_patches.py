@@ -9,14 +9,19 @@
 """
 from __future__ import annotations
 
+import functools
+from collections import OrderedDict
+
 import torch
 import torch.nn as nn
 
+from ..comfy_compat import on_multigpu_deepclone
 from .errors import ColorizerInputError
 from .split_attention import SplitCrossAttention, gather_tokens, scatter_tokens, selection_groups, take_rows
 from .step_data import CURRENT_STEP, STEP_KEY, pop_step_data
 
 WRAPPER_KEY = "colorize_diffusion"
+ADDITIONAL_MODELS_KEY = "colorize_diffusion"   # the colorizer's UNet-extras patcher
 
 
 def _is(module, name: str) -> bool:
@@ -56,12 +61,17 @@ def sketch_hint_blocks(diffusion_model) -> tuple[int, ...]:
     return tuple(ids)
 
 
-class StyledOutput(nn.Module):
-    """The UNet head, preceded by the style FiLM of the last decoder block when the step carries style."""
+class StyledOutput(nn.Sequential):
+    """The UNet head (`out`: GroupNorm, SiLU, conv), preceded by the style FiLM of the last decoder block when the
+    step carries style. It holds the head's own layers under their own names, so `out.0`/`out.2` keep their key
+    paths for weight patches, backups and partial unloads."""
 
     def __init__(self, out: nn.Module, style_module: nn.Module, index: int):
-        super().__init__()
-        self.inner = out
+        if not isinstance(out, nn.Sequential):
+            raise ColorizerInputError(
+                f"the UNet's output head is a {type(out).__name__}, not the SD2.x head: another node replaced "
+                "diffusion_model.out before this one; apply ColorizeDiffusion to the MODEL first")
+        super().__init__(OrderedDict(out.named_children()))
         self._style = (style_module,)
         self.index = index
 
@@ -72,16 +82,16 @@ class StyledOutput(nn.Module):
         step = CURRENT_STEP.get()
         if step is not None and step.style is not None:
             h = self._style[0](h, step.style[self.index], step.time_emb)
-        return self.inner(h)
+        return super().forward(h)
 
 
 class ColorizerUNetPatch:
     """The block-level patches and the diffusion-model wrapper; shared (not copied) by model clones."""
 
-    def __init__(self, colorizer, hint_blocks: tuple):
-        self.family = colorizer.family
+    def __init__(self, family: str, unet_extras, hint_blocks: tuple):
+        self.family = family
         self.hint_index = {block: k for k, block in enumerate(hint_blocks)}
-        self._extras = (colorizer.unet_extras,)
+        self._extras = (unet_extras,)
 
     def __deepcopy__(self, memo):
         return self
@@ -160,26 +170,47 @@ def warp_where(warp, skip, hs_bg, select):
 
 def apply_colorizer(model, colorizer):
     """A clone of `model` patched for `colorizer`; the given MODEL is left as it was."""
+    m = model.clone()
+    _install(m, colorizer.family, colorizer.unet_extras, m.get_model_object)
+    m.set_additional_models(ADDITIONAL_MODELS_KEY, [colorizer.unet_extras_patcher])
+    on_multigpu_deepclone(m, WRAPPER_KEY, functools.partial(retarget_multigpu_clone, colorizer.family))
+    return m
+
+
+def _install(m, family: str, extras, module_at) -> None:
+    """Add the colorizer's object, block and wrapper patches to patcher `m`, built on the modules `module_at(name)`
+    gives and on the networks of `extras`; patches of an earlier `_install` on `m` are replaced."""
     import comfy.patcher_extension
 
-    m = model.clone()
-    diffusion_model = m.get_model_object("diffusion_model")
-    extras = colorizer.unet_extras
+    diffusion_model = module_at("diffusion_model")
     for index, path, mask_scale in transformer_blocks(diffusion_model):
         name = f"diffusion_model.{path}.attn2"
-        attn2 = m.get_model_object(name)
         lora_key = f"{path}.attn2".replace(".", "/")
         lora = extras.lora[lora_key] if lora_key in extras.lora else None
-        m.add_object_patch(name, SplitCrossAttention(attn2, index, mask_scale, lora))
-    patch = ColorizerUNetPatch(colorizer, sketch_hint_blocks(diffusion_model))
-    m.set_model_emb_patch(patch.emb_patch)
-    m.set_model_input_block_patch(patch.input_block_patch)
-    m.set_model_output_block_patch(patch.output_block_patch)
+        m.add_object_patch(name, SplitCrossAttention(module_at(name), index, mask_scale, lora))
     if extras.style_modules is not None:
         last = len(extras.style_modules) - 1
         m.add_object_patch("diffusion_model.out",
-                           StyledOutput(m.get_model_object("diffusion_model.out"), extras.style_modules[last], last))
+                           StyledOutput(module_at("diffusion_model.out"), extras.style_modules[last], last))
+    patch = ColorizerUNetPatch(family, extras, sketch_hint_blocks(diffusion_model))
+    patches = m.model_options["transformer_options"].get("patches", {})
+    for name in ("emb_patch", "input_block_patch", "output_block_patch"):
+        if name in patches:
+            patches[name] = [p for p in patches[name] if not isinstance(getattr(p, "__self__", None),
+                                                                        ColorizerUNetPatch)]
+    m.set_model_emb_patch(patch.emb_patch)
+    m.set_model_input_block_patch(patch.input_block_patch)
+    m.set_model_output_block_patch(patch.output_block_patch)
+    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
                            patch.diffusion_model_wrapper)
-    m.set_additional_models("colorize_diffusion", [colorizer.unet_extras_patcher])
-    return m
+
+
+def retarget_multigpu_clone(family: str, original, clone) -> None:
+    """ComfyUI's multi-GPU deep clone gives `clone` a freshly loaded UNet and a fresh copy of the colorizer's
+    networks (their reload recipes); the patches copied from `original` still point at the original's modules.
+    Rebuild them on the clone's own modules, so each GPU computes with its own weights."""
+    import comfy.utils
+
+    extras = clone.get_additional_models_with_key(ADDITIONAL_MODELS_KEY)[0].model
+    _install(clone, family, extras, lambda name: comfy.utils.get_attr(clone.model, name))

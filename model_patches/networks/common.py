@@ -1,5 +1,5 @@
-"""State-dict helpers shared by the network builders: hyper-parameters come from tensor shapes only,
-loading is strict, assigns the given tensors (no copy when dtypes agree) and pops every consumed key."""
+"""State-dict helpers shared by the network builders and the UNet loader: hyper-parameters come from tensor shapes
+only; the one strict loader assigns the given tensors (no copy when dtypes agree) and pops every consumed key."""
 from __future__ import annotations
 
 import re
@@ -38,35 +38,50 @@ def count_indexed(sd: dict, prefix: str, suffix: str = "") -> int:
     return n
 
 
-def load_prefixed(module: nn.Module, sd: dict, prefix: str, *, dtype=None, device=None) -> nn.Module:
-    """Load every `prefix*` tensor of `sd` into `module` (strict, assign) and pop those keys from `sd`.
+def load_strict(module: nn.Module, tensors: dict, *, key_prefix: str = "", what: str = "", dtype=None,
+                device=None) -> nn.Module:
+    """Load `tensors` into `module`: every key it takes, no other, each of the shape it expects; the tensors are
+    assigned (cast to `dtype`, moved to `device` when given), so a module built on the meta device, or with the
+    lazy layers of a newer ComfyUI, ends up holding them. Errors name the checkpoint key (`key_prefix` + key).
 
-    The module may have been built on the meta device: its parameters are replaced by the given tensors
-    (moved to `device` and cast to `dtype` when those are given). Missing, unexpected or mis-shaped keys
-    raise ColorizerLoadError naming the full checkpoint key and both shapes.
-    """
-    own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    want = module.state_dict()
-    missing = [prefix + k for k in want if k not in own]
-    unexpected = [prefix + k for k in own if k not in want]
+    Expected keys and shapes come from the module's structure (`comfy_compat.expected_state_shapes`), never from a
+    fresh module's `state_dict()`, which lists no key of a layer the host builds lazily."""
+    from ...comfy_compat import expected_state_shapes
+
+    name = what or type(module).__name__
+    want = expected_state_shapes(module)
+    missing = sorted(key_prefix + k for k in want if k not in tensors)
+    unexpected = sorted(key_prefix + k for k in tensors if k not in want)
     if missing:
-        raise ColorizerLoadError(f"checkpoint lacks {len(missing)} key(s) of {prefix!r}, e.g. {missing[:5]}")
+        raise ColorizerLoadError(f"checkpoint lacks {len(missing)} key(s) of the {name}, e.g. {missing[:5]}")
     if unexpected:
-        raise ColorizerLoadError(f"checkpoint has {len(unexpected)} unexpected key(s) under {prefix!r}, "
+        raise ColorizerLoadError(f"checkpoint has {len(unexpected)} key(s) the {name} does not take, "
                                  f"e.g. {unexpected[:5]}")
-    for k, t in want.items():
-        if tuple(own[k].shape) != tuple(t.shape):
-            raise ColorizerLoadError(f"{prefix + k}: expected shape {tuple(t.shape)}, "
-                                     f"found {tuple(own[k].shape)} in the checkpoint")
-    tensors = {}
-    for k, t in own.items():
+    for k, shape in want.items():
+        if tuple(tensors[k].shape) != shape:
+            raise ColorizerLoadError(f"{key_prefix + k}: the {name} expects shape {list(shape)}, "
+                                     f"the checkpoint has {list(tensors[k].shape)}")
+    cast = {}
+    for k, t in tensors.items():
         kw = {}
         if device is not None:
             kw["device"] = device
         if dtype is not None and t.is_floating_point():
             kw["dtype"] = dtype
-        tensors[k] = t.to(**kw) if kw else t
-    module.load_state_dict(tensors, strict=True, assign=True)
+        cast[k] = t.to(**kw) if kw else t
+    module.load_state_dict(cast, strict=True, assign=True)
+    loaded = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if loaded != want:
+        wrong = sorted(set(loaded.items()) ^ set(want.items()))
+        raise ColorizerLoadError(f"the {name} did not take its weights as expected (host layer layout changed?): "
+                                 f"{wrong[:5]}")
+    return module
+
+
+def load_prefixed(module: nn.Module, sd: dict, prefix: str, *, dtype=None, device=None) -> nn.Module:
+    """Load every `prefix*` tensor of `sd` into `module` (`load_strict`), pop those keys from `sd`, set eval mode."""
+    own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    load_strict(module, own, key_prefix=prefix, what=f"{prefix.rstrip('.')} network", dtype=dtype, device=device)
     for k in own:
         del sd[prefix + k]
     module.eval().requires_grad_(False)

@@ -40,12 +40,14 @@ class ScalarEmbedder(nn.Module):
 
     compute_dtype: torch.dtype | None = None   # official: fp32 (needs manual_cast ops if the weights are not)
 
-    def forward(self, thresholds) -> torch.Tensor:
+    def forward(self, thresholds, device=None) -> torch.Tensor:
+        """`device`: where to compute (the patcher's load device; the weights may stay elsewhere under ComfyUI's
+        dynamic VRAM, which casts them per layer), default the weights' device."""
         w = self.embed_layer[0].weight
         if not torch.is_tensor(thresholds):
             thresholds = torch.tensor(list(thresholds) if isinstance(thresholds, Sequence) else [thresholds],
                                       dtype=torch.float32)
-        t = thresholds.reshape(-1).to(device=w.device, dtype=torch.float32)
+        t = thresholds.reshape(-1).to(device=device or w.device, dtype=torch.float32)
         emb = timestep_embedding(t, self.embed_dim).unsqueeze(1)   # [N, 1, embed_dim], fp32
         return self.embed_layer(emb.to(self.compute_dtype or w.dtype))
 
