@@ -13,9 +13,12 @@ setup:
 
 # pytest's exit code 5 ("no tests collected") is non-zero, so make fails on it like on any failure.
 # The browser test needs Chromium and playwright-core (scripts/install_browser.sh, idempotent).
+# Two passes: the pinned ComfyUI host as it is, then the in-process suites with the host made to behave like
+# current ComfyUI (COLORIZEDIFFUSION_HOST=current, tests/host_emulation.py; docs/compatibility.md).
 test: setup
 	bash scripts/install_browser.sh
 	$(PYTHON) -m pytest tests -q -ra $(PYTEST_ARGS)
+	COLORIZEDIFFUSION_HOST=current $(PYTHON) -m pytest tests -q -ra $(PYTEST_ARGS)
 
 run: setup
 	bash scripts/run.sh

@@ -14,6 +14,7 @@ from colorize_diffusion.model_patches import checkpoint
 from colorize_diffusion.model_patches.checkpoint import load_checkpoint
 from colorize_diffusion.model_patches.errors import ColorizerLoadError
 from conftest import GOLDEN
+from host_emulation import host_layers
 
 MODELS = GOLDEN / "models"
 TINY = {"mult-eps-tiny.safetensors": ("v1", "eps"), "switch-tiny.safetensors": ("v1.5", "v"),
@@ -86,8 +87,15 @@ def _manifest(name):
     return {r["key"]: torch.empty(eval(r["shape"]), dtype=getattr(torch, r["dtype"]), device="meta") for r in rows}
 
 
+@pytest.mark.parametrize("layers", ["eager", "lazy", "lazy-meta"])
 @pytest.mark.parametrize("name,family", [("mult", "v1"), ("switch", "v1.5"), ("v2", "v2")])
-def test_full_size_manifest_every_key_consumed_on_meta(name, family):
+def test_full_size_manifest_every_key_consumed_on_meta(name, family, layers):
+    """Also with the host's Linear layers built lazily, as current ComfyUI does (tests/host_emulation.py)."""
+    with host_layers(layers):
+        _full_size_manifest_every_key_consumed_on_meta(name, family)
+
+
+def _full_size_manifest_every_key_consumed_on_meta(name, family):
     from colorize_diffusion.model_patches.detection import DDPM_BUFFERS, detect_family
     from colorize_diffusion.model_patches.networks.common import take_prefix
 

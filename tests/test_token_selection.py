@@ -31,11 +31,10 @@ def _randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 
 def _attn2():
-    import comfy.ops
     from comfy.ldm.modules.attention import CrossAttention
 
-    attn = CrossAttention(DIM, context_dim=CONTEXT_DIM, heads=HEADS, dim_head=DIM // HEADS,
-                          operations=comfy.ops.disable_weight_init)
+    # eager torch layers: the weights are set here, not loaded (the host may build its own layers lazily)
+    attn = CrossAttention(DIM, context_dim=CONTEXT_DIM, heads=HEADS, dim_head=DIM // HEADS, operations=torch.nn)
     return _randomize(attn, 1)
 
 

@@ -1,0 +1,300 @@
+"""The pack on current ComfyUI (0.38.x), imitated on the pinned host by tests/host_emulation.py.
+
+Loading with lazily built layers, patches that keep the host's key paths under the static and the dynamic
+patcher, the attention module's new attributes, the patcher class and reload recipe of core models, multi-GPU
+deep clones, and the small API moves (clip_preprocess, encode_image fields, executor cache arguments).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import comfy.model_management
+import comfy.model_patcher
+import comfy.ops
+import comfy.utils
+import host_emulation
+from colorize_diffusion.model_patches.checkpoint import load_checkpoint
+from colorize_diffusion.model_patches.errors import ColorizerLoadError
+from colorize_diffusion.model_patches.split_attention import SplitCrossAttention
+from colorize_diffusion.model_patches.unet_patches import StyledOutput, apply_colorizer
+from conftest import GOLDEN
+
+MODELS = GOLDEN / "models"
+CHECKPOINTS = ["mult-eps-tiny.safetensors", "switch-tiny.safetensors", "v2-tiny.safetensors"]
+UNET = "model.diffusion_model."
+
+
+def _file_tensor_at(loaded, key: str, sd: dict) -> torch.Tensor:
+    """The tensor the loaded checkpoint holds for file key `key` (None for keys the loader drops)."""
+    if key.startswith(UNET) and ".lora_" in key:
+        path, proj, lora, param = key[len(UNET):].rsplit(".", 3)
+        kind, branch = lora[len("lora_"):].split("_")
+        pair = loaded.colorizer.unet_extras.lora[path.replace(".", "/")].pairs[f"{proj[3:]}_{branch}"]
+        return getattr(pair, kind).weight
+    if key.startswith(UNET + "warp_modules.") or key.startswith(UNET + "style_modules."):
+        return comfy.utils.get_attr(loaded.colorizer.unet_extras, key[len(UNET):])
+    if key.startswith(UNET):
+        return comfy.utils.get_attr(loaded.model.model.diffusion_model, key[len(UNET):])
+    for prefix, name in (("control_encoder.", "sketch_encoder"), ("bg_encoder.", "bg_encoder"),
+                         ("style_encoder.", "style_encoder"), ("thresh_embedder.", "threshold_embedder"),
+                         ("transformer.", "cluster_transformer")):
+        if key.startswith(prefix):
+            return comfy.utils.get_attr(getattr(loaded.colorizer.encoders, name), key[len(prefix):])
+    return None
+
+
+@pytest.mark.parametrize("form", ["none", "meta"])
+@pytest.mark.parametrize("name", CHECKPOINTS)
+def test_every_golden_checkpoint_loads_under_lazy_linear_weights(name, form):
+    with host_emulation.lazy_linear(form):
+        probe = comfy.ops.manual_cast.Linear(3, 5)
+        assert probe.weight is None if form == "none" else probe.weight.is_meta   # the emulation is active
+        loaded = load_checkpoint(str(MODELS / name), dtype=torch.float32)
+    sd = load_file(str(MODELS / name))
+    checked = 0
+    for key, tensor in sd.items():
+        held = _file_tensor_at(loaded, key, sd)
+        if held is None:
+            continue
+        if held.ndim == 2 and tensor.ndim == 4:     # 1×1-conv projections become Linear weights
+            tensor = tensor[:, :, 0, 0]
+        assert torch.equal(held, tensor), key
+        checked += 1
+    assert checked == sum(1 for k in sd if not k.startswith("first_stage_model."))
+    for module in (loaded.model.model, loaded.colorizer.unet_extras, loaded.colorizer.encoders):
+        assert not any(t.is_meta for t in module.state_dict().values())
+        assert all(m.weight is not None for m in module.modules() if isinstance(m, torch.nn.Linear))
+
+
+def _edited(tmp_path, edit):
+    from safetensors.torch import save_file
+
+    sd = load_file(str(MODELS / "v2-tiny.safetensors"))
+    edit(sd)
+    path = tmp_path / "v2-edited.safetensors"
+    save_file(sd, str(path))
+    return str(path)
+
+
+LINEAR_KEY = UNET + "output_blocks.3.1.transformer_blocks.0.attn2.to_q.weight"     # a lazy host Linear
+EXTRA_LINEAR_KEY = "bg_encoder.time_embed.2.weight"                                  # a lazy Linear of the pack
+
+
+@pytest.mark.parametrize("form", ["none", "meta"])
+@pytest.mark.parametrize("edit,message", [
+    (lambda sd: sd.__setitem__(LINEAR_KEY, torch.zeros(3, 7)), "to_q.weight: the SD2.x UNet expects shape"),
+    (lambda sd: sd.__setitem__(EXTRA_LINEAR_KEY, torch.zeros(3, 7)), "time_embed.2.weight: the bg_encoder network"),
+    (lambda sd: sd.pop(LINEAR_KEY), "lacks 1 key.*to_q.weight"),
+    (lambda sd: sd.__setitem__(UNET + "out.2.bias_extra", torch.zeros(4)), "out.2.bias_extra"),
+    (lambda sd: sd.__setitem__(LINEAR_KEY.replace(".weight", ".bias"), torch.zeros(64)), "to_q.bias"),
+])
+def test_lazy_layers_still_get_key_and_shape_errors(tmp_path, form, edit, message):
+    """The lazy host loader assigns any tensor with no shape check: the pack's own check names the key."""
+    path = _edited(tmp_path, edit)
+    with host_emulation.lazy_linear(form), pytest.raises(ColorizerLoadError, match=message):
+        load_checkpoint(path, dtype=torch.float32)
+
+
+# ------------------------------------------------------------------------------------------ key paths
+
+@pytest.fixture
+def v2_static():
+    return load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+
+
+def _unet_out(patcher, x, t, context):
+    comfy.model_management.load_models_gpu([patcher])
+    with torch.no_grad():
+        return patcher.model.diffusion_model(x, t, context=context).clone()
+
+
+def test_object_patches_keep_the_hosts_key_paths(v2_static):
+    patched = apply_colorizer(v2_static.model, v2_static.colorizer)
+    patched.patch_model()
+    try:
+        keys = {k for k, _ in patched.model.diffusion_model.named_parameters()}
+        assert isinstance(patched.model.diffusion_model.out, StyledOutput)
+        assert isinstance(patched.model.diffusion_model.output_blocks[3][1].transformer_blocks[0].attn2,
+                          SplitCrossAttention)
+    finally:
+        patched.unpatch_model()
+    original = {k for k, _ in v2_static.model.model.diffusion_model.named_parameters()}
+    assert keys == original
+
+
+@pytest.mark.parametrize("key", ["diffusion_model.out.2.weight", "diffusion_model.out.0.bias",
+                                 "diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_k.weight"])
+@pytest.mark.parametrize("patcher", ["static", "dynamic"])
+def test_weight_patches_reach_patched_modules(key, patcher):
+    """A LoRA-style weight patch on a module the colorizer wraps takes effect (it was silently dropped when the
+    wrapper renamed `out.0/out.2`)."""
+    with host_emulation.emulate() if patcher == "dynamic" else contextlib.nullcontext():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32,
+                             disable_dynamic=patcher == "static")
+        assert getattr(v2.model, "is_dynamic", lambda: False)() == (patcher == "dynamic")
+        original = comfy.utils.get_attr(v2.model.model, key).detach().clone()
+        patched = apply_colorizer(v2.model, v2.colorizer)
+        delta = torch.full_like(original, 0.25)
+        patched.add_patches({key: (delta,)}, 1.0)
+        patched.patch_model()
+        try:
+            assert torch.allclose(comfy.utils.get_attr(patched.model, key), original + delta)
+        finally:
+            patched.unpatch_model()
+        v2.model.patch_model()
+        assert torch.equal(comfy.utils.get_attr(v2.model.model, key), original)
+        v2.model.unpatch_model()
+
+
+def test_switching_between_patched_and_plain_clones_under_the_dynamic_patcher():
+    """The dynamic patcher restores the previous load's backups by key path when the next clone loads: a plain
+    clone loading after a patched one (and back) finds every path and the original weights."""
+    with host_emulation.emulate():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        g = torch.Generator().manual_seed(0)
+        x, t, ctx = torch.randn(1, 4, 8, 8, generator=g), torch.tensor([500.0]), torch.randn(1, 3, 128, generator=g)
+        plain_before = _unet_out(v2.model, x, t, ctx)
+        patched = apply_colorizer(v2.model, v2.colorizer)
+        for _ in range(2):
+            comfy.model_management.load_models_gpu([patched])
+            assert isinstance(patched.model.diffusion_model.out, StyledOutput)
+            assert patched.backup, "the emulated dynamic patcher kept no backups"
+            plain_again = _unet_out(v2.model, x, t, ctx)
+            assert not isinstance(v2.model.model.diffusion_model.out, StyledOutput)
+            assert torch.equal(plain_again, plain_before)
+        comfy.model_management.unload_all_models()
+
+
+# ------------------------------------------------------------------------------------------ attention
+
+def test_split_attention_carries_the_host_modules_children_and_attributes():
+    with host_emulation.comfy_attention():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        patched = apply_colorizer(v2.model, v2.colorizer)
+    for name, obj in patched.object_patches.items():
+        if not isinstance(obj, SplitCrossAttention):
+            continue
+        host = comfy.utils.get_attr(v2.model.model, name)
+        assert dict(obj.named_children()) == dict(host.named_children())
+        assert obj.comfy_attention is host.comfy_attention
+        for attr in ("heads", "dim_head", "attn_precision"):
+            assert getattr(obj, attr) == getattr(host, attr)
+
+
+def test_split_attention_honours_the_hosts_preferred_attention():
+    """Current ComfyUI lets a checkpoint choose the attention function of a layer (`comfy_attention.function`);
+    the colorizer's attention goes through it like the host's own."""
+    import golden_support.unet_runner as unet_runner
+    from golden_support.discovery import discover_cases
+    from golden_support.model_eval import guided_step
+
+    case_dir = next(c for c in discover_cases() if c.name == "B_v2_full_b2_16x24")
+    case, inputs, _ = case_dir.load()
+    with host_emulation.emulate():
+        from comfy.ldm.modules import attention
+
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        model = apply_colorizer(v2.model, v2.colorizer)
+        conds = unet_runner._conds(case, inputs, v2.colorizer)
+        sigma = [case["timesteps"][0]["comfy_sigma"]]
+        base, _, _ = guided_step(model, *conds, inputs["x_t"], sigma, 1.0, 1.0, "v")
+        calls = []
+
+        def chosen(q, k, v, heads, **kwargs):
+            calls.append(q.shape)
+            return attention.attention_basic(q, k, v, heads, **kwargs)
+
+        for _, obj in model.object_patches.items():
+            if isinstance(obj, SplitCrossAttention):
+                obj.comfy_attention.function = chosen
+        try:
+            rec, _, _ = guided_step(model, *conds, inputs["x_t"], sigma, 1.0, 1.0, "v")
+        finally:
+            for _, obj in model.object_patches.items():
+                if isinstance(obj, SplitCrossAttention):
+                    obj.comfy_attention.function = None
+    assert len(calls) >= 16
+    assert torch.allclose(rec.calls[0][0], base.calls[0][0], rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ patchers
+
+def test_core_patcher_class_and_reload_recipe():
+    with host_emulation.emulate():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        patchers = (v2.model, v2.colorizer.unet_extras_patcher, v2.colorizer.encoders_patcher)
+        assert all(p.is_dynamic() for p in patchers)
+        for index, p in enumerate(patchers):
+            function, args, which = p.cached_patcher_init
+            assert which == index
+            fresh = function(*args, disable_dynamic=True)[which]
+            assert type(fresh) is comfy.model_patcher.ModelPatcher
+            assert fresh.model is not p.model
+            mine, theirs = p.model.state_dict(), fresh.model.state_dict()
+            assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    if not host_emulation.session_emulated():    # the pinned host has neither
+        plain = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        assert type(plain.model) is comfy.model_patcher.ModelPatcher
+        assert not hasattr(plain.model, "cached_patcher_init")
+
+
+def test_multigpu_deep_clone_computes_with_its_own_weights():
+    """A deep clone gets a fresh UNet and fresh colorizer networks; its patches must use those, not the
+    original's, and give the same result."""
+    import golden_support.unet_runner as unet_runner
+    from golden_support.discovery import discover_cases
+    from golden_support.model_eval import guided_step
+
+    case_dir = next(c for c in discover_cases() if c.name == "B_v2_full_b2_16x24")
+    case, inputs, expected = case_dir.load()
+    with host_emulation.emulate():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        model = apply_colorizer(v2.model, v2.colorizer)
+        clone = host_emulation.deepclone_multigpu(model)
+        assert clone.model is not model.model
+        new_extras = clone.get_additional_models_with_key("colorize_diffusion")[0].model
+        assert new_extras is not v2.colorizer.unet_extras
+        for name, obj in clone.object_patches.items():
+            if isinstance(obj, SplitCrossAttention):
+                assert obj.to_q is comfy.utils.get_attr(clone.model, name).to_q
+                assert all(lora is None or any(lora is m for m in new_extras.modules()) for lora in obj._lora)
+            if isinstance(obj, StyledOutput):
+                assert obj[2] is clone.model.diffusion_model.out[2]
+                assert any(obj._style[0] is m for m in new_extras.modules())
+        conds = unet_runner._conds(case, inputs, v2.colorizer)
+        sigma = [case["timesteps"][0]["comfy_sigma"]]
+        with torch.no_grad():   # the clone must not read the original's weights: poison them
+            for p in list(model.model.parameters()) + list(v2.colorizer.unet_extras.parameters()):
+                p.fill_(float("nan"))
+        rec, _, _ = guided_step(clone, *conds, inputs["x_t"], sigma, 1.0, 1.0, "v")
+    got, want = rec.calls[0][0], expected["out"]
+    assert torch.isfinite(got).all()
+    assert (got - want).abs().max() / want.pow(2).mean().sqrt() < case["tolerance"]["rtol_rms"]
+
+
+# ------------------------------------------------------------------------------------------ small moves
+
+def test_openclip_encode_image_on_a_host_without_the_old_clip_preprocess(monkeypatch):
+    import comfy.clip_vision
+    from colorize_diffusion.model_patches import clip_tokens
+
+    clip = clip_tokens.load_openclip_vision(str(GOLDEN / "clip" / "tiny-vit-openclip.safetensors"), heads=4)
+    image = torch.rand(2, 40, 56, 3, generator=torch.Generator().manual_seed(3))
+    before = clip.encode_image(image)
+    with host_emulation.emulate():
+        monkeypatch.delattr(comfy.clip_vision, "clip_preprocess")
+        after = clip.encode_image(image)
+    assert torch.equal(before["last_hidden_state"], after["last_hidden_state"])
+    assert [tuple(s) for s in after["image_sizes"]] == [(3, clip.image_size, clip.image_size)] * 2
+
+
+def test_headless_runner_gives_the_executor_every_cache_argument():
+    from colorize_diffusion.headless.runner import Runner
+
+    with host_emulation.executor_reads_ram_inactive():
+        runner = Runner()
+    assert runner.executor is not None
