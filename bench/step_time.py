@@ -125,10 +125,10 @@ def build_inputs(ckpt, size: int, seed: int = 0) -> dict:
     mask[..., : lat // 2] = 1.0                                               # character = left half
     y = size_embedding((size, size), (size, size))
     with torch.no_grad():
-        controls, blank = col.sketch_encoder.encode_with_blank(sketch)
+        controls, blank = col.encoders.sketch_encoder.encode_with_blank(sketch)
         z = torch.randn(1, 4, lat, lat, generator=g)
-        hs_bg = col.bg_encoder(z, tokens, y)
-        style = col.style_encoder(z, tokens, y)
+        hs_bg = col.encoders.bg_encoder(z, tokens, y)
+        style = col.encoders.style_encoder(z, tokens, y)
     return {"tokens": tokens, "bg_tokens": bg_tokens, "controls": controls, "blank": blank, "mask": mask,
             "hs_bg": hs_bg, "style": style, "latent": (1, 4, lat, lat)}
 

@@ -481,15 +481,6 @@ def is_comfy_clip_vision(obj) -> bool:
     return hasattr(obj, "patcher") and hasattr(getattr(obj, "model", None), "vision_model")
 
 
-def clip_out_dim(clip_vision) -> int:
-    """Width of the tokens a CLIP vision object produces (projection dim, or width without projection)."""
-    if isinstance(clip_vision, OpenCLIPVision):
-        return clip_vision.out_dim
-    if is_comfy_clip_vision(clip_vision):
-        return _comfy_out_dim(clip_vision)[0]
-    raise ColorizerInputError(f"unsupported CLIP vision object {type(clip_vision).__name__}")
-
-
 def clip_image_size(clip_vision) -> int:
     return int(getattr(clip_vision, "image_size", DEFAULT_IMAGE_SIZE) or DEFAULT_IMAGE_SIZE)
 

@@ -43,36 +43,11 @@ class Colorizer:
     encoders_patcher: object = None
     source: str = ""
 
-    # Convenience accessors (also the names the golden runners use).
-    @property
-    def sketch_encoder(self):
-        return self.encoders.sketch_encoder
-
-    @property
-    def bg_encoder(self):
-        return self.encoders.bg_encoder
-
-    @property
-    def style_encoder(self):
-        return self.encoders.style_encoder
-
-    @property
-    def threshold_embedder(self):
-        return self.encoders.threshold_embedder
-
-    @property
-    def cluster_transformer(self):
-        return self.encoders.cluster_transformer
-
     @property
     def latent_format(self):
         import comfy.latent_formats
 
         return comfy.latent_formats.SD15()   # SD2.x latents, scale 0.18215
-
-    @property
-    def has_lora(self) -> bool:
-        return len(self.unet_extras.lora) > 0
 
     def load_encoders(self):
         """Put the once-per-prompt encoders on the compute device (ComfyUI decides, and may offload later)."""

@@ -5,7 +5,7 @@ unchanged re-queue runs none of it again. Mirrors the official `prepare_conditio
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,6 @@ class PromptEncoding:
     mask: torch.Tensor | None = None      # [B, 1, H/8, W/8] soft sketch mask
     hs_bg: list | None = None             # 12 × [B, N_j, C_j], × background factor
     style: list | None = None             # 12 × [B, D_j]
-    debug: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -45,10 +44,6 @@ class PromptInputs:
     vae: object = None
 
 
-def _to_device(x, device, dtype=None):
-    return None if x is None else x.to(device=device, dtype=dtype or x.dtype)
-
-
 def encode_prompt(colorizer, p: PromptInputs) -> PromptEncoding:
     from . import clip_tokens
     from .networks.v2_encoders import size_embedding
@@ -59,7 +54,6 @@ def encode_prompt(colorizer, p: PromptInputs) -> PromptEncoding:
         raise ColorizerInputError(f"sketch size {width}x{height} must be a multiple of 8 (64 recommended)")
     ref = p.reference.expand_to(batch)
     ref.check_context_dim(colorizer.context_dim)
-    debug = {"reference_tokens": ref.tokens}
 
     device = colorizer.load_encoders()
     enc = colorizer.encoders
@@ -93,12 +87,10 @@ def encode_prompt(colorizer, p: PromptInputs) -> PromptEncoding:
                                           "background-only reference: connect clip_vision")
             bg_tokens = clip_tokens.encode_reference(p.clip_vision, bg_image, context_dim=colorizer.context_dim,
                                                      token_type="local").to(device)
-            debug["bg_only_reference"] = bg_image
-        debug["background_local_tokens"] = bg_tokens
 
     context = emb
     if family == "v1.5" and flags.split:
-        context = _v15_context(enc, emb, bg_tokens, flags, separate_background, p, device, debug)
+        context = _v15_context(enc, emb, bg_tokens, flags, separate_background, p, device)
     elif flags.split:
         second = bg_tokens if flags.background else emb
         context = torch.cat([emb, second], dim=1)
@@ -107,14 +99,12 @@ def encode_prompt(colorizer, p: PromptInputs) -> PromptEncoding:
     if family == "v2" and (flags.style or flags.background):
         gen_hw = (height, width)
         size_ref = size_embedding(ref.size, gen_hw).to(device).expand(batch, -1)
-        debug["size_emb_reference"] = size_ref[:1]
         z_bg = size_bg = None
         if bg_image is not None:
-            z_bg = _vae_latent(p.vae, colorizer, bg_image, gen_hw, device, debug, "z_bg")
+            z_bg = _vae_latent(p.vae, colorizer, bg_image, gen_hw, device)
             size_bg = size_embedding(tuple(bg_image.shape[-2:]), gen_hw).to(device).expand(batch, -1)
-            debug["size_emb_background"] = size_bg[:1]
         if flags.style:
-            z_ref = _vae_latent(p.vae, colorizer, ref.image, gen_hw, device, debug, "z_ref")
+            z_ref = _vae_latent(p.vae, colorizer, ref.image, gen_hw, device)
             style = enc.style_encoder(z_ref, emb, size_ref)
             if separate_background:
                 style_bg = enc.style_encoder(z_bg, bg_tokens, size_bg)
@@ -124,7 +114,7 @@ def encode_prompt(colorizer, p: PromptInputs) -> PromptEncoding:
             hs_bg = [h * p.background_factor for h in enc.bg_encoder(z_bg, emb, size)]
 
     return PromptEncoding(context=context, controls=controls, blank_controls=blank, settings=p.settings,
-                          mask=mask, hs_bg=hs_bg, style=style, debug=debug)
+                          mask=mask, hs_bg=hs_bg, style=style)
 
 
 def _background_only(image, reference_mask, threshold):
@@ -140,9 +130,8 @@ def _background_only(image, reference_mask, threshold):
     return torch.where(m < threshold, image, torch.ones_like(image))
 
 
-def _v15_context(enc, emb, bg_tokens, flags, separate_background, p, device, debug):
+def _v15_context(enc, emb, bg_tokens, flags, separate_background, p, device):
     th = enc.threshold_embedder([p.reference_threshold, p.settings.threshold], device=device).to(device)   # [2, 1, C]
-    debug["thresh_emb"] = th
     th_ref, th_sk = th[0:1], th[1:2]
     if not flags.background:                       # foreground enhance only: the same tokens twice
         return emb.repeat(1, 2, 1)
@@ -150,16 +139,14 @@ def _v15_context(enc, emb, bg_tokens, flags, separate_background, p, device, deb
         bg = bg_tokens + th_ref
     else:
         bg = enc.cluster_transformer(bg_tokens + th_ref)
-        debug["cluster_out"] = bg
     context = torch.cat([emb + th_sk, bg.expand(emb.shape[0], -1, -1)], dim=1)
     return context.repeat(1, 2, 1) if flags.foreground else context
 
 
-def _vae_latent(vae, colorizer, image, gen_hw, device, debug, name):
+def _vae_latent(vae, colorizer, image, gen_hw, device):
     """VAE latent (×0.18215) of `image` ([-1,1]) squashed to the generation size (official: plain bicubic)."""
     if vae is None:
         raise ColorizerInputError("style/background enhance VAE-encodes the reference: connect a VAE")
     pixels = F.interpolate(image.float(), size=gen_hw, mode="bicubic", align_corners=False)
-    debug[f"vae_input.{name}"] = pixels
     latent = vae.encode(((pixels + 1) / 2).movedim(1, -1))
     return colorizer.latent_format.process_in(latent).to(device)

@@ -9,8 +9,6 @@ from ..model_patches.prompt_encoding import PromptInputs, encode_prompt
 from ..model_patches.settings import MODES, attention_settings, level_reference_scales, mode_flags
 from ..model_patches.unet_patches import apply_colorizer
 
-DEBUG_KEY = "colorize_diffusion_debug"
-
 
 def _float(default, lo, hi, step, tooltip):
     return ("FLOAT", {"default": default, "min": lo, "max": hi, "step": step, "tooltip": tooltip})
@@ -117,7 +115,6 @@ class ColorizeDiffusionConditioning:
         positive, negative, sketch_negative = guidance_conditionings(
             cpu(enc.context), settings, cpu_list(enc.controls), cpu_list(enc.blank_controls), cpu(enc.mask),
             cpu_list(enc.hs_bg), cpu_list(enc.style))
-        positive[0][1][DEBUG_KEY] = enc.debug
         batch, _, height, width = sketch.sketch.shape
         latent = {"samples": torch.zeros(batch, 4, height // 8, width // 8)}
         return apply_colorizer(model, colorizer), positive, negative, sketch_negative, latent

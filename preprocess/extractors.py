@@ -45,15 +45,13 @@ def _run(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return net(x.to(p.device, p.dtype)).float().cpu()
 
 
-def keras_input(u8: np.ndarray, intermediates: dict | None = None) -> torch.Tensor:
+def keras_input(u8: np.ndarray) -> torch.Tensor:
     """sketchKeras' high-pass input [3, 1, H, W] from uint8 RGB HWC."""
     img = np.asarray(u8)
     blurred = cv2.GaussianBlur(img, (0, 0), KERAS_SIGMA)
     hp = img.astype(int) - blurred.astype(int)
     hp = hp.astype(np.float32) / 127.5
     peak = np.max(hp)
-    if intermediates is not None:
-        intermediates["blurred_u8"] = blurred
     if not peak > 0:
         raise ColorizerInputError("the sketch is blank (no pixel differs from its surroundings): sketchKeras "
                                   "has no lines to extract (the official app would produce an all-NaN sketch)")
@@ -67,9 +65,9 @@ def keras_postprocess(out: torch.Tensor, cut: float = KERAS_CUT) -> torch.Tensor
     return ((p - 0.5) * 2).unsqueeze(1).repeat(1, 3, 1, 1)
 
 
-def network_input(method: str, u8: np.ndarray, intermediates: dict | None = None) -> torch.Tensor:
+def network_input(method: str, u8: np.ndarray) -> torch.Tensor:
     if method == "sketchKeras":
-        return keras_input(u8, intermediates)
+        return keras_input(u8)
     t = torch.from_numpy(np.array(u8, dtype=np.uint8)).permute(2, 0, 1).contiguous()   # [3, H, W] uint8
     if method == "anime2sketch":
         return ((t.float().div(255) - 0.5) / 0.5).unsqueeze(0)
@@ -80,11 +78,10 @@ def network_input(method: str, u8: np.ndarray, intermediates: dict | None = None
     raise ColorizerInputError(f"unknown line extraction method {method!r}; choose one of {METHODS}")
 
 
-def extract(method: str, net: nn.Module, u8: np.ndarray, intermediates: dict | None = None) -> torch.Tensor:
+def extract(method: str, net: nn.Module, u8: np.ndarray) -> torch.Tensor:
     """The extractor's `proceed()` on uint8 RGB HWC (sides a multiple of SIZE_MULTIPLE[method]).
 
-    Returns [1, 3, H, W] in [-1, 1], white lines on black. `intermediates`, if given, receives
-    `net_input`, `net_out` (and `blurred_u8` for sketchKeras).
+    Returns [1, 3, H, W] in [-1, 1], white lines on black.
     """
     if method not in SIZE_MULTIPLE:
         raise ColorizerInputError(f"unknown line extraction method {method!r}; choose one of {METHODS}")
@@ -92,10 +89,7 @@ def extract(method: str, net: nn.Module, u8: np.ndarray, intermediates: dict | N
     mult = SIZE_MULTIPLE[method]
     if h % mult or w % mult:
         raise ColorizerInputError(f"{method} needs sides that are multiples of {mult}, got {w}x{h}")
-    x = network_input(method, u8, intermediates)
-    out = _run(net, x)
-    if intermediates is not None:
-        intermediates.update(net_input=x, net_out=out)
+    out = _run(net, network_input(method, u8))
     if method == "sketchKeras":
         return keras_postprocess(out)
     return -out.repeat(1, 3, 1, 1)

@@ -120,28 +120,17 @@ def _run(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return net(x.to(p.device, p.dtype)).to(x.device, torch.float32)
 
 
-def sketch_mask(net: nn.Module, white_sketch: torch.Tensor, height: int, width: int, size: int = 1024,
-                intermediates: dict | None = None) -> torch.Tensor:
-    """Official sketch mask (`proceed(crop=False)`): [B,3,h,w] black-on-white in [-1,1] -> [B,1,H,W] in [0,1].
-
-    `intermediates`, if given, receives `net_input` and `net_out`.
-    """
+def sketch_mask(net: nn.Module, white_sketch: torch.Tensor, height: int, width: int, size: int = 1024
+                ) -> torch.Tensor:
+    """Official sketch mask (`proceed(crop=False)`): [B,3,h,w] black-on-white in [-1,1] -> [B,1,H,W] in [0,1]."""
     x = F.interpolate(white_sketch.float(), size=(size, size), mode="bicubic")
     out = _run(net, x)
-    if intermediates is not None:
-        intermediates.update(net_input=x, net_out=out)
     return F.interpolate(out, size=(height, width), mode="bicubic").clamp(0, 1)
 
 
-def reference_mask(net: nn.Module, reference: torch.Tensor, size: int = 1024, dilate: bool = True,
-                   intermediates: dict | None = None) -> torch.Tensor:
-    """Official ISNet reference mask (`proceed(crop=True)`): [B,3,h,w] in [-1,1] -> [B,1,h,w] in [0,1].
-
-    `intermediates`, if given, receives `net_input`, `net_out_crop`, `crop_box` (ph, pw, h', w') and
-    `mask_nodilate` (the mask before dilation).
-    """
-    from .masks import dilate as dilate_mask
-
+def reference_canvas(reference: torch.Tensor, size: int = 1024) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """The ISNet input of the reference mask: the reference [B,3,h,w] in [-1,1] scaled to fit size² (bicubic),
+    centred on a -1 canvas, then mapped to 1 - (x + 1) / 2; with the box (ph, pw, h', w') it occupies."""
     x = reference.float()
     b, c, h, w = x.shape
     scale = size / max(h, w)
@@ -152,9 +141,15 @@ def reference_mask(net: nn.Module, reference: torch.Tensor, size: int = 1024, di
     ph, pw = (size - nh) // 2, (size - nw) // 2
     canvas = -torch.ones((b, c, size, size), dtype=x.dtype, device=x.device)
     canvas[:, :, ph:ph + nh, pw:pw + nw] = scaled
-    canvas = 1 - (canvas + 1.0) / 2.0
+    return 1 - (canvas + 1.0) / 2.0, (ph, pw, nh, nw)
+
+
+def reference_mask(net: nn.Module, reference: torch.Tensor, size: int = 1024, dilate: bool = True) -> torch.Tensor:
+    """Official ISNet reference mask (`proceed(crop=True)`): [B,3,h,w] in [-1,1] -> [B,1,h,w] in [0,1]."""
+    from .masks import dilate as dilate_mask
+
+    h, w = reference.shape[-2:]
+    canvas, (ph, pw, nh, nw) = reference_canvas(reference, size)
     out = _run(net, canvas)[:, :, ph:ph + nh, pw:pw + nw]
     mask = F.interpolate(out, size=(h, w), mode="bicubic").clamp(0, 1)
-    if intermediates is not None:
-        intermediates.update(net_input=canvas, net_out_crop=out, crop_box=(ph, pw, nh, nw), mask_nodilate=mask)
     return dilate_mask(mask) if dilate else mask

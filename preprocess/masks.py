@@ -52,8 +52,7 @@ def threshold_preview(mask: torch.Tensor, threshold: float) -> torch.Tensor:
     return torch.where(mask < threshold, torch.zeros_like(mask), mask)
 
 
-def rmbg_proceed(net: Callable, x: torch.Tensor, dilate_mask: bool = False, size: int = 1024,
-                 intermediates: dict | None = None) -> torch.Tensor:
+def rmbg_proceed(net: Callable, x: torch.Tensor, dilate_mask: bool = False, size: int = 1024) -> torch.Tensor:
     """Official `rmbg_proceed` (SD2.1): [B,3,h,w] in [-1,1] -> [B,1,h,w] mask in [0,1].
 
     (x + 1) / 2, resize to size² (bilinear, antialias), ImageNet normalisation, `net(x)[-1].sigmoid()`,
@@ -66,8 +65,6 @@ def rmbg_proceed(net: Callable, x: torch.Tensor, dilate_mask: bool = False, size
     mean = torch.as_tensor(IMAGENET_MEAN, dtype=y.dtype, device=y.device).view(-1, 1, 1)
     std = torch.as_tensor(IMAGENET_STD, dtype=y.dtype, device=y.device).view(-1, 1, 1)
     y = y.sub(mean).div(std)
-    if intermediates is not None:
-        intermediates["net_input"] = y
     with torch.no_grad():
         out = net(y)[-1].sigmoid()
     out = F.interpolate(out.float(), size=(h, w), mode="bilinear", align_corners=False, antialias=True)

@@ -182,7 +182,7 @@ def _check_not_blank(x: torch.Tensor, what: str) -> None:
 
 # ----------------------------------------------------------------------------------------- pipeline
 def model_space(img: torch.Tensor, method: str = "none", polarity: str = "invert", monochrome: str = "auto",
-                net=None, extract_size: int = ex.EXTRACT_SIZE, intermediates: dict | None = None):
+                net=None, extract_size: int = ex.EXTRACT_SIZE):
     """One [H, W, 3] image in [0, 1] -> ([1, 3, h', w'] white-on-black in [-1, 1], polarity used).
 
     For `none` the result keeps the picture's size; `standard` too; extractors give extract_size².
@@ -203,21 +203,18 @@ def model_space(img: torch.Tensor, method: str = "none", polarity: str = "invert
         img = 1 - img
     u8 = to_uint8(img)
     if method == "standard":
-        return lineart_standard(u8, intermediates=intermediates), method
+        return lineart_standard(u8), method
     if method not in ex.METHODS:
         raise ColorizerInputError(f"sketch method must be one of {METHODS}, got {method!r}")
     if net is None:
         raise ColorizerInputError(f"line extraction with {method} needs its network")
     small = ex.squash(u8, ex.check_size(method, extract_size))
-    if intermediates is not None:
-        intermediates["pil_u8"] = small
-    return ex.extract(method, net, small, intermediates), method
+    return ex.extract(method, net, small), method
 
 
 def prepare_sketch(image: torch.Tensor, height: int = 0, width: int = 0, polarity: str = "auto",
                    method: str = "none", monochrome: str = "auto", net=None, transparency=None,
-                   size_base: int = 512, extract_size: int = ex.EXTRACT_SIZE,
-                   intermediates: dict | None = None) -> PreparedSketch:
+                   size_base: int = 512, extract_size: int = ex.EXTRACT_SIZE) -> PreparedSketch:
     """IMAGE [B, H, W, C] (any line art) -> PreparedSketch at the generation size.
 
     transparency: optional MASK (any layout, 1 = transparent, as LoadImage gives it); an all-zero mask
@@ -239,11 +236,8 @@ def prepare_sketch(image: torch.Tensor, height: int = 0, width: int = 0, polarit
     outs, used, box = [], [], None
     for i in range(b):
         img = image[i] if alpha is None else flatten_alpha(image[i], alpha[i])
-        x, pol = model_space(img, method, polarity, monochrome, net, extract_size,
-                             intermediates if i == 0 else None)
+        x, pol = model_space(img, method, polarity, monochrome, net, extract_size)
         _check_not_blank(x, "the sketch" if b == 1 else f"sketch {i + 1} of the batch")
-        if intermediates is not None and i == 0:
-            intermediates["model_space"] = x
         y, box = fit_and_pad(x, (h, w), height, width)
         outs.append(y)
         used.append(pol)

@@ -37,8 +37,8 @@ def test_tiny_checkpoint_loads_with_family_and_prediction(name):
     assert held == sum(t.numel() for t in file_sd.values())
     for module in (loaded.model.model, loaded.colorizer.unet_extras, loaded.colorizer.encoders):
         assert not any(p.is_meta for p in module.state_dict().values())
-    assert (loaded.colorizer.bg_encoder is not None) == (family == "v2")
-    assert (loaded.colorizer.cluster_transformer is not None) == (family == "v1.5")
+    assert (loaded.colorizer.encoders.bg_encoder is not None) == (family == "v2")
+    assert (loaded.colorizer.encoders.cluster_transformer is not None) == (family == "v1.5")
 
 
 def test_weights_are_the_files_values():

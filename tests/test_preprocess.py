@@ -307,8 +307,7 @@ def test_rmbg_proceed_with_callable_network():
         return [None, (x[:, :1] > 0).float() * 20 - 10]
     x = torch.full((1, 3, 50, 40), -1.0)
     x[:, :, 20:30, 15:25] = 1
-    inter = {}
-    mask = masks.rmbg_proceed(net, x, dilate_mask=True, intermediates=inter)
+    mask = masks.rmbg_proceed(net, x, dilate_mask=True)
     raw = masks.rmbg_proceed(net, x)
     assert seen["shape"] == (1, 3, 1024, 1024) and mask.shape == raw.shape == (1, 1, 50, 40)
     assert raw[0, 0, 25, 20] > 0.99 and raw[0, 0, 2, 2] < 0.01

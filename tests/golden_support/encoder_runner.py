@@ -13,7 +13,7 @@ from .model_eval import loaded
 
 def _networks(path: str):
     """The checkpoint's extra networks, through the pack's own loader (absent ones are None)."""
-    return loaded(path, "eps" if "eps" in Path(path).name else "v").colorizer
+    return loaded(path, "eps" if "eps" in Path(path).name else "v").colorizer.encoders
 
 
 def _param(case: dict, internal_prefix: str, ui_name: str | None = None):

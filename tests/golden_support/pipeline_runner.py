@@ -2,18 +2,21 @@
 
 Prepare Sketch → (Reference Pad) → Encode Reference (tiny OpenCLIP file) → ColorizeDiffusion Conditioning
 → ColorizeDiffusion Guider at the case's sigma. The VAE is a stand-in that returns the latents the case
-supplies (`z_ref`, `z_bg`); the images handed to it are returned as `vae_input.*` and compared.
+supplies (`z_ref`, `z_bg`); the images handed to it are returned as `vae_input.*` and compared. The other
+intermediates (`debug.*`) are read where the pack computes them: the public functions it calls (recorded for
+the duration of the node call) and forward hooks on the colorizer's networks.
 """
 from __future__ import annotations
 
+import contextlib
 
 from colorize_diffusion import NODE_CLASS_MAPPINGS
 from colorize_diffusion.model_patches import clip_tokens
+from colorize_diffusion.model_patches.networks import v2_encoders
 
 from .clip_runner import tower_heads
 from .model_eval import guided_step, loaded, param
 
-DEBUG_KEY = "colorize_diffusion_debug"
 LATENT_SCALE = 0.18215
 
 
@@ -23,10 +26,12 @@ class LatentStandIn:
     def __init__(self, latents: dict):
         self.latents = latents
         self.calls = []
+        self.inputs = {}
 
     def encode(self, pixels):
         name = "z_bg" if "z_bg" in self.latents and "z_bg" not in self.calls else "z_ref"
         self.calls.append(name)
+        self.inputs[f"vae_input.{name}"] = pixels.movedim(-1, 1) * 2 - 1    # the node hands over (x+1)/2, BHWC
         return self.latents[name] / LATENT_SCALE
 
 
@@ -79,13 +84,15 @@ def run(case, inputs, case_dir, root):
         foreground_strength=param(case, "Foreground strength"), background_strength=param(case, "Background strength"),
         scale_all_blocks=False, fgbg_strength_all_families=False)[0]
     vae = LatentStandIn({k: inputs[k] for k in ("z_ref", "z_bg") if k in inputs})
-    model, pos, neg, sk, latent = _node("ColorizeDiffusionConditioning").encode(
-        model=ckpt.model, colorizer=ckpt.colorizer, vae=vae, sketch=sketch, reference=reference, mode=_mode(case),
-        sketch_strength=param(case, "Sketch strength"), sketch_mask_threshold=param(case, "Sketch mask threshold"),
-        reference_mask_threshold=param(case, "Reference mask threshold"),
-        background_factor=param(case, "Background factor"), merge_scale=param(case, "Merging scale"),
-        sketch_mask=inputs["sketch_mask"][:, 0], reference_mask=inputs["reference_mask"][:, 0],
-        clip_vision=clip, background=background, attention=attention)
+    with _recorded(ckpt.colorizer) as seen:
+        model, pos, neg, sk, latent = _node("ColorizeDiffusionConditioning").encode(
+            model=ckpt.model, colorizer=ckpt.colorizer, vae=vae, sketch=sketch, reference=reference,
+            mode=_mode(case), sketch_strength=param(case, "Sketch strength"),
+            sketch_mask_threshold=param(case, "Sketch mask threshold"),
+            reference_mask_threshold=param(case, "Reference mask threshold"),
+            background_factor=param(case, "Background factor"), merge_scale=param(case, "Merging scale"),
+            sketch_mask=inputs["sketch_mask"][:, 0], reference_mask=inputs["reference_mask"][:, 0],
+            clip_vision=clip, background=background, attention=attention)
     assert latent["samples"].shape[-2:] == inputs["x_t"].shape[-2:]
 
     gs_ref, gs_sk = param(case, "Reference guidance scale"), param(case, "Sketch guidance scale")
@@ -97,10 +104,42 @@ def run(case, inputs, case_dir, root):
     for position, name in enumerate(case["passes"]):
         got[f"raw.{name}"] = rec.calls[0][position]
     got.update(_conditioning_tensors(pos, sk))
-    debug = pos[0][1][DEBUG_KEY]
-    for k, v in debug.items():
-        got[k if k.startswith("vae_input.") else f"debug.{k}"] = v
+    got.update(vae.inputs)
+    got["debug.reference_tokens"] = reference.tokens
+    if background is not None:
+        seen["background_local_tokens"] = background.tokens
+    got.update({f"debug.{k}": v for k, v in seen.items()})
     return got
+
+
+@contextlib.contextmanager
+def _recorded(colorizer):
+    """What the conditioning node computes on the way: the background-only reference and its tokens, the size
+    embeddings (reference first, then background), the v1.5 threshold embedding and cluster output."""
+    seen, hooks = {}, []
+    encode_reference, size_embedding = clip_tokens.encode_reference, v2_encoders.size_embedding
+
+    def record_encode(clip_vision, images, **kwargs):
+        out = encode_reference(clip_vision, images, **kwargs)
+        seen["bg_only_reference"], seen["background_local_tokens"] = images, out
+        return out
+
+    def record_size(ref_hw, gen_hw, *args, **kwargs):
+        out = size_embedding(ref_hw, gen_hw, *args, **kwargs)
+        seen["size_emb_background" if "size_emb_reference" in seen else "size_emb_reference"] = out
+        return out
+
+    for name, key in (("threshold_embedder", "thresh_emb"), ("cluster_transformer", "cluster_out")):
+        module = getattr(colorizer.encoders, name)
+        if module is not None:
+            hooks.append(module.register_forward_hook(lambda m, args, out, key=key: seen.__setitem__(key, out)))
+    clip_tokens.encode_reference, v2_encoders.size_embedding = record_encode, record_size
+    try:
+        yield seen
+    finally:
+        clip_tokens.encode_reference, v2_encoders.size_embedding = encode_reference, size_embedding
+        for h in hooks:
+            h.remove()
 
 
 def _conditioning_tensors(positive, sketch_negative):

@@ -7,6 +7,7 @@ that file name. Dispatch is on `case["kind"]` only.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import tempfile
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from colorize_diffusion.preprocess import convert, isnet, masks, reference, sketch
+from colorize_diffusion.preprocess import convert, extractors, isnet, lineart, masks, reference, sketch
 from colorize_diffusion.preprocess.weights import NETWORKS, load_network
 
 _NETS: dict = {}
@@ -75,13 +76,25 @@ def _isnet_net(case, inputs, base):
         return {"net_out": net(inputs["net_input"])}
 
 
+@contextlib.contextmanager
+def _network_io(net):
+    """The input and output of every call of `net` while the block runs (a forward hook: the pack's functions
+    are called as they are)."""
+    calls = []
+    hook = net.register_forward_hook(lambda module, args, out: calls.append((args[0], out.float())))
+    try:
+        yield calls
+    finally:
+        hook.remove()
+
+
 def _isnet_sketch_mask(case, inputs, base):
     p = case["params"]
     _, net = network(case, base)
     prepared = sketch.prepare_sketch(inputs["image"], p["height"], p["width"], polarity="invert", monochrome="off")
-    inter = {}
-    mask = isnet.sketch_mask(net, -prepared.sketch, p["height"], p["width"], intermediates=inter)
-    return {"original_shape": _box(prepared.crop_box), "net_out": inter["net_out"], "mask": mask,
+    with _network_io(net) as calls:
+        mask = isnet.sketch_mask(net, -prepared.sketch, p["height"], p["width"])
+    return {"original_shape": _box(prepared.crop_box), "net_out": calls[0][1], "mask": mask,
             "mask_latent": masks.scaled_resize(mask, 0.125),
             "mask_preview_u8": torch.from_numpy(convert.mask_to_u8(masks.threshold_preview(mask, p["mask_ss"])))}
 
@@ -90,32 +103,43 @@ def _isnet_reference_mask(case, inputs, base):
     p = case["params"]
     _, net = network(case, base)
     ref = convert.to_model(reference.pad_image_with_margin(inputs["image"], p["pad_scale"]))
-    inter = {}
-    mask = isnet.reference_mask(net, ref, dilate=True, intermediates=inter)
-    return {"net_out_crop": inter["net_out_crop"], "mask_nodilate": inter["mask_nodilate"], "mask": mask,
+    with _network_io(net) as calls:
+        mask = isnet.reference_mask(net, ref, dilate=True)
+    _, (ph, pw, nh, nw) = isnet.reference_canvas(ref)
+    return {"net_out_crop": calls[0][1][:, :, ph:ph + nh, pw:pw + nw],
+            "mask_nodilate": isnet.reference_mask(net, ref, dilate=False), "mask": mask,
             "bleached_reference": masks.bleach(ref, mask, p["mask_ts"]),
             "mask_preview_u8": torch.from_numpy(convert.mask_to_u8(masks.threshold_preview(mask, p["mask_ts"])))}
+
+
+def _first_picture(image):
+    """The picture the sketch pipeline works on (RGB HWC in [0, 1]); the cases have no alpha."""
+    return convert.rgb(convert.check_image(image, "sketch"))[0]
 
 
 def _extract(case, inputs, base):
     p = case["params"]
     method, net = network(case, base)
-    inter = {}
-    prepared = sketch.prepare_sketch(inputs["image"], p["height"], p["width"], polarity="keep", method=method,
-                                     net=net, intermediates=inter)
-    return {"original_shape": _box(prepared.crop_box), "net_out": inter["net_out"],
-            "proceed_out_c0": _c0(inter["model_space"]), "sketch_c0": _c0(prepared.sketch),
-            "pil512_u8": torch.from_numpy(inter["pil_u8"].copy()), "net_input": inter["net_input"]}
+    with _network_io(net) as calls:
+        prepared = sketch.prepare_sketch(inputs["image"], p["height"], p["width"], polarity="keep", method=method,
+                                         net=net)
+    img = _first_picture(inputs["image"])
+    small = extractors.squash(convert.to_uint8(img), extractors.EXTRACT_SIZE)
+    proceed_out, _ = sketch.model_space(img, method, "keep", net=net)
+    return {"original_shape": _box(prepared.crop_box), "net_out": calls[0][1],
+            "proceed_out_c0": _c0(proceed_out), "sketch_c0": _c0(prepared.sketch),
+            "pil512_u8": torch.from_numpy(small.copy()), "net_input": calls[0][0]}
 
 
 def _lineart_standard(case, inputs, base):
     p = case["params"]
-    inter = {}
-    prepared = sketch.prepare_sketch(inputs["image"], p["height"], p["width"], polarity="keep", method="standard",
-                                     intermediates=inter)
-    return {"original_shape": _box(prepared.crop_box), "blurred": torch.from_numpy(inter["blurred"]),
-            "intensity": torch.from_numpy(inter["intensity"]), "divisor": torch.tensor([float(inter["divisor"])]),
-            "lineart_u8": torch.from_numpy(inter["lineart_u8"]), "lineart_c0": _c0(inter["model_space"]),
+    prepared = sketch.prepare_sketch(inputs["image"], p["height"], p["width"], polarity="keep", method="standard")
+    img = _first_picture(inputs["image"])
+    stages = lineart.lineart_stages(convert.to_uint8(img))
+    model_space, _ = sketch.model_space(img, "standard", "keep")
+    return {"original_shape": _box(prepared.crop_box), "blurred": torch.from_numpy(stages.blurred),
+            "intensity": torch.from_numpy(stages.intensity), "divisor": torch.tensor([float(stages.divisor)]),
+            "lineart_u8": torch.from_numpy(stages.line_u8), "lineart_c0": _c0(model_space),
             "sketch_c0": _c0(prepared.sketch)}
 
 
