@@ -1,4 +1,5 @@
-"""Reading checkpoint files safely: safetensors directly, pickles only through weights-only loading."""
+"""The pack's one weight-file reader: ComfyUI's `comfy.utils.load_torch_file`, always in its weights-only mode
+(a pickle that needs more than tensors, and so could run code, is refused), with errors that name the file."""
 from __future__ import annotations
 
 import os
@@ -12,44 +13,32 @@ SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 
-def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint file on the CPU, each read once (no second copy is kept)."""
+def read_state_dict(path, what: str = "weight file") -> dict[str, torch.Tensor]:
+    """All tensors of a weight file on the CPU (`state_dict` wrappers unwrapped; other entries dropped)."""
+    import comfy.utils
+
+    path = os.fspath(path)
+    name = os.path.basename(path)
     if not os.path.isfile(path):
-        raise ColorizerLoadError(f"checkpoint file not found: {path}")
+        raise ColorizerLoadError(f"{what} not found: {path}")
     lower = path.lower()
-    if lower.endswith(SAFETENSORS_SUFFIXES):
-        return _read_safetensors(path)
-    if lower.endswith(PICKLE_SUFFIXES):
-        return _read_pickle(path)
-    raise ColorizerLoadError(
-        f"{os.path.basename(path)}: unsupported file type; use .safetensors (or .ckpt/.pt/.pth, "
-        "which are read with weights-only loading)")
-
-
-def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError, safe_open
-
+    if not lower.endswith(SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES):
+        raise ColorizerLoadError(f"{name}: unsupported file type; use .safetensors (or .ckpt/.pt/.pth/.bin, "
+                                 "which are read with weights-only loading)")
     try:
-        with safe_open(path, framework="pt", device="cpu") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ColorizerLoadError(
-            f"{os.path.basename(path)} is not a readable safetensors file (truncated or damaged "
-            f"download?): {exc}") from None
-
-
-def _read_pickle(path: str) -> dict[str, torch.Tensor]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+        sd = comfy.utils.load_torch_file(path, safe_load=True)
     except pickle.UnpicklingError as exc:
         raise ColorizerLoadError(
-            f"{os.path.basename(path)} was refused: it is a pickle that needs more than plain tensors "
-            "to load (it could run code). Convert it to .safetensors, or use the official release files. "
-            f"Detail: {str(exc).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ColorizerLoadError(f"{os.path.basename(path)} could not be read as a checkpoint: {exc}") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ColorizerLoadError(f"{os.path.basename(path)} does not hold a state dict of tensors")
-    return obj
+            f"{name} was refused: it is a pickle that needs more than plain tensors to load (it could run code). "
+            "Convert it to .safetensors, or use the official release files. "
+            f"Detail: {str(exc).splitlines()[0] if str(exc) else repr(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - truncated downloads, wrong formats: one clear message
+        kind = "safetensors file" if lower.endswith(SAFETENSORS_SUFFIXES) else "PyTorch weight file"
+        first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        raise ColorizerLoadError(f"{name} is not a readable {kind} (truncated or damaged download?): {first}") \
+            from None
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not any(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ColorizerLoadError(f"{name} does not hold a state dict of tensors")
+    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}

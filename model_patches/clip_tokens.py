@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from ..comfy_compat import clip_preprocess, image_sizes, new_model_patcher
+from .checkpoint_file import read_state_dict
 from .errors import ColorizerInputError, ColorizerLoadError
 from .networks.common import load_strict
 
@@ -360,9 +361,8 @@ def load_openclip_vision(path_or_sd, *, heads: int | None = None, quick_gelu: bo
     """
     side = {}
     if isinstance(path_or_sd, (str, os.PathLike)):
-        import comfy.utils
         path = os.fspath(path_or_sd)
-        sd = comfy.utils.load_torch_file(path, safe_load=True)
+        sd = read_state_dict(path, "CLIP vision file")
         side = read_sidecar_config(path)
     else:
         sd = path_or_sd

@@ -37,6 +37,7 @@ import torch
 import folder_paths
 
 from ..model_patches import clip_tokens
+from ..model_patches.checkpoint_file import read_state_dict
 from ..model_patches.errors import ColorizerLoadError
 
 CATEGORY = "ColorizeDiffusion"
@@ -97,9 +98,8 @@ def load_vision_file(path: str, *, heads: int = 0, activation: str = "gelu", dty
     """Load ``path`` as a CLIP_VISION value: OpenCLIP layout -> :class:`clip_tokens.OpenCLIPVision`,
     anything else -> ``comfy.clip_vision.load``."""
     import comfy.clip_vision
-    import comfy.utils
 
-    sd = comfy.utils.load_torch_file(path, safe_load=True)
+    sd = read_state_dict(path, "CLIP vision file")
     if clip_tokens.find_openclip_vision_prefix(sd) is not None:
         side = clip_tokens.read_sidecar_config(path)
         h = heads if heads and heads > 0 else side.get("heads")

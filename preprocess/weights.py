@@ -11,19 +11,22 @@ Rules (official `util.load_weights` + `preprocessor.create_model`):
   wrapper (keys with `model.`) is accepted too (an extension: the official loader would refuse it).
 - a file whose keys all carry one extra `net.` prefix (SkyTNT's anime-seg export) loads too (an extension).
 
-Nothing here imports ComfyUI; the node layer passes the folders to search.
+Files are read by the pack's one reader (`model_patches.checkpoint_file`, ComfyUI's `load_torch_file` in weights-only
+mode); the node layer passes the folders to search.
 """
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
+from ..model_patches.checkpoint_file import read_state_dict as read_weights
+from ..comfy_compat import expected_state_shapes
 from ..model_patches.errors import ColorizerLoadError
+from ..model_patches.networks.common import load_strict
 
 
 @dataclass(frozen=True)
@@ -82,34 +85,8 @@ NETWORKS: dict[str, NetworkSpec] = {
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """The tensors of a weight file, after `state_dict` unwrapping and `module.` stripping."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ColorizerLoadError(f"weight file not found: {path}")
-    if path.lower().endswith((".safetensors", ".sft")):
-        from safetensors.torch import load_file
-        try:
-            sd = load_file(path, device="cpu")
-        except Exception as exc:  # corrupt header, truncated download, not a safetensors file
-            raise ColorizerLoadError(f"{path} is not a readable safetensors file ({exc}); "
-                                     "re-download it") from exc
-    else:
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a load error with the reason
-            text = str(exc)
-            if isinstance(exc, pickle.UnpicklingError) or "weights only" in text.lower():
-                detail = text.splitlines()[0] if text else repr(exc)
-                raise ColorizerLoadError(
-                    f"refusing to load {path}: the file is a pickle that needs more than tensors to load "
-                    f"(it could execute code), so it is not loaded with torch.load(weights_only=True). "
-                    f"Use the released weights or a .safetensors copy. Details: {detail}") from exc
-            raise ColorizerLoadError(f"{path} is not a readable PyTorch weight file ({exc}); re-download it") from exc
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise ColorizerLoadError(f"{path} holds a {type(sd).__name__}, not a state dict of tensors")
-    tensors = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}  # drop bookkeeping entries
+    """The tensors of a weight file (the pack's one reader), with the official `module.` stripping."""
+    tensors = read_weights(path)
     out = {k: v for k, v in tensors.items() if "module." not in k}
     # the official loop renames every `module.` key in place, so a renamed key wins over a plain one
     out.update({k.replace("module.", ""): v for k, v in tensors.items() if "module." in k})
@@ -129,26 +106,17 @@ def _adapt_prefix(sd: dict, expected: set) -> dict:
 
 
 def load_into(module: nn.Module, sd: dict, source: str = "state dict") -> nn.Module:
-    """Strict load (official semantics) with errors that name keys, shapes and the file."""
-    own = module.state_dict()
-    sd = _adapt_prefix(dict(sd), set(own))
-    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in sd if k not in own]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s), e.g. {missing[:3]}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}")
-        raise ColorizerLoadError(f"{source} does not fit {type(module).__name__}: " + "; ".join(parts)
-                                 + ". Is it the right file for this network?")
-    for key, want in own.items():
-        if key in sd and tuple(sd[key].shape) != tuple(want.shape):
-            raise ColorizerLoadError(f"{source}: {key} has shape {tuple(sd[key].shape)}, "
-                                     f"{type(module).__name__} expects {tuple(want.shape)}")
-    full = {k: (sd[k] if k in sd else torch.zeros_like(v)) for k, v in own.items()}
-    module.load_state_dict(full, strict=True)
-    return module
+    """Strict load (official semantics) through the pack's one strict loader; errors name the file, the keys and
+    the shapes. BatchNorm `num_batches_tracked` counters absent from the file start at 0, as torch does."""
+    want = expected_state_shapes(module)
+    sd = _adapt_prefix(dict(sd), set(want))
+    for key, shape in want.items():
+        if key.endswith("num_batches_tracked") and key not in sd:
+            sd[key] = torch.zeros(shape, dtype=torch.long)
+    try:
+        return load_strict(module, sd, what=f"{type(module).__name__} network")
+    except ColorizerLoadError as exc:
+        raise ColorizerLoadError(f"{source}: {exc}. Is it the right file for this network?") from None
 
 
 def load_network(name: str, path: str) -> nn.Module:

@@ -373,12 +373,12 @@ def test_loader_rules(tmp_path):
     bad = dict(sd)
     bad["model0.1.weight"] = torch.zeros(64, 3, 5, 5)
     torch.save(bad, path)
-    with pytest.raises(ColorizerLoadError, match=r"model0.1.weight has shape \(64, 3, 5, 5\)"):
+    with pytest.raises(ColorizerLoadError, match=r"model0.1.weight: .* expects shape .*, the file has \[64, 3, 5, 5\]"):
         weights.load_network("sk_model", str(path))
     torch.save({k: v for k, v in sd.items() if "model4" not in k}, path)
-    with pytest.raises(ColorizerLoadError, match="missing key"):
+    with pytest.raises(ColorizerLoadError, match="lacks .* key"):
         weights.load_network("sk_model", str(path))
-    with pytest.raises(ColorizerLoadError, match="unexpected key"):
+    with pytest.raises(ColorizerLoadError, match="does not take"):
         weights.load_network("anime2sketch", str(st))
 
 
@@ -412,7 +412,7 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
     marker = str(tmp_path / "pickle_code_ran")
     path = tmp_path / "netG.pth"
     torch.save({"model.model.0.weight": _Exploit(marker)}, path)
-    with pytest.raises(ColorizerLoadError, match="refusing to load"):
+    with pytest.raises(ColorizerLoadError, match="was refused: it is a pickle"):
         weights.load_network("anime2sketch", str(path))
     assert not os.path.exists(marker)
 

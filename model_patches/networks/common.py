@@ -7,6 +7,7 @@ import re
 import comfy.ops
 from torch import nn
 
+from ...comfy_compat import expected_state_shapes
 from ..errors import ColorizerLoadError
 
 
@@ -46,21 +47,21 @@ def load_strict(module: nn.Module, tensors: dict, *, key_prefix: str = "", what:
 
     Expected keys and shapes come from the module's structure (`comfy_compat.expected_state_shapes`), never from a
     fresh module's `state_dict()`, which lists no key of a layer the host builds lazily."""
-    from ...comfy_compat import expected_state_shapes
-
     name = what or type(module).__name__
     want = expected_state_shapes(module)
     missing = sorted(key_prefix + k for k in want if k not in tensors)
     unexpected = sorted(key_prefix + k for k in tensors if k not in want)
-    if missing:
-        raise ColorizerLoadError(f"checkpoint lacks {len(missing)} key(s) of the {name}, e.g. {missing[:5]}")
-    if unexpected:
-        raise ColorizerLoadError(f"checkpoint has {len(unexpected)} key(s) the {name} does not take, "
-                                 f"e.g. {unexpected[:5]}")
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"lacks {len(missing)} key(s) of the {name}, e.g. {missing[:5]}")
+        if unexpected:
+            parts.append(f"has {len(unexpected)} key(s) the {name} does not take, e.g. {unexpected[:5]}")
+        raise ColorizerLoadError("the file " + " and ".join(parts))
     for k, shape in want.items():
         if tuple(tensors[k].shape) != shape:
             raise ColorizerLoadError(f"{key_prefix + k}: the {name} expects shape {list(shape)}, "
-                                     f"the checkpoint has {list(tensors[k].shape)}")
+                                     f"the file has {list(tensors[k].shape)}")
     cast = {}
     for k, t in tensors.items():
         kw = {}
