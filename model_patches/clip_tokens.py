@@ -66,21 +66,6 @@ _RESBLOCK_RE = re.compile(r"transformer\.resblocks\.(\d+)\.")
 # image layout and preprocessing
 # --------------------------------------------------------------------------------------------
 
-def comfy_image_to_pm1(image: torch.Tensor) -> torch.Tensor:
-    """ComfyUI IMAGE ``[B,H,W,C]`` in [0,1] -> ``[B,3,H,W]`` float32 in [-1,1] (alpha dropped).
-
-    ``x*2-1`` is bit-identical to the official ``ToTensor`` + ``Normalize(0.5, 0.5)``.
-    """
-    if image.ndim == 3:
-        image = image.unsqueeze(0)
-    if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
-        raise ColorizerInputError(f"expected an IMAGE [B,H,W,C] with C in 1/3/4, got shape {tuple(image.shape)}")
-    image = image[..., :3]
-    if image.shape[-1] == 1:
-        image = image.expand(*image.shape[:-1], 3)
-    return image.movedim(-1, 1).to(torch.float32) * 2.0 - 1.0
-
-
 def preprocess(x: torch.Tensor, size: int = DEFAULT_IMAGE_SIZE,
                mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
     """Official CLIP input: squash-resize ``[B,3,H,W]`` in [-1,1] to size x size, map to [0,1], normalise.

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ColorizerInputError
+from ..preprocess.masks import bleach
 from .settings import AttentionSettings, ModeFlags
 
 LATENT_SCALE = 8
@@ -127,7 +128,7 @@ def _background_only(image, reference_mask, threshold):
         raise ColorizerInputError(f"reference mask is {m.shape[-1]}x{m.shape[-2]}, the reference is "
                                   f"{image.shape[-1]}x{image.shape[-2]} (after padding); make the mask from the "
                                   "padded reference")
-    return torch.where(m < threshold, image, torch.ones_like(image))
+    return bleach(image, m, threshold)
 
 
 def _v15_context(enc, emb, bg_tokens, flags, separate_background, p, device):

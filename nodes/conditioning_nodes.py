@@ -8,6 +8,7 @@ from ..model_patches.errors import ColorizerInputError
 from ..model_patches.prompt_encoding import PromptInputs, encode_prompt
 from ..model_patches.settings import MODES, attention_settings, level_reference_scales, mode_flags
 from ..model_patches.unet_patches import apply_colorizer
+from ..preprocess import convert
 
 
 def _float(default, lo, hi, step, tooltip):
@@ -121,15 +122,7 @@ class ColorizeDiffusionConditioning:
 
 
 def _mask(mask, what):
-    if mask is None:
-        return None
-    if mask.ndim == 2:
-        mask = mask[None]
-    if mask.ndim == 3:
-        mask = mask[:, None]
-    if mask.ndim != 4 or mask.shape[1] != 1:
-        raise ColorizerInputError(f"{what} must be a MASK [B,H,W] or [B,1,H,W], got shape {tuple(mask.shape)}")
-    return mask
+    return None if mask is None else convert.as_mask_batch(mask, what)
 
 
 NODE_CLASS_MAPPINGS = {"ColorizeDiffusionConditioning": ColorizeDiffusionConditioning,

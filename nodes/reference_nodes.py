@@ -39,6 +39,7 @@ import folder_paths
 from ..model_patches import clip_tokens
 from ..model_patches.checkpoint_file import read_state_dict
 from ..model_patches.errors import ColorizerLoadError
+from ..preprocess import convert
 
 CATEGORY = "ColorizeDiffusion"
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -63,7 +64,7 @@ class ColorizeDiffusionEncodeReference:
     CATEGORY = CATEGORY
 
     def encode(self, clip_vision, image):
-        x = clip_tokens.comfy_image_to_pm1(image)
+        x = convert.to_model(convert.rgb(convert.check_image(image, "reference")))
         return (clip_tokens.make_reference(clip_vision, x),)
 
 

@@ -49,6 +49,16 @@ def rgb(image: torch.Tensor, background: float = 1.0) -> torch.Tensor:
     return image
 
 
+def letterbox(x: torch.Tensor, height: int, width: int, fill: float = -1.0):
+    """Official `pad_image`: centre [..., h, w] on a `fill` canvas of (height, width); returns
+    (canvas, (left, top, w, h)). The one padded-canvas helper (sketch letterbox, reference margins, masks, ISNet)."""
+    h, w = x.shape[-2:]
+    canvas = torch.full((*x.shape[:-2], height, width), fill, dtype=x.dtype, device=x.device)
+    left, top = (width - w) // 2, (height - h) // 2
+    canvas[..., top:top + h, left:left + w] = x
+    return canvas, (left, top, w, h)
+
+
 def to_model(image: torch.Tensor) -> torch.Tensor:
     """IMAGE [B, H, W, 3] in [0, 1] -> [B, 3, H, W] in [-1, 1] (bit-identical to to_tensor for k/255 values)."""
     return image.permute(0, 3, 1, 2).float() * 2 - 1

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .convert import letterbox
+
 
 def _up_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=ref.shape[2:], mode="bilinear", align_corners=False)
@@ -132,15 +134,13 @@ def reference_canvas(reference: torch.Tensor, size: int = 1024) -> tuple[torch.T
     """The ISNet input of the reference mask: the reference [B,3,h,w] in [-1,1] scaled to fit size² (bicubic),
     centred on a -1 canvas, then mapped to 1 - (x + 1) / 2; with the box (ph, pw, h', w') it occupies."""
     x = reference.float()
-    b, c, h, w = x.shape
+    h, w = x.shape[-2:]
     scale = size / max(h, w)
     nh, nw = int(h * scale), int(w * scale)
     scaled = F.interpolate(x, scale_factor=scale, mode="bicubic")
     if scaled.shape[-2:] != (nh, nw):  # float rounding of the two size rules; never seen, kept safe
         scaled = F.interpolate(x, size=(nh, nw), mode="bicubic")
-    ph, pw = (size - nh) // 2, (size - nw) // 2
-    canvas = -torch.ones((b, c, size, size), dtype=x.dtype, device=x.device)
-    canvas[:, :, ph:ph + nh, pw:pw + nw] = scaled
+    canvas, (pw, ph, _, _) = letterbox(scaled, size, size, fill=-1.0)
     return 1 - (canvas + 1.0) / 2.0, (ph, pw, nh, nw)
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model_patches.errors import ColorizerInputError
+from .convert import letterbox
 
 DILATE_KERNEL = 11
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -87,11 +88,7 @@ def fit_mask(mask: torch.Tensor, height: int, width: int, what: str = "mask",
     if (h, w) == (height, width):
         return mask
     if h == height and w < width <= 2 * w + 1:
-        left = (width - w) // 2
-        out = torch.full((mask.shape[0], mask.shape[1], height, width), pad_value, dtype=mask.dtype,
-                         device=mask.device)
-        out[..., left:left + w] = mask
-        return out
+        return letterbox(mask, height, width, fill=pad_value)[0]
     if abs((w / h) / (width / height) - 1) <= 0.02:
         return F.interpolate(mask, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
     raise ColorizerInputError(f"{what} is {w}x{h} but the image is {width}x{height}: the aspect ratios differ, "

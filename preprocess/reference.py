@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from ..model_patches.errors import ColorizerInputError
-from .convert import mask_to_u8, model_to_u8
-from .masks import threshold_preview
+from .convert import letterbox, mask_to_u8, model_to_u8
+from .masks import bleach, threshold_preview
 
 OVERLAY_MODES = ("mask", "foreground only", "background only", "tint")
 
@@ -23,26 +23,20 @@ def pad_image_with_margin(image: torch.Tensor, scale: float) -> torch.Tensor:
     """IMAGE [B, H, W, C] -> [B, H, int(W * scale), C], white margins left and right (scale <= 1: unchanged)."""
     if not scale > 0:
         raise ColorizerInputError(f"pad scale must be positive, got {scale}")
-    b, h, w, c = image.shape
+    h, w = image.shape[1:3]
     nw = int(w * scale)
     if nw <= w:
         return image
-    out = torch.ones((b, h, nw, c), dtype=image.dtype, device=image.device)
-    left = (nw - w) // 2
-    out[:, :, left:left + w] = image
-    return out
+    return letterbox(image.movedim(-1, 1), h, nw, fill=1.0)[0].movedim(1, -1)
 
 
 def pad_mask_with_margin(mask: torch.Tensor, scale: float) -> torch.Tensor:
     """[B, 1, H, W] mask padded like `pad_image_with_margin`, margins 0 (background)."""
-    b, c, h, w = mask.shape
+    h, w = mask.shape[-2:]
     nw = int(w * scale)
     if nw <= w:
         return mask
-    out = torch.zeros((b, c, h, nw), dtype=mask.dtype, device=mask.device)
-    left = (nw - w) // 2
-    out[..., left:left + w] = mask
-    return out
+    return letterbox(mask, h, nw, fill=0.0)[0]
 
 
 def background_only(image: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -50,8 +44,7 @@ def background_only(image: torch.Tensor, mask: torch.Tensor, threshold: float = 
 
     Same numbers as the app's `where(rmask < ts, reference, +1)` in [-1, 1] (x -> (x + 1) / 2 is exact here).
     """
-    keep = mask[:, 0, :, :, None] < threshold
-    return torch.where(keep, image, torch.ones_like(image))
+    return bleach(image, mask[:, 0, :, :, None], threshold)
 
 
 def composite_u8(image_u8: np.ndarray, mask_u8: np.ndarray, foreground: bool) -> np.ndarray:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ..model_patches.errors import ColorizerInputError
 from . import extractors as ex
-from .convert import as_mask_batch, check_image, from_model, match_batch, rgb, to_model, to_uint8
+from .convert import as_mask_batch, check_image, from_model, letterbox, match_batch, rgb, to_model, to_uint8
 from .lineart import lineart_standard
 
 POLARITIES = ("auto", "keep", "invert")
@@ -80,15 +80,6 @@ def fit_size(h: int, w: int, height: int, width: int) -> tuple[int, int]:
 def resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """torchvision Resize(bicubic, antialias=True) on a float tensor."""
     return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
-
-
-def letterbox(x: torch.Tensor, height: int, width: int, fill: float = -1.0):
-    """Official `pad_image`: centre [B, C, h, w] on a `fill` canvas; returns (canvas, (left, top, w, h))."""
-    b, c, h, w = x.shape
-    canvas = torch.full((b, c, height, width), fill, dtype=x.dtype, device=x.device)
-    left, top = (width - w) // 2, (height - h) // 2
-    canvas[:, :, top:top + h, left:left + w] = x
-    return canvas, (left, top, w, h)
 
 
 def fit_and_pad(x: torch.Tensor, src_hw: tuple[int, int], height: int, width: int):

@@ -13,6 +13,7 @@ from conftest import GOLDEN
 from golden_support.compare import check_model_case
 from golden_support import clip_runner
 
+from colorize_diffusion import NODE_CLASS_MAPPINGS as ALL_NODES
 from colorize_diffusion.model_patches import clip_tokens
 from colorize_diffusion.model_patches.errors import ColorizerInputError, ColorizerLoadError
 from colorize_diffusion.nodes import reference_nodes
@@ -187,11 +188,14 @@ def test_uncond_is_zero_tokens_of_same_shape(openclip_cv):
 
 
 def test_reference_object_layout(openclip_cv):
-    img = torch.rand(1, 50, 70, 4)                    # RGBA: alpha dropped
+    img = torch.rand(1, 50, 70, 4)                    # RGBA: composited over white, as every node does
     (ref,) = ColorizeDiffusionEncodeReference().encode(openclip_cv, img)
     assert isinstance(ref, clip_tokens.ColorizerReference)
     assert ref.size == (50, 70) and ref.image.shape == (1, 3, 50, 70)
-    assert torch.equal(ref.image, img[..., :3].movedim(-1, 1) * 2 - 1)
+    over_white = img[..., :3] * img[..., 3:] + (1 - img[..., 3:])
+    assert torch.allclose(ref.image, over_white.movedim(-1, 1) * 2 - 1, atol=1e-6)
+    padded = ALL_NODES["ColorizeDiffusionReferencePad"]().pad(image=img, pad_scale=1.0)[0]
+    assert torch.allclose(ref.image, padded.movedim(-1, 1) * 2 - 1, atol=1e-6)   # same rule as Reference Pad
     assert ref.cls.shape == (1, 1, 128) and ref.full.shape == (1, 257, 128)
     assert torch.equal(ref.full[:, 1:], ref.tokens) and ref.clip_dim == 128 and ref.backend == "open_clip"
     ex = ref.expand_to(3)
