@@ -119,14 +119,9 @@ def prepare(comfyui_dir: str | os.PathLike | None = None, *, cpu: bool | None = 
         if yaml_path.is_file():
             utils.extra_config.load_extra_path_config(str(yaml_path))
         prepare._extra_paths_loaded = True
-    # the pack's folders, as nodes/folders.py and nodes/preprocess_nodes.py register them at import
-    for key, sub in (("colorizediffusion", "colorizediffusion"),
-                     ("colorizediffusion_preprocessors", os.path.join("colorizediffusion", "preprocessors"))):
-        default = os.path.join(folder_paths.models_dir, sub)
-        if key not in folder_paths.folder_names_and_paths:
-            folder_paths.folder_names_and_paths[key] = ([default], set(folder_paths.supported_pt_extensions))
-        elif key == "colorizediffusion_preprocessors" and default not in folder_paths.get_folder_paths(key):
-            folder_paths.add_model_folder_path(key, default)
+    from .. import model_folders
+
+    model_folders.register()
     return root
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..model_folders import CHECKPOINTS as CHECKPOINT_FOLDER, PREPROCESSORS as PREPROCESSOR_FOLDER
 from .workflows import CHECKPOINTS, CLIP_VISION
 
 HF_CHECKPOINTS = "https://huggingface.co/tellurion/ColorizeDiffusion"
-CHECKPOINT_FOLDER = "colorizediffusion"
-PREPROCESSOR_FOLDER = "colorizediffusion_preprocessors"
 OFFICIAL_CHECKPOINTS = ("v2-full.safetensors", "switch-eps.safetensors", "mult-eps-newft.safetensors",
                         "mult-eps-ft.safetensors")
 
@@ -174,7 +173,7 @@ def inspect_checkpoint(name: str) -> dict:
     if path is None or not path.lower().endswith((".safetensors", ".sft")):
         return {"family": None, "has_vae": None}
     from ..model_patches.detection import detect_family
-    from ..model_patches.errors import ColorizerLoadError
+    from ..errors import ColorizerLoadError
     try:
         shapes = _LazyShapes(path)
     except Exception as exc:  # noqa: BLE001 - not a readable safetensors file
@@ -188,7 +187,7 @@ def inspect_checkpoint(name: str) -> dict:
 
 def check_preprocessors(networks: list[str]) -> None:
     """Raise MissingWeights naming every missing preprocessor file (e.g. ['isnet_sketch', 'isnet'])."""
-    from ..model_patches.errors import ColorizerLoadError
+    from ..errors import ColorizerLoadError
     from ..preprocess.weights import find_weight_file
     problems = []
     for net in networks:

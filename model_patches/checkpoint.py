@@ -14,7 +14,7 @@ import torch
 from .checkpoint_file import read_state_dict
 from .colorizer import Colorizer, Encoders, UNetExtras
 from .detection import DDPM_BUFFERS, UNET, detect_family, prediction_from_name
-from .errors import ColorizerLoadError
+from ..errors import ColorizerLoadError
 from ..comfy_compat import new_model_patcher, set_reload_recipe
 from .networks.common import load_strict, take_prefix
 

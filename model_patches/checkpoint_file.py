@@ -7,7 +7,7 @@ import pickle
 
 import torch
 
-from .errors import ColorizerLoadError
+from ..errors import ColorizerLoadError
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")

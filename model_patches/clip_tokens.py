@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from ..comfy_compat import clip_preprocess, image_sizes, new_model_patcher
 from .checkpoint_file import read_state_dict
-from .errors import ColorizerInputError, ColorizerLoadError
+from ..errors import ColorizerInputError, ColorizerLoadError
 from .networks.common import load_strict
 
 log = logging.getLogger(__name__)

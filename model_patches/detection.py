@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import ColorizerLoadError
+from ..errors import ColorizerLoadError
 
 UNET = "model.diffusion_model."
 FAMILIES = ("v1", "v1.5", "v2")

@@ -8,7 +8,7 @@ and the weights sum to 1.
 """
 from __future__ import annotations
 
-from .errors import ColorizerInputError
+from ..errors import ColorizerInputError
 
 
 def active_passes(reference_scale: float, sketch_scale: float) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import ColorizerInputError
+from ..errors import ColorizerInputError
 from ..preprocess.masks import bleach
 from .settings import AttentionSettings, ModeFlags
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import ColorizerInputError
+from ..errors import ColorizerInputError
 
 NUM_BLOCKS = 16
 ENCODER_BLOCKS = (0, 1, 2, 3, 4, 5)

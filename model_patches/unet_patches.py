@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..comfy_compat import on_multigpu_deepclone
-from .errors import ColorizerInputError
+from ..errors import ColorizerInputError
 from .split_attention import SplitCrossAttention, gather_tokens, scatter_tokens, selection_groups, take_rows
 from .step_data import CURRENT_STEP, STEP_KEY, pop_step_data
 

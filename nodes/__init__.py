@@ -1,7 +1,10 @@
 """Node classes, one module per role; this file merges their mappings for the pack's __init__."""
 from __future__ import annotations
 
+from .. import model_folders
 from . import conditioning_nodes, guidance_nodes, loader_nodes, preprocess_nodes, reference_nodes
+
+model_folders.register()
 
 _NODE_MODULES = (loader_nodes, reference_nodes, preprocess_nodes, conditioning_nodes, guidance_nodes)
 

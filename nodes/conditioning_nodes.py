@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..model_patches.conditioning import guidance_conditionings
-from ..model_patches.errors import ColorizerInputError
+from ..errors import ColorizerInputError
 from ..model_patches.prompt_encoding import PromptInputs, encode_prompt
 from ..model_patches.settings import MODES, attention_settings, level_reference_scales, mode_flags
 from ..model_patches.unet_patches import apply_colorizer

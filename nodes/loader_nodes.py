@@ -4,8 +4,8 @@ from __future__ import annotations
 import folder_paths
 
 from ..model_patches.checkpoint import load_checkpoint
-from ..model_patches.errors import ColorizerLoadError
-from . import folders
+from ..errors import ColorizerLoadError
+from ..model_folders import CHECKPOINTS
 
 
 class ColorizeDiffusionCheckpointLoader:
@@ -23,17 +23,17 @@ class ColorizeDiffusionCheckpointLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "ckpt_name": (folder_paths.get_filename_list(folders.CHECKPOINTS),
+            "ckpt_name": (folder_paths.get_filename_list(CHECKPOINTS),
                           {"tooltip": "a file in models/colorizediffusion"}),
             "prediction": (["auto", "eps", "v"], {"default": "auto",
                            "tooltip": "auto: 'eps' in the file name → eps, otherwise v (official rule)"}),
         }}
 
     def load(self, ckpt_name, prediction="auto"):
-        path = folder_paths.get_full_path(folders.CHECKPOINTS, ckpt_name)
+        path = folder_paths.get_full_path(CHECKPOINTS, ckpt_name)
         if path is None:
             raise ColorizerLoadError(f"{ckpt_name} not found in models/colorizediffusion "
-                                     f"(searched: {', '.join(folder_paths.get_folder_paths(folders.CHECKPOINTS))})")
+                                     f"(searched: {', '.join(folder_paths.get_folder_paths(CHECKPOINTS))})")
         loaded = load_checkpoint(path, prediction=prediction)
         return loaded.model, loaded.colorizer, loaded.vae
 

@@ -20,19 +20,13 @@ import comfy.model_management as mm
 import comfy.utils
 import folder_paths
 
-from ..model_patches.errors import ColorizerInputError
+from ..errors import ColorizerInputError
 from ..preprocess import convert, extractors, isnet, masks, reference
 from ..preprocess import sketch as sketch_mod
 from ..preprocess.weights import find_weight_file, load_network
-from . import folders
+from ..model_folders import PREPROCESSORS
 
 CATEGORY = "ColorizeDiffusion/preprocess"
-PREPROCESSORS = "colorizediffusion_preprocessors"
-_DEFAULT_DIR = os.path.join(folder_paths.models_dir, "colorizediffusion", "preprocessors")
-
-folders.register(PREPROCESSORS, os.path.join("colorizediffusion", "preprocessors"))
-if _DEFAULT_DIR not in folder_paths.get_folder_paths(PREPROCESSORS):   # key created by extra_model_paths first
-    folder_paths.add_model_folder_path(PREPROCESSORS, _DEFAULT_DIR)
 
 EXTRACT_METHODS = ("standard",) + extractors.METHODS
 SKETCH_TYPES = "IMAGE,COLORIZER_SKETCH"

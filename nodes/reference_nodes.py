@@ -38,7 +38,7 @@ import folder_paths
 
 from ..model_patches import clip_tokens
 from ..model_patches.checkpoint_file import read_state_dict
-from ..model_patches.errors import ColorizerLoadError
+from ..errors import ColorizerLoadError
 from ..preprocess import convert
 
 CATEGORY = "ColorizeDiffusion"

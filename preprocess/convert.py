@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..model_patches.errors import ColorizerInputError
+from ..errors import ColorizerInputError
 
 MIN_SIDE = 8          # smaller inputs carry no usable line art
 MAX_SIDE = 8192       # larger inputs are refused instead of exhausting memory

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..model_patches.errors import ColorizerInputError
+from ..errors import ColorizerInputError
 
 KERAS_SIGMA = 3
 KERAS_CUT = 0.1

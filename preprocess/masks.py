@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..model_patches.errors import ColorizerInputError
+from ..errors import ColorizerInputError
 from .convert import letterbox
 
 DILATE_KERNEL = 11

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..model_patches.errors import ColorizerInputError
+from ..errors import ColorizerInputError
 from .convert import letterbox, mask_to_u8, model_to_u8
 from .masks import bleach, threshold_preview
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..model_patches.errors import ColorizerInputError
+from ..errors import ColorizerInputError
 from . import extractors as ex
 from .convert import as_mask_batch, check_image, from_model, letterbox, match_batch, rgb, to_model, to_uint8
 from .lineart import lineart_standard

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..model_patches.checkpoint_file import read_state_dict as read_weights
 from ..comfy_compat import expected_state_shapes
-from ..model_patches.errors import ColorizerLoadError
+from ..errors import ColorizerLoadError
 from ..model_patches.networks.common import load_strict
 
 

@@ -18,7 +18,7 @@ import comfy.ops
 import comfy.utils
 import host_emulation
 from colorize_diffusion.model_patches.checkpoint import load_checkpoint
-from colorize_diffusion.model_patches.errors import ColorizerLoadError
+from colorize_diffusion.errors import ColorizerLoadError
 from colorize_diffusion.model_patches.split_attention import SplitCrossAttention
 from colorize_diffusion.model_patches.unet_patches import StyledOutput, apply_colorizer
 from conftest import GOLDEN

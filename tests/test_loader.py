@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from colorize_diffusion.model_patches import checkpoint
 from colorize_diffusion.model_patches.checkpoint import load_checkpoint
-from colorize_diffusion.model_patches.errors import ColorizerLoadError
+from colorize_diffusion.errors import ColorizerLoadError
 from conftest import GOLDEN
 from host_emulation import host_layers
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorize_diffusion.model_patches.errors import ColorizerLoadError
+from colorize_diffusion.errors import ColorizerLoadError
 from colorize_diffusion.model_patches.networks import sketch_encoder, v15_context, v2_encoders
 from host_emulation import host_layers
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 import folder_paths
-from colorize_diffusion.model_patches.errors import ColorizerInputError, ColorizerLoadError
+from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
 from colorize_diffusion.nodes import preprocess_nodes as P
 from colorize_diffusion.preprocess import convert, extractors, masks, reference, sketch, weights
 from colorize_diffusion.preprocess.extractor_nets import LineartDetector

@@ -15,7 +15,7 @@ from golden_support import clip_runner
 
 from colorize_diffusion import NODE_CLASS_MAPPINGS as ALL_NODES
 from colorize_diffusion.model_patches import clip_tokens
-from colorize_diffusion.model_patches.errors import ColorizerInputError, ColorizerLoadError
+from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
 from colorize_diffusion.nodes import reference_nodes
 from colorize_diffusion.nodes.reference_nodes import (ColorizeDiffusionEncodeReference,
                                                       ColorizeDiffusionLoadOpenCLIPVision)

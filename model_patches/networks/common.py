@@ -8,7 +8,7 @@ import comfy.ops
 from torch import nn
 
 from ...comfy_compat import expected_state_shapes
-from ..errors import ColorizerLoadError
+from ...errors import ColorizerLoadError
 
 
 def take_prefix(sd: dict, prefix: str) -> dict:

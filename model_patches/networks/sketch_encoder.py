@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ColorizerLoadError
+from ...errors import ColorizerLoadError
 from .common import operations_or_default, count_indexed, load_prefixed, state_shape
 
 DEFAULT_PREFIX = "control_encoder."

@@ -16,7 +16,7 @@ from torch import nn
 from comfy.ldm.modules.attention import CrossAttention
 from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
 
-from ..errors import ColorizerLoadError
+from ...errors import ColorizerLoadError
 from .common import operations_or_default, count_indexed, load_prefixed, state_shape
 
 THRESH_PREFIX = "thresh_embedder."

@@ -19,7 +19,7 @@ from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, ResBlock, TimestepEmbedSequential
 from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
 
-from ..errors import ColorizerLoadError
+from ...errors import ColorizerLoadError
 from .common import operations_or_default, count_indexed, load_prefixed, state_shape
 
 BG_PREFIX = "bg_encoder."
