@@ -54,6 +54,13 @@ def transformer_blocks(diffusion_model) -> list[tuple[int, str, float]]:
     return found
 
 
+def attn2_patch_key(path: str) -> tuple[str, int, int]:
+    """ComfyUI's attn2 replace-patch key (block name, number, transformer index) of a transformer block path."""
+    parts = path.split(".")
+    kind = {"input_blocks": "input", "middle_block": "middle", "output_blocks": "output"}[parts[0]]
+    return kind, 0 if kind == "middle" else int(parts[1]), int(parts[-1])
+
+
 def sketch_hint_blocks(diffusion_model) -> tuple[int, ...]:
     """Input blocks after which the sketch residuals are added: the stem, each downsample, the last block."""
     ids = [0] + [i for i, b in enumerate(diffusion_model.input_blocks) if any(_is(layer, "Downsample") for layer in b)]
@@ -88,9 +95,10 @@ class StyledOutput(nn.Sequential):
 class ColorizerUNetPatch:
     """The block-level patches and the diffusion-model wrapper; shared (not copied) by model clones."""
 
-    def __init__(self, family: str, unet_extras, hint_blocks: tuple):
+    def __init__(self, family: str, unet_extras, hint_blocks: tuple, attention_blocks: tuple):
         self.family = family
         self.hint_index = {block: k for k, block in enumerate(hint_blocks)}
+        self.attention_blocks = attention_blocks     # (official block index, host attn2 patch key) per block
         self._extras = (unet_extras,)
 
     def __deepcopy__(self, memo):
@@ -112,12 +120,31 @@ class ColorizerUNetPatch:
                 "negative (and sketch negative) outputs to the sampler, not other conditionings")
         if step.controls is not None and len(step.controls) != len(self.hint_index):
             raise ColorizerInputError(f"expected {len(self.hint_index)} sketch residuals, got {len(step.controls)}")
+        self._check_attention_replacements(step, transformer_options)
         transformer_options = {**transformer_options, STEP_KEY: step}
         token = CURRENT_STEP.set(step)
         try:
             return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
         finally:
             CURRENT_STEP.reset(token)
+
+    def _check_attention_replacements(self, step, transformer_options):
+        """Another node's attn2 replace patch (IP-Adapter's mechanism) makes ComfyUI call it instead of the block's
+        attn2, so the colorizer's attention would be skipped there. Where that attention is the plain one (no
+        fg/bg split, reference strength 1) the result is the same and both work; elsewhere: a clear error."""
+        replaced = transformer_options.get("patches_replace", {}).get("attn2", {})
+        if not replaced:
+            return
+        st = step.settings
+        clash = [key for index, key in self.attention_blocks
+                 if (key in replaced or key[:2] in replaced) and (st.split or st.reference_scales[index] != 1)]
+        if clash:
+            where = ", ".join(f"{kind} {number}" + (f".{t}" if t else "") for kind, number, t in clash)
+            raise ColorizerInputError(
+                f"another node replaced the cross-attention of UNet blocks {where} (an attention-replacing patch, "
+                "such as IP-Adapter's), where ColorizeDiffusion needs its own reference attention (foreground/"
+                "background split or a reference strength other than 1). Apply that node to a MODEL without "
+                "these ColorizeDiffusion options, or leave it out of this graph")
 
     def emb_patch(self, emb, model_channels, transformer_options):
         step = transformer_options.get(STEP_KEY)
@@ -183,7 +210,8 @@ def _install(m, family: str, extras, module_at) -> None:
     import comfy.patcher_extension
 
     diffusion_model = module_at("diffusion_model")
-    for index, path, mask_scale in transformer_blocks(diffusion_model):
+    blocks = transformer_blocks(diffusion_model)
+    for index, path, mask_scale in blocks:
         name = f"diffusion_model.{path}.attn2"
         lora_key = f"{path}.attn2".replace(".", "/")
         lora = extras.lora[lora_key] if lora_key in extras.lora else None
@@ -192,7 +220,8 @@ def _install(m, family: str, extras, module_at) -> None:
         last = len(extras.style_modules) - 1
         m.add_object_patch("diffusion_model.out",
                            StyledOutput(module_at("diffusion_model.out"), extras.style_modules[last], last))
-    patch = ColorizerUNetPatch(family, extras, sketch_hint_blocks(diffusion_model))
+    patch = ColorizerUNetPatch(family, extras, sketch_hint_blocks(diffusion_model),
+                               tuple((index, attn2_patch_key(path)) for index, path, _ in blocks))
     patches = m.model_options["transformer_options"].get("patches", {})
     for name in ("emb_patch", "input_block_patch", "output_block_patch"):
         if name in patches:
