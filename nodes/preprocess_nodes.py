@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from contextlib import nullcontext
 
 import torch
 
@@ -20,17 +19,18 @@ import comfy.model_management as mm
 import comfy.utils
 import folder_paths
 
+from ..comfy_compat import new_model_patcher
 from ..errors import ColorizerInputError
+from ..model_folders import PREPROCESSORS
 from ..preprocess import convert, extractors, isnet, masks, reference
 from ..preprocess import sketch as sketch_mod
 from ..preprocess.weights import find_weight_file, load_network
-from ..model_folders import PREPROCESSORS
 
 CATEGORY = "ColorizeDiffusion/preprocess"
 
 EXTRACT_METHODS = ("standard",) + extractors.METHODS
 SKETCH_TYPES = "IMAGE,COLORIZER_SKETCH"
-_CACHE: "OrderedDict[tuple, torch.nn.Module]" = OrderedDict()
+_CACHE: "OrderedDict[tuple, object]" = OrderedDict()     # model patchers of the loaded networks
 _CACHE_SIZE = 3
 
 
@@ -44,33 +44,26 @@ def _aux_annotator_dirs() -> list[str]:
     return out
 
 
-def get_network(name: str) -> torch.nn.Module:
-    """Network `name` of preprocess.weights.NETWORKS, loaded from the model folder (cached)."""
+def get_network(name: str):
+    """Network `name` of preprocess.weights.NETWORKS from the model folder, in a model patcher (cached), so that
+    ComfyUI loads, offloads and frees it like any model."""
     path = find_weight_file(name, folder_paths.get_folder_paths(PREPROCESSORS), _aux_annotator_dirs())
     st = os.stat(path)
     key = (name, path, st.st_mtime_ns, st.st_size)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    net = load_network(name, path)
-    _CACHE[key] = net
+    patcher = new_model_patcher(load_network(name, path), mm.get_torch_device(), mm.unet_offload_device())
+    _CACHE[key] = patcher
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
-    return net
+    return patcher
 
 
-class _OnDevice:
-    """Moves a cached network to the torch device for one call and back to the CPU afterwards."""
-
-    def __init__(self, net):
-        self.net = net
-
-    def __enter__(self):
-        return self.net.to(mm.get_torch_device())
-
-    def __exit__(self, *exc):
-        self.net.to("cpu")
-        return False
+def _loaded(patcher):
+    """The network of `patcher`, on the compute device through ComfyUI's model management."""
+    mm.load_models_gpu([patcher])
+    return patcher.model
 
 
 def _progress(n: int, unique_id=None):
@@ -157,13 +150,13 @@ class ColorizeDiffusionPrepareSketch:
             mask = convert.as_mask_batch(transparency_mask, "transparency_mask")
             convert.match_batch(image.shape[0], mask.shape[0], "transparency_mask")
         parts, pbar = [], _progress(image.shape[0], unique_id)
-        with (_OnDevice(net) if net is not None else nullcontext()) as dev_net:
-            for i in range(image.shape[0]):
-                parts.append(sketch_mod.prepare_sketch(
-                    image[i:i + 1], h, w, polarity=polarity, method=method, monochrome=monochrome, net=dev_net,
-                    transparency=None if mask is None else _pick(mask, i), size_base=size_base,
-                    extract_size=extract_size))
-                _tick(pbar)
+        dev_net = _loaded(net) if net is not None else None
+        for i in range(image.shape[0]):
+            parts.append(sketch_mod.prepare_sketch(
+                image[i:i + 1], h, w, polarity=polarity, method=method, monochrome=monochrome, net=dev_net,
+                transparency=None if mask is None else _pick(mask, i), size_base=size_base,
+                extract_size=extract_size))
+            _tick(pbar)
         prepared = sketch_mod.PreparedSketch(torch.cat([p.sketch for p in parts]), parts[0].crop_box,
                                          sum((p.polarity for p in parts), ()), method)
         return _out_image(prepared.image()), w, h, prepared
@@ -202,14 +195,14 @@ class ColorizeDiffusionExtractLineart:
             extractors.check_size(method, resolution)
             net = get_network(method)
         outs, pbar = [], _progress(b, unique_id)
-        with (_OnDevice(net) if net is not None else nullcontext()) as dev_net:
-            for i in range(b):
-                x, _ = sketch_mod.model_space(image[i], method, "invert" if invert_input else "keep", net=dev_net,
-                                              extract_size=resolution)
-                if x.shape[-2:] != (h, w) and output_size == "input":
-                    x = sketch_mod.resize(x, h, w)
-                outs.append(x.cpu())
-                _tick(pbar)
+        dev_net = _loaded(net) if net is not None else None
+        for i in range(b):
+            x, _ = sketch_mod.model_space(image[i], method, "invert" if invert_input else "keep", net=dev_net,
+                                          extract_size=resolution)
+            if x.shape[-2:] != (h, w) and output_size == "input":
+                x = sketch_mod.resize(x, h, w)
+            outs.append(x.cpu())
+            _tick(pbar)
         return (_out_image(convert.from_model(torch.cat(outs))),)
 
 
@@ -245,10 +238,10 @@ class ColorizeDiffusionSketchMask:
             white = sketch_mod.image_to_white_sketch(sketch, polarity)
         b, _, h, w = white.shape
         outs, pbar = [], _progress(b, unique_id)
-        with _OnDevice(get_network("isnet_sketch")) as net:
-            for i in range(b):
-                outs.append(isnet.sketch_mask(net, white[i:i + 1], h, w, size=net_size).cpu())
-                _tick(pbar)
+        net = _loaded(get_network("isnet_sketch"))
+        for i in range(b):
+            outs.append(isnet.sketch_mask(net, white[i:i + 1], h, w, size=net_size).cpu())
+            _tick(pbar)
         return (_out_mask(torch.cat(outs)),)
 
 
@@ -282,10 +275,10 @@ class ColorizeDiffusionReferenceMask:
         else:
             x = convert.to_model(image)
             outs, pbar = [], _progress(x.shape[0], unique_id)
-            with _OnDevice(get_network("isnet")) as net:
-                for i in range(x.shape[0]):
-                    outs.append(isnet.reference_mask(net, x[i:i + 1], size=net_size, dilate=False).cpu())
-                    _tick(pbar)
+            net = _loaded(get_network("isnet"))
+            for i in range(x.shape[0]):
+                outs.append(isnet.reference_mask(net, x[i:i + 1], size=net_size, dilate=False).cpu())
+                _tick(pbar)
             raw = torch.cat(outs)
         final = masks.dilate(raw).clamp(0, 1) if dilate else raw
         return _out_mask(final), _out_mask(raw)

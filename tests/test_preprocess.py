@@ -451,3 +451,18 @@ def test_isnet_nodes_end_to_end(weight_dir, isnet_file):
     ref = torch.rand(2, 50, 70, 3)
     dil, raw = P.ColorizeDiffusionReferenceMask().mask(ref, True, 128)
     assert dil.shape == raw.shape == (2, 50, 70) and torch.all(dil >= raw) and dil.max() <= 1
+
+
+def test_preprocessor_networks_are_managed_by_comfyui(weight_dir, isnet_file):
+    """The ISNet of the mask nodes lives in a model patcher that ComfyUI's model management loaded (so it is
+    offloaded and freed like any model), and its weights are the file's."""
+    import comfy.model_management as mm
+
+    os.symlink(isnet_file[0], weight_dir / "isnetis.safetensors")
+    P.ColorizeDiffusionReferenceMask().mask(torch.rand(1, 50, 70, 3), True, 128)
+    (patcher,) = P._CACHE.values()
+    assert any(loaded.model is patcher for loaded in mm.current_loaded_models)
+    assert patcher.model.conv_in.weight.device == mm.get_torch_device()
+    want = isnet_file[1].state_dict()
+    got = patcher.model.state_dict()
+    assert all(torch.equal(got[k].cpu(), want[k]) for k in want if not k.endswith("num_batches_tracked"))
