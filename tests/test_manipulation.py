@@ -1,0 +1,73 @@
+"""Text manipulation of the reference tokens: the text tower's loading, the shared text form, bad input.
+
+The numbers themselves are held to the official ones by the golden level-G cases (tests/test_golden.py)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
+from colorize_diffusion.model_patches import manipulation
+from colorize_diffusion.model_patches.checkpoint_file import read_state_dict
+from conftest import GOLDEN
+
+FULL = GOLDEN / "clip" / "tiny-openclip-full.safetensors"
+
+
+@pytest.fixture(scope="module")
+def text():
+    return manipulation.load_text_tower(read_state_dict(FULL), heads=4)
+
+
+def test_text_tower_loads_under_any_prefix_and_needs_its_projection(text):
+    sd = read_state_dict(FULL)
+    prefixed = {"cond_stage_model.model." + k: v for k, v in sd.items()}
+    other = manipulation.load_text_tower(prefixed, heads=4)
+    assert torch.equal(other.encode(["a red dress"]), text.encode(["a red dress"]))
+    no_projection = {k: v for k, v in sd.items() if k != "text_projection"}
+    with pytest.raises(ColorizerLoadError, match="text_projection"):
+        manipulation.load_text_tower(no_projection, heads=4)
+    with pytest.raises(ColorizerLoadError, match="head count"):
+        manipulation.load_text_tower(sd)                       # width 64: no known head count
+
+
+def test_features_are_unit_vectors_and_differ_by_prompt(text):
+    f = text.encode(["blue sky", "a red dress"])
+    assert f.shape == (2, 1, 128)
+    assert torch.allclose(f.norm(dim=-1), torch.ones(2, 1))
+    assert (f[0] - f[1]).abs().max() > 1e-3
+
+
+def test_text_form_round_trip_and_the_enhanced_quirk():
+    line = ("[target] short black hair; [anchor] none; [control] hair; [scale] 6.0; [enhanced] False; "
+            "[ts0] 0.5; [ts1] 0.55; [ts2] 0.65; [ts3] 0.95")
+    (official,) = manipulation.parse_groups(line)
+    (fixed,) = manipulation.parse_groups(line, official_quirks=False)
+    assert official.enhance is True and fixed.enhance is False            # the app reads bool("False")
+    assert official.thresholds == (0.5, 0.55, 0.65, 0.95) and official.anchor == "none"
+    with pytest.raises(ColorizerInputError, match="line 2"):
+        manipulation.parse_groups(line + "\n[target] x; [scale] big")
+
+
+@pytest.mark.parametrize("thresholds,target,message", [
+    ((0.5, 0.5, 0.6, 0.9), "hair", "four increasing values"),
+    ((0.9, 0.6, 0.5, 0.1), "hair", "four increasing values"),
+    ((0.1, 0.2, 0.3, 0.4), "  ", "target prompt"),
+])
+def test_bad_groups_are_refused_before_any_computation(text, thresholds, target, message):
+    group = manipulation.ManipulationGroup(target, "none", "hair", 3.0, False, thresholds)
+    with pytest.raises(ColorizerInputError, match=message):
+        manipulation.local_group(torch.randn(1, 257, 128), group, text)
+
+
+def test_a_group_moves_only_local_tokens_towards_the_target(text):
+    v = torch.randn(1, 257, 128, generator=torch.Generator().manual_seed(0))
+    group = manipulation.ManipulationGroup("blue sky", "none", "the sky", 4.0, False, (0.2, 0.4, 0.6, 0.8))
+    r = manipulation.local_group(v, group, text)
+    assert torch.equal(r.tokens[:, :1], v[:, :1])
+    t = text.encode(["blue sky"])
+    moved = (r.tokens[:, 1:] - v[:, 1:]) @ t.transpose(1, 2)
+    # the most control-like tokens (band 4) move by +Δ along t, the least (band 0) by -2Δ
+    d = float(r.dscale)
+    assert torch.allclose(moved[r.band == 4], torch.full_like(moved[r.band == 4], d), atol=1e-4)
+    assert torch.allclose(moved[r.band == 0], torch.full_like(moved[r.band == 0], -2 * d), atol=1e-4)
