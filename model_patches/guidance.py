@@ -9,6 +9,7 @@ and the weights sum to 1.
 from __future__ import annotations
 
 from ..errors import ColorizerInputError
+from .step_data import PASSES_KEY
 
 
 def active_passes(reference_scale: float, sketch_scale: float) -> tuple[str, ...]:
@@ -62,8 +63,10 @@ def make_guider_class():
                     f"sketch scale {self.sketch_scale:g} > 1 needs the 'sketch_negative' conditioning "
                     "from ColorizeDiffusion Conditioning" if "sketch_negative" in missing
                     else f"missing conditioning: {', '.join(missing)}")
+            options = {**model_options, "transformer_options": {
+                **model_options.get("transformer_options", {}), PASSES_KEY: passes}}   # which row is which pass
             outs = comfy.samplers.calc_cond_batch(self.inner_model, [self.conds[p] for p in passes], x, timestep,
-                                                  model_options)
+                                                  options)
             return combine(dict(zip(passes, outs)), self.reference_scale, self.sketch_scale)
 
     return ColorizeDiffusionGuider

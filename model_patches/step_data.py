@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from .settings import AttentionSettings
 
 STEP_KEY = "colorize_diffusion"      # transformer_options key
+PASSES_KEY = "colorize_diffusion_passes"   # transformer_options: the guider's pass names, by cond_or_uncond index
 COND_PREFIX = "colorize_diffusion_"  # model_conds keys: COND_PREFIX + controls|settings|mask|hs_bg|style
 COND_KEYS = ("controls", "settings", "mask", "hs_bg", "style")
 

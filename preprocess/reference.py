@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ..errors import ColorizerInputError
-from .convert import letterbox, mask_to_u8, model_to_u8
+from .convert import letterbox, mask_to_u8, model_to_u8, u8_to_model
 from .masks import bleach, threshold_preview
 
 OVERLAY_MODES = ("mask", "foreground only", "background only", "tint")
@@ -37,6 +37,14 @@ def pad_mask_with_margin(mask: torch.Tensor, scale: float) -> torch.Tensor:
     if nw <= w:
         return mask
     return letterbox(mask, h, nw, fill=0.0)[0]
+
+
+def resize_like_app(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """IMAGE [1, H, W, 3] in [0, 1] -> [1, 3, height, width] in [-1, 1], resized as the app resizes a PIL picture
+    (8-bit, PIL bicubic; torchvision `Resize` on a PIL image), e.g. the reference of the attention injection."""
+    u8 = (image[0, ..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    small = Image.fromarray(u8).resize((int(width), int(height)), Image.BICUBIC)
+    return u8_to_model(np.asarray(small))
 
 
 def background_only(image: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:

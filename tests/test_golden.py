@@ -14,8 +14,7 @@ CASES = discover_cases()
 
 # Official options the pack does not offer yet: their cases are reported as skipped, with the reason, until the
 # runner for their format exists.
-NOT_YET = {"F": "attention injection (official 'Attention injection' option) is not implemented yet",
-           "G": "text manipulation through the conditioning nodes is not implemented yet"}
+NOT_YET = {"G": "text manipulation through the conditioning nodes is not implemented yet"}
 
 
 def _model_runner(case: dict, inputs: dict):
@@ -33,6 +32,9 @@ def _model_runner(case: dict, inputs: dict):
     if level == "D":
         from golden_support import pipeline_runner
         return pipeline_runner.run
+    if level == "F":
+        from golden_support import injection_runner
+        return injection_runner.run
     if level == "G" and case["family"] == "clip":
         from golden_support import manipulation_runner
         return manipulation_runner.run

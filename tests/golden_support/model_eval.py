@@ -76,7 +76,7 @@ def to_raw(denoised, x, sigma: float, prediction: str):
 
 
 def guided_step(model, positive, negative, sketch_negative, x_t, sigmas: list, ref_scale, sketch_scale,
-                prediction: str, sampler_fn=None):
+                prediction: str, sampler_fn=None, recorder=None):
     """Sample through ComfyUI with the ColorizeDiffusion guider; returns (recorder, per-step guided raw, x_final).
 
     With one sigma the sampler evaluates the model once at it; with a list it runs Euler (= DDIM, eta 0).
@@ -85,7 +85,7 @@ def guided_step(model, positive, negative, sketch_negative, x_t, sigmas: list, r
     import comfy.samplers
 
     m = model.clone()
-    recorder = RawRecorder()
+    recorder = recorder or RawRecorder()
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "golden_recorder", recorder)
     g = guidance.guider(m, positive, negative, sketch_negative, ref_scale, sketch_scale)
     guided, xs = [], []

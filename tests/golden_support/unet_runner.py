@@ -46,14 +46,14 @@ def _apply(ckpt):
     return apply_colorizer(ckpt.model, ckpt.colorizer)
 
 
-def _run_sampling(case, inputs, model, pos, neg, sk):
+def _run_sampling(case, inputs, model, pos, neg, sk, recorder=None):
     """Deterministic DDIM (eta 0) is Euler on ComfyUI's sigmas σ_t of the official integer timesteps."""
-    ts = case["timesteps"]
+    ts = [e["t"] if isinstance(e, dict) else e for e in case["timesteps"]]   # F cases list {t, sigma, ...}
     alphas = _alphas_cumprod()
     sigmas = [math.sqrt((1 - alphas[t]) / alphas[t]) for t in ts]
     x_t = inputs["noise"]
     _, guided, xs = guided_step(model, pos, neg, sk, x_t, sigmas, param(case, "Reference guidance scale"),
-                                param(case, "Sketch guidance scale"), case["prediction_type"])
+                                param(case, "Sketch guidance scale"), case["prediction_type"], recorder=recorder)
     got = {"timesteps": torch.tensor(_timesteps_of(model, sigmas), dtype=torch.int64)}
     for i, (g, x) in enumerate(zip(guided, xs)):
         a_prev = alphas[ts[i + 1]] if i + 1 < len(ts) else 1.0
