@@ -44,7 +44,7 @@ def resize_like_app(image: torch.Tensor, height: int, width: int) -> torch.Tenso
     (8-bit, PIL bicubic; torchvision `Resize` on a PIL image), e.g. the reference of the attention injection."""
     u8 = (image[0, ..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     small = Image.fromarray(u8).resize((int(width), int(height)), Image.BICUBIC)
-    return u8_to_model(np.asarray(small))
+    return u8_to_model(np.array(small))        # a writable copy
 
 
 def background_only(image: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:

@@ -128,24 +128,30 @@ def luminance(img: torch.Tensor) -> torch.Tensor:
     return img[..., 0] * LUMA[0] + img[..., 1] * LUMA[1] + img[..., 2] * LUMA[2]
 
 
-def paper_luminance(img: torch.Tensor) -> float:
-    """Median luminance of the border ring of one [H, W, 3] image (whole image if ambiguous)."""
-    lum = luminance(img)
-    h, w = lum.shape
-    k = max(1, round(0.02 * min(h, w)))
-    ring = torch.cat([lum[:k].flatten(), lum[-k:].flatten(), lum[k:-k, :k].flatten(), lum[k:-k, -k:].flatten()])
-    bg = ring.median().item()
-    if abs(bg - 0.5) < 0.15:
-        bg = lum.median().item()
-    return bg
+def thin_stroke_energy(img: torch.Tensor) -> tuple[float, float]:
+    """(dark, bright): how much thin dark and thin bright structure one [H, W, 3] picture has, as the black and
+    white top-hats of its luminance (closing − image, image − opening) with a window a little wider than a line.
+    Line art is thin strokes: large black fills, panel gutters and white margins are wider than the window and do
+    not count, screentone dots do (they are strokes of the same colour)."""
+    lum = luminance(img)[None, None]
+    h, w = lum.shape[-2:]
+    k = max(3, round(min(h, w) / 100)) | 1
+    grow = lambda x: F.max_pool2d(x, k, stride=1, padding=k // 2)          # noqa: E731
+    shrink = lambda x: -F.max_pool2d(-x, k, stride=1, padding=k // 2)      # noqa: E731
+    dark = (shrink(grow(lum)) - lum).clamp(min=0).sum().item()
+    bright = (lum - grow(shrink(lum))).clamp(min=0).sum().item()
+    return dark, bright
 
 
 def decide_polarity(img: torch.Tensor, polarity: str) -> str:
+    """`auto`: `invert` when the picture's thin strokes are darker than their surroundings (black lines on white
+    paper, however much black fill or gutter the page has), `keep` when they are brighter."""
     if polarity not in POLARITIES:
         raise ColorizerInputError(f"polarity must be one of {POLARITIES}, got {polarity!r}")
     if polarity != "auto":
         return polarity
-    return "invert" if paper_luminance(img) > 0.5 else "keep"
+    dark, bright = thin_stroke_energy(img)
+    return "invert" if dark >= bright else "keep"
 
 
 def is_coloured(img: torch.Tensor, spread: float = 0.15, fraction: float = 0.002) -> bool:

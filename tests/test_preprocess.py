@@ -116,11 +116,40 @@ def test_polarity_override():
     assert inv[:, 5, left + 5].min() > 0.95
 
 
-def test_dark_manga_page_with_white_margin_is_inverted():
-    page = torch.zeros(1, 100, 80, 3)
-    page[:, :4], page[:, -4:], page[:, :, :4], page[:, :, -4:] = 1, 1, 1, 1   # paper margin, black fills
-    page[:, 40:42, 10:70] = 1
-    assert sketch.decide_polarity(page[0], "auto") == "invert"
+def _manga_page(kind: str) -> torch.Tensor:
+    """A drawn page [H, W, 3], black ink on white paper: line art (1-2 px strokes, a screentone patch), plus
+    black panel gutters, or white margins with large black fills (with white highlight strokes in them)."""
+    g = torch.Generator().manual_seed(5)
+    page = torch.ones(240, 180, 3)
+    for _ in range(40):                                          # strokes
+        y, x = int(torch.randint(10, 225, (1,), generator=g)), int(torch.randint(10, 160, (1,), generator=g))
+        if torch.rand(1, generator=g) < 0.5:
+            page[y:y + 2, x:x + 15] = 0
+        else:
+            page[y:y + 15, x:x + 1] = 0
+    page[150:180, 20:60][::4, ::4] = 0                           # screentone dots
+    if kind == "gutters":
+        page[:8], page[-8:], page[:, :8], page[:, -8:] = 0, 0, 0, 0
+        page[115:125], page[:, 85:93] = 0, 0                     # black gutters between four panels
+    if kind == "fills":
+        page[30:90, 40:140] = 0                                  # hair, clothes: large black fills
+        page[160:220, 100:170] = 0
+        page[50:52, 50:120], page[180:200, 130:131] = 1, 1       # white highlight strokes in the fills
+    return page
+
+
+@pytest.mark.parametrize("kind", ["plain", "gutters", "fills"])
+def test_auto_polarity_reads_the_strokes_not_the_border(kind):
+    """Black lines on white come out as white lines on black, however much black gutter or fill the page has;
+    the same pages drawn white on black are kept. `keep`/`invert` (the app's own choices) stay as given."""
+    page = _manga_page(kind)
+    assert sketch.decide_polarity(page, "auto") == "invert"
+    assert sketch.decide_polarity(1 - page, "auto") == "keep"
+    assert sketch.decide_polarity(page, "keep") == "keep" and sketch.decide_polarity(1 - page, "invert") == "invert"
+    prepared = prepare(page[None])
+    assert prepared.polarity == ("invert",)
+    inside = prepared.sketch[0, 0][prepared.sketch[0, 0] > -1]
+    assert (inside < 0).float().mean() > 0.5                     # mostly black paper after the inversion
 
 
 # ----------------------------------------------------------------------------------------- geometry
