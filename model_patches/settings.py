@@ -37,6 +37,20 @@ def level_reference_scales(strength=1.0, encoder=1.0, middle=1.0, low=1.0, all_b
     return tuple(float(s) for s in scales)
 
 
+def accurate_reference_scales(sliders, official_shift: bool = True) -> tuple:
+    """The official "accurate crossattn control": one slider per transformer block, reference strength ignored.
+
+    The app reads the sliders one place too far (`args[5:]`): slider 0 is dropped, block i gets slider i+1 and
+    block 15 keeps 1. `official_shift=True` reproduces that (parity); False gives each slider its own block.
+    """
+    sliders = tuple(float(v) for v in sliders)
+    if len(sliders) != NUM_BLOCKS:
+        raise ColorizerInputError(f"accurate crossattn control needs {NUM_BLOCKS} block scales, got {len(sliders)}")
+    if not official_shift:
+        return sliders
+    return sliders[1:] + (1.0,)
+
+
 @dataclass(frozen=True)
 class ModeFlags:
     style: bool = False

@@ -6,7 +6,8 @@ import torch
 from ..model_patches.conditioning import guidance_conditionings
 from ..errors import ColorizerInputError
 from ..model_patches.prompt_encoding import PromptInputs, encode_prompt
-from ..model_patches.settings import MODES, attention_settings, level_reference_scales, mode_flags
+from ..model_patches.settings import (MODES, accurate_reference_scales, attention_settings, level_reference_scales,
+                                      mode_flags)
 from ..model_patches.unet_patches import apply_colorizer
 from ..preprocess import convert
 
@@ -15,13 +16,34 @@ def _float(default, lo, hi, step, tooltip):
     return ("FLOAT", {"default": default, "min": lo, "max": hi, "step": step, "tooltip": tooltip})
 
 
-class ColorizeDiffusionAttention:
-    DESCRIPTION = ("Cross-attention strengths (the official 'Reference strength', per-level crossattn scales and "
-                   "foreground/background strengths). Defaults reproduce the official app.")
+def _fgbg_inputs() -> dict:
+    """The split-attention strengths both attention nodes offer."""
+    return {
+        "foreground_strength": _float(1.0, 0.0, 2.0, 0.05, "Foreground strength of the split attention"),
+        "background_strength": _float(1.0, 0.0, 2.0, 0.05, "Background strength of the split attention"),
+    }
+
+
+FGBG_ALL_FAMILIES = ("BOOLEAN", {"default": False, "tooltip": "not official: let the fg/bg strengths act on "
+                                 "v1/v1.5 too (the official app resets them to 1 there)"})
+
+
+def _attention(reference_scales, foreground_strength, background_strength, fgbg_strength_all_families) -> tuple:
+    return ({"reference_scales": tuple(reference_scales), "fg_strength": foreground_strength,
+             "bg_strength": background_strength, "official_fgbg_reset": not fgbg_strength_all_families},)
+
+
+class _AttentionSettingsNode:
+    """What both attention nodes share: they give the Conditioning's `attention` input."""
     CATEGORY = "ColorizeDiffusion"
     FUNCTION = "settings"
     RETURN_TYPES = ("COLORIZER_ATTENTION",)
     RETURN_NAMES = ("attention",)
+
+
+class ColorizeDiffusionAttention(_AttentionSettingsNode):
+    DESCRIPTION = ("Cross-attention strengths (the official 'Reference strength', per-level crossattn scales and "
+                   "foreground/background strengths). Defaults reproduce the official app.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -30,22 +52,48 @@ class ColorizeDiffusionAttention:
             "encoder_scale": _float(1.0, 0.0, 2.0, 0.05, "Encoder crossattn scale (blocks 0-5)"),
             "color_scale": _float(1.0, 0.0, 2.0, 0.05, "Color crossattn scale (middle level: blocks 2,3,10,11,12)"),
             "semantics_scale": _float(1.0, 0.0, 2.0, 0.05, "Semantics crossattn scale (low level: blocks 4,5,7,8,9)"),
-            "foreground_strength": _float(1.0, 0.0, 2.0, 0.05, "Foreground strength of the split attention"),
-            "background_strength": _float(1.0, 0.0, 2.0, 0.05, "Background strength of the split attention"),
+            **_fgbg_inputs(),
             "scale_all_blocks": ("BOOLEAN", {"default": False, "tooltip":
                                  "not official: also scale the UNet middle block and the last three decoder "
                                  "blocks, which the official level mode leaves at 1"}),
-            "fgbg_strength_all_families": ("BOOLEAN", {"default": False, "tooltip":
-                                           "not official: let the fg/bg strengths act on v1/v1.5 too (the "
-                                           "official app resets them to 1 there)"}),
+            "fgbg_strength_all_families": FGBG_ALL_FAMILIES,
         }}
 
     def settings(self, reference_strength, encoder_scale, color_scale, semantics_scale, foreground_strength,
                  background_strength, scale_all_blocks, fgbg_strength_all_families):
-        return ({"reference_scales": level_reference_scales(reference_strength, encoder_scale, color_scale,
-                                                            semantics_scale, all_blocks=scale_all_blocks),
-                 "fg_strength": foreground_strength, "bg_strength": background_strength,
-                 "official_fgbg_reset": not fgbg_strength_all_families},)
+        return _attention(level_reference_scales(reference_strength, encoder_scale, color_scale, semantics_scale,
+                                                 all_blocks=scale_all_blocks),
+                          foreground_strength, background_strength, fgbg_strength_all_families)
+
+
+BLOCK_NAMES = ("input 1", "input 2", "input 4", "input 5", "input 7", "input 8", "middle", "output 3",
+               "output 4", "output 5", "output 6", "output 7", "output 8", "output 9", "output 10", "output 11")
+
+
+class ColorizeDiffusionBlockAttention(_AttentionSettingsNode):
+    DESCRIPTION = ("Accurate crossattn control: the reference strength of each of the 16 transformer blocks on its "
+                   "own (the official 'Activate accurate crossattn control' sliders 0.down0.attn0 … 15.up0.attn2), "
+                   "with the foreground/background strengths. By default the official reading is reproduced: the "
+                   "app shifts the sliders by one (slider 0 is unused, block i takes slider i+1, block 15 stays 1).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        blocks = {f"block_{i}": _float(1.0, 0.0, 2.0, 0.05, f"slider attn{i} ({name})")
+                  for i, name in enumerate(BLOCK_NAMES)}
+        return {"required": {
+            **blocks,
+            **_fgbg_inputs(),
+            "official_slider_shift": ("BOOLEAN", {"default": True, "tooltip":
+                                      "as the official app: block i takes slider i+1 (slider 0 unused, block 15 "
+                                      "stays 1); off: each slider sets its own block"}),
+            "fgbg_strength_all_families": FGBG_ALL_FAMILIES,
+        }}
+
+    def settings(self, foreground_strength, background_strength, official_slider_shift, fgbg_strength_all_families,
+                 **blocks):
+        sliders = [blocks[f"block_{i}"] for i in range(len(BLOCK_NAMES))]
+        return _attention(accurate_reference_scales(sliders, official_slider_shift), foreground_strength,
+                          background_strength, fgbg_strength_all_families)
 
 
 DEFAULT_ATTENTION = {"reference_scales": level_reference_scales(), "fg_strength": 1.0, "bg_strength": 1.0,
@@ -126,6 +174,8 @@ def _mask(mask, what):
 
 
 NODE_CLASS_MAPPINGS = {"ColorizeDiffusionConditioning": ColorizeDiffusionConditioning,
-                       "ColorizeDiffusionAttention": ColorizeDiffusionAttention}
+                       "ColorizeDiffusionAttention": ColorizeDiffusionAttention,
+                       "ColorizeDiffusionBlockAttention": ColorizeDiffusionBlockAttention}
 NODE_DISPLAY_NAME_MAPPINGS = {"ColorizeDiffusionConditioning": "ColorizeDiffusion Conditioning",
-                              "ColorizeDiffusionAttention": "ColorizeDiffusion Attention Strengths"}
+                              "ColorizeDiffusionAttention": "ColorizeDiffusion Attention Strengths",
+                              "ColorizeDiffusionBlockAttention": "ColorizeDiffusion Block Attention (accurate)"}
