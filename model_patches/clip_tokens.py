@@ -188,7 +188,7 @@ def infer_openclip_vision_config(sd: dict, prefix: str = "visual.", *, heads: in
 def read_sidecar_config(path: str) -> dict:
     """Optional ``<file stem>.json`` next to a vision file: an open_clip model config
     (``{"embed_dim", "vision_cfg": {...}, "quick_gelu"}``) or the golden form ``{"open_clip_model_cfg": {...}}``.
-    Returns ``{"heads": int, "quick_gelu": bool}`` (keys only when present)."""
+    Returns ``{"heads": int, "quick_gelu": bool, "text_heads": int}`` (keys only when present)."""
     side = os.path.splitext(path)[0] + ".json"
     if not os.path.isfile(side):
         return {}
@@ -209,6 +209,9 @@ def read_sidecar_config(path: str) -> dict:
         out["heads"] = int(vc["width"]) // 64      # open_clip's CLIPVisionCfg default head_width
     if "quick_gelu" in cfg:
         out["quick_gelu"] = bool(cfg["quick_gelu"])
+    tc = cfg.get("text_cfg", {}) if isinstance(cfg, dict) else {}
+    if "heads" in tc:
+        out["text_heads"] = int(tc["heads"])
     return out
 
 

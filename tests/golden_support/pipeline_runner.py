@@ -9,6 +9,7 @@ the duration of the node call) and forward hooks on the colorizer's networks.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 from colorize_diffusion import NODE_CLASS_MAPPINGS
 from colorize_diffusion.model_patches import clip_tokens
@@ -56,6 +57,10 @@ def _mode(case):
     return "vanilla"
 
 
+def _mask(inputs, name):
+    return inputs[name][:, 0] if name in inputs else None
+
+
 def _hwc(x):
     return x[None] if x.ndim == 3 else x
 
@@ -75,7 +80,10 @@ def run(case, inputs, case_dir, root):
         if bg_image is not None:
             bg_image = _node("ColorizeDiffusionReferencePad").pad(image=bg_image, pad_scale=pad)[0]
     encode = _node("ColorizeDiffusionEncodeReference")
-    reference = encode.encode(clip_vision=clip, image=ref_image)[0]
+    reference = original_reference = encode.encode(clip_vision=clip, image=ref_image)[0]
+    manipulated = {}
+    if case.get("parsed_manipulation_params"):                  # level G3: the manipulation nodes on the way
+        reference, manipulated = _manipulate(case, root, reference)
     background = encode.encode(clip_vision=clip, image=bg_image)[0] if bg_image is not None else None
 
     attention = _node("ColorizeDiffusionAttention").settings(
@@ -91,7 +99,7 @@ def run(case, inputs, case_dir, root):
             sketch_mask_threshold=param(case, "Sketch mask threshold"),
             reference_mask_threshold=param(case, "Reference mask threshold"),
             background_factor=param(case, "Background factor"), merge_scale=param(case, "Merging scale"),
-            sketch_mask=inputs["sketch_mask"][:, 0], reference_mask=inputs["reference_mask"][:, 0],
+            sketch_mask=_mask(inputs, "sketch_mask"), reference_mask=_mask(inputs, "reference_mask"),
             clip_vision=clip, background=background, attention=attention)
     assert latent["samples"].shape[-2:] == inputs["x_t"].shape[-2:]
 
@@ -105,7 +113,8 @@ def run(case, inputs, case_dir, root):
         got[f"raw.{name}"] = rec.calls[0][position]
     got.update(_conditioning_tensors(pos, sk))
     got.update(vae.inputs)
-    got["debug.reference_tokens"] = reference.tokens
+    got["debug.reference_tokens"] = original_reference.tokens
+    got.update(manipulated)
     if background is not None:
         seen["background_local_tokens"] = background.tokens
     got.update({f"debug.{k}": v for k, v in seen.items()})
@@ -140,6 +149,20 @@ def _recorded(colorizer):
         clip_tokens.encode_reference, v2_encoders.size_embedding = encode_reference, size_embedding
         for h in hooks:
             h.remove()
+
+
+def _manipulate(case, root, reference):
+    """The rows as the Manipulation node chains them, applied by Manipulate Reference; the per-group
+    intermediates come from the public function that node calls."""
+    from .manipulation_runner import _apply, _groups, _towers
+
+    _, tower = _towers(Path(root), case)
+    rows = ()
+    for g in _groups(case):
+        rows = _node("ColorizeDiffusionManipulation").add(g.target, g.anchor, g.control, g.scale, g.enhance,
+                                                          *g.thresholds, previous=rows)[0]
+    _, seen = _apply(reference.full, rows, tower, "manip.group.")
+    return _node("ColorizeDiffusionManipulateReference").manipulate(reference, tower, rows)[0], seen
 
 
 def _conditioning_tensors(positive, sketch_negative):
