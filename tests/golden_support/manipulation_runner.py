@@ -5,7 +5,6 @@ file; the groups from the case's parsed parameters (G1) or the Final-prompt text
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -16,18 +15,11 @@ from colorize_diffusion.model_patches.checkpoint_file import read_state_dict
 from .clip_runner import tower_heads
 
 
-def _text_heads(clip_path: Path) -> int | None:
-    side = clip_path.with_suffix(".json")
-    if side.is_file():
-        cfg = json.loads(side.read_text()).get("open_clip_model_cfg", {})
-        return cfg.get("text_cfg", {}).get("heads")
-    return None
-
-
 def _towers(root: Path, case: dict):
     path = root / case["clip"]
     vision = clip_tokens.load_openclip_vision(str(path), heads=tower_heads(path))
-    text = manipulation.load_text_tower(read_state_dict(path), heads=_text_heads(path))
+    text = manipulation.load_text_tower(read_state_dict(path),
+                                        heads=clip_tokens.read_sidecar_config(str(path)).get("text_heads"))
     return vision, text
 
 
