@@ -137,15 +137,12 @@ def setup(comfyui_dir: str | os.PathLike | None = None, *, cpu: bool | None = No
 
     if "SamplerCustomAdvanced" not in nodes.NODE_CLASS_MAPPINGS:   # core extras (comfy_extras/*) not loaded yet
         asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-    from ..nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+    from ..nodes import display_names, node_classes
 
-    for name, cls in NODE_CLASS_MAPPINGS.items():
+    for name, cls in node_classes().items():          # what ComfyUI's loader does with comfy_entrypoint
         nodes.NODE_CLASS_MAPPINGS.setdefault(name, cls)
-    for name, title in NODE_DISPLAY_NAME_MAPPINGS.items():
+    for name, title in display_names().items():
         nodes.NODE_DISPLAY_NAME_MAPPINGS.setdefault(name, title)
-    pkg = sys.modules.get(__package__.rpartition(".")[0])
-    if pkg is not None and hasattr(pkg, "load_nodes") and not getattr(pkg, "NODE_CLASS_MAPPINGS", None):
-        pkg.load_nodes()
     import comfy.model_management as mm
 
     _HOST = Host(root, mm.cpu_state == mm.CPUState.CPU)

@@ -576,6 +576,14 @@ class ColorizerReference:
         return ColorizerReference(rep(self.tokens), rep(self.cls), rep(self.image), self.size,
                                   self.backend, dict(self.extra))
 
+    def repeat_each(self, n: int) -> "ColorizerReference":
+        """Each row ``n`` times in a row (several samples per sketch)."""
+        if n == 1:
+            return self
+        rep = lambda t: t.repeat_interleave(n, dim=0)  # noqa: E731
+        return ColorizerReference(rep(self.tokens), rep(self.cls), rep(self.image), self.size,
+                                  self.backend, dict(self.extra))
+
 
 def make_reference(clip_vision, image_pm1: torch.Tensor, *, context_dim: int | None = None) -> ColorizerReference:
     """Encode ``[B,3,H,W]`` in [-1,1] once and package it as a :class:`ColorizerReference`."""

@@ -60,8 +60,8 @@ def make_guider_class():
             missing = [p for p in passes if self.conds.get(p) is None]
             if missing:
                 raise ColorizerInputError(
-                    f"sketch scale {self.sketch_scale:g} > 1 needs the 'sketch_negative' conditioning "
-                    "from ColorizeDiffusion Conditioning" if "sketch_negative" in missing
+                    f"sketch scale {self.sketch_scale:g} > 1 needs the sketch-unconditional pass of a "
+                    "ColorizeDiffusion positive" if "sketch_negative" in missing
                     else f"missing conditioning: {', '.join(missing)}")
             options = {**model_options, "transformer_options": {
                 **model_options.get("transformer_options", {}), PASSES_KEY: passes}}   # which row is which pass

@@ -176,7 +176,7 @@ def apply_injection(model, injection: AttentionInjection):
 
     wrappers = model.wrappers.get(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, {})
     if COLORIZER_WRAPPER not in wrappers:
-        raise ColorizerInputError("attention injection needs a MODEL patched by ColorizeDiffusion Conditioning")
+        raise ColorizerInputError("attention injection needs a MODEL patched by ColorizeDiffusion Apply Sketch")
     m = model.clone()
     m.set_model_attn1_patch(injection.attn1_patch)
     for _, path, _ in transformer_blocks(m.get_model_object("diffusion_model")):

@@ -7,15 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ColorizerInputError
+from .modes import ModeParts, lora_branches, unfinished
 
 NUM_BLOCKS = 16
 ENCODER_BLOCKS = (0, 1, 2, 3, 4, 5)
 MIDDLE_LEVEL_BLOCKS = (2, 3, 10, 11, 12)   # "Color crossattn scale"
 LOW_LEVEL_BLOCKS = (4, 5, 7, 8, 9)         # "Semantics crossattn scale"
 UNSET_BY_OFFICIAL = (6, 13, 14, 15)        # never written by the official level mode
-
-MODES = ("vanilla", "style enhance", "background enhance", "foreground enhance", "full")
-
+BLOCK_NAMES = ("input 1", "input 2", "input 4", "input 5", "input 7", "input 8", "middle", "output 3",
+               "output 4", "output 5", "output 6", "output 7", "output 8", "output 9", "output 10", "output 11")
 
 def level_reference_scales(strength=1.0, encoder=1.0, middle=1.0, low=1.0, all_blocks=False) -> tuple:
     """The official level mode: enc·s on 0–5, then middle·s on 2,3,10,11,12, then low·s on 4,5,7,8,9.
@@ -52,30 +52,6 @@ def accurate_reference_scales(sliders, official_shift: bool = True) -> tuple:
 
 
 @dataclass(frozen=True)
-class ModeFlags:
-    style: bool = False
-    background: bool = False
-    foreground: bool = False
-
-    @property
-    def split(self) -> bool:
-        """Mask-guided split cross-attention."""
-        return self.background or self.foreground
-
-
-def mode_flags(mode: str, family: str) -> ModeFlags:
-    if mode not in MODES:
-        raise ColorizerInputError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    if mode == "style enhance" and family != "v2":
-        raise ColorizerInputError(f"style enhance needs a ColorizeDiffusion v2 checkpoint (this one is {family})")
-    if mode == "full":
-        # The official "full" combinations: v2 = Style + BG, v1.5 = BG + FG, v1 = BG.
-        return ModeFlags(style=family == "v2", background=True, foreground=family == "v1.5")
-    return ModeFlags(style=mode == "style enhance", background=mode == "background enhance",
-                     foreground=mode == "foreground enhance")
-
-
-@dataclass(frozen=True)
 class AttentionSettings:
     """What the split cross-attention of every block needs; travels in the conditioning (CONDConstant)."""
     reference_scales: tuple = field(default_factory=lambda: (1.0,) * NUM_BLOCKS)
@@ -86,26 +62,24 @@ class AttentionSettings:
     merge_scale: float = 0.0
     fg_lora: bool = False
     bg_lora: bool = False
+    unfinished: str = ""                 # why this wiring cannot run (modes.unfinished); "" = complete
 
 
-def attention_settings(family: str, flags: ModeFlags, reference_scales: tuple, threshold: float,
+def attention_settings(family: str, parts: ModeParts, reference_scales: tuple, threshold: float,
                        fg_strength: float = 1.0, bg_strength: float = 1.0, merge_scale: float = 0.0,
                        official_fgbg_reset: bool = True) -> AttentionSettings:
-    """LoRA activation per family and mode as the official wrappers set it (model-spec §3.5).
+    """The split attention's settings for a wiring; LoRA branches as the official wrappers set them.
 
     v1/v1.5 `prepare_conditions` reset the fg/bg strengths to 1 (an app bug); `official_fgbg_reset=False`
     lets the strengths act in every family.
     """
-    if not flags.split:
-        return AttentionSettings(reference_scales=tuple(reference_scales), threshold=threshold)
-    if family == "v2":
-        fg_lora = bg_lora = flags.background
-    elif family == "v1.5":
-        fg_lora, bg_lora = flags.foreground, flags.background
-    else:
-        fg_lora = bg_lora = False
+    if not parts.split:
+        return AttentionSettings(reference_scales=tuple(reference_scales), threshold=threshold,
+                                 unfinished=unfinished(family, parts))
+    fg_lora, bg_lora = lora_branches(family, parts)
     if family in ("v1", "v1.5") and official_fgbg_reset:
         fg_strength = bg_strength = 1.0
     return AttentionSettings(reference_scales=tuple(reference_scales), split=True, threshold=float(threshold),
                              fg_scale=float(fg_strength), bg_scale=float(bg_strength),
-                             merge_scale=float(merge_scale), fg_lora=fg_lora, bg_lora=bg_lora)
+                             merge_scale=float(merge_scale), fg_lora=fg_lora, bg_lora=bg_lora,
+                             unfinished=unfinished(family, parts))

@@ -116,8 +116,11 @@ class ColorizerUNetPatch:
         step = pop_step_data(kwargs)
         if step is None:
             raise ColorizerInputError(
-                "this MODEL was patched by 'ColorizeDiffusion Conditioning': connect that node's positive and "
-                "negative (and sketch negative) outputs to the sampler, not other conditionings")
+                "this MODEL was patched by 'ColorizeDiffusion Apply Sketch': connect the positive and negative of "
+                "that node (or of the last ColorizeDiffusion node chained after it) to the sampler, not other "
+                "conditionings")
+        if step.settings.unfinished:
+            raise ColorizerInputError(step.settings.unfinished)
         if step.controls is not None and len(step.controls) != len(self.hint_index):
             raise ColorizerInputError(f"expected {len(self.hint_index)} sketch residuals, got {len(step.controls)}")
         self._check_attention_replacements(step, transformer_options)

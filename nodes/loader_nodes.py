@@ -2,41 +2,66 @@
 from __future__ import annotations
 
 import folder_paths
+from comfy_api.v0_0_2 import io
 
-from ..model_patches.checkpoint import load_checkpoint
 from ..errors import ColorizerLoadError
 from ..model_folders import CHECKPOINTS
+from ..model_patches.checkpoint import MissingVAE, load_checkpoint
+from .io_types import CATEGORY, Colorizer
+
+VAE_OUTPUT = 2
 
 
-class ColorizeDiffusionCheckpointLoader:
-    DESCRIPTION = ("Loads an official ColorizeDiffusion checkpoint (v1 'mult', v1.5 'switch', v2) from "
-                   "models/colorizediffusion. The family is read from the weights; the prediction type follows "
-                   "the official file-name rule ('eps' in the name → eps, otherwise v) unless overridden.")
-    CATEGORY = "ColorizeDiffusion"
-    FUNCTION = "load"
-    RETURN_TYPES = ("MODEL", "COLORIZER", "VAE")
-    RETURN_NAMES = ("model", "colorizer", "vae")
-    OUTPUT_TOOLTIPS = ("the SD2.1 UNet of the checkpoint (patch it with ColorizeDiffusion Conditioning)",
-                       "the sketch encoder, LoRA and (v1.5/v2) context, background and style networks",
-                       "the checkpoint's VAE")
+def output_used(prompt, node_id, slot: int) -> bool:
+    """Whether any node of the queued prompt reads output `slot` of node `node_id` (False when unknown)."""
+    if not isinstance(prompt, dict) or node_id is None:
+        return False
+    for node in prompt.values():
+        for value in (node.get("inputs") or {}).values():
+            if isinstance(value, list) and len(value) == 2 and str(value[0]) == str(node_id) and value[1] == slot:
+                return True
+    return False
+
+
+class CheckpointLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionCheckpointLoader", display_name="Load ColorizeDiffusion Checkpoint",
+            category=CATEGORY,
+            description=("Loads an official ColorizeDiffusion checkpoint (v1 'mult', v1.5 'switch', v2) from "
+                         "models/colorizediffusion. The family is read from the weights; the prediction type follows "
+                         "the official file-name rule ('eps' in the name → eps, otherwise v) unless overridden."),
+            inputs=[
+                io.Combo.Input("ckpt_name", options=folder_paths.get_filename_list(CHECKPOINTS),
+                               tooltip="a file in models/colorizediffusion"),
+                io.Combo.Input("prediction", options=["auto", "eps", "v"], default="auto",
+                               tooltip="auto: 'eps' in the file name → eps, otherwise v (official rule)"),
+            ],
+            outputs=[
+                io.Model.Output(display_name="model",
+                                tooltip="the SD2.1 UNet of the checkpoint (patched by ColorizeDiffusion Apply Sketch)"),
+                Colorizer.Output(display_name="colorizer", tooltip=(
+                    "the sketch encoder, LoRA and (v1.5/v2) context, background and style networks")),
+                io.Vae.Output(display_name="vae", tooltip="the checkpoint's VAE"),
+            ],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "ckpt_name": (folder_paths.get_filename_list(CHECKPOINTS),
-                          {"tooltip": "a file in models/colorizediffusion"}),
-            "prediction": (["auto", "eps", "v"], {"default": "auto",
-                           "tooltip": "auto: 'eps' in the file name → eps, otherwise v (official rule)"}),
-        }}
-
-    def load(self, ckpt_name, prediction="auto"):
+    def execute(cls, ckpt_name, prediction="auto"):
         path = folder_paths.get_full_path(CHECKPOINTS, ckpt_name)
         if path is None:
             raise ColorizerLoadError(f"{ckpt_name} not found in models/colorizediffusion "
                                      f"(searched: {', '.join(folder_paths.get_folder_paths(CHECKPOINTS))})")
         loaded = load_checkpoint(path, prediction=prediction)
-        return loaded.model, loaded.colorizer, loaded.vae
+        hidden = cls.hidden
+        if isinstance(loaded.vae, MissingVAE) and hidden is not None and \
+                output_used(hidden.prompt, hidden.unique_id, VAE_OUTPUT):
+            raise ColorizerLoadError(
+                f"{ckpt_name} contains no VAE (no first_stage_model.* keys), but this loader's vae output is "
+                "connected: load one with a 'Load VAE' node (the SD2.1 VAE) and connect that instead")
+        return io.NodeOutput(loaded.model, loaded.colorizer, loaded.vae)
 
 
-NODE_CLASS_MAPPINGS = {"ColorizeDiffusionCheckpointLoader": ColorizeDiffusionCheckpointLoader}
-NODE_DISPLAY_NAME_MAPPINGS = {"ColorizeDiffusionCheckpointLoader": "Load ColorizeDiffusion Checkpoint"}
+NODES = [CheckpointLoader]

@@ -8,144 +8,150 @@ import torch
 
 import comfy.model_management as mm
 import folder_paths
+from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError
 from ..model_patches import clip_tokens, manipulation
 from ..model_patches.checkpoint_file import read_state_dict
 from ..preprocess import convert
+from .io_types import CATEGORY as PACK_CATEGORY, ColorizerReference, Manipulations, TextTower
 
-CATEGORY = "ColorizeDiffusion/manipulation"
-MANIPULATIONS = "COLORIZER_MANIPULATIONS"
-TEXT_TOWER = "COLORIZER_TEXT_TOWER"
-
-
-def _threshold(default, name):
-    return ("FLOAT", {"default": default, "min": 0.0, "max": 1.0, "step": 0.01,
-                      "tooltip": f"Threshold {name}: band edge of the min-max normalised control similarity"})
+CATEGORY = f"{PACK_CATEGORY}/manipulation"
+THRESHOLDS = (0.5, 0.55, 0.65, 0.95)
 
 
-class ColorizeDiffusionLoadTextTower:
-    DESCRIPTION = ("Loads the CLIP text tower for text manipulation from a full OpenCLIP ViT-H-14 file "
-                   "(open_clip_pytorch_model.bin or its safetensors, in models/clip_vision); image-only files such "
-                   "as clip_vision_h.safetensors do not carry it.")
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = (TEXT_TOWER,)
-    RETURN_NAMES = ("text_tower",)
+def _thresholds():
+    return [io.Float.Input(f"threshold_{i}", default=d, min=0.0, max=1.0, step=0.01,
+                           tooltip=f"Threshold {i}: band edge of the min-max normalised control similarity")
+            for i, d in enumerate(THRESHOLDS)]
+
+
+class LoadTextTower(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionLoadTextTower", display_name="ColorizeDiffusion Load Text Tower",
+            category=CATEGORY,
+            description=("Loads the CLIP text tower for text manipulation from a full OpenCLIP ViT-H-14 file "
+                         "(open_clip_pytorch_model.bin or its safetensors, in models/clip_vision); image-only files "
+                         "such as clip_vision_h.safetensors do not carry it."),
+            inputs=[
+                io.Combo.Input("clip_name", options=folder_paths.get_filename_list("clip_vision")),
+                io.Int.Input("heads", default=0, min=0, max=64,
+                             tooltip="attention heads of the text transformer; 0 = from its width (ViT-H: 16)"),
+            ],
+            outputs=[TextTower.Output(display_name="text_tower")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "clip_name": (folder_paths.get_filename_list("clip_vision"),),
-            "heads": ("INT", {"default": 0, "min": 0, "max": 64,
-                              "tooltip": "attention heads of the text transformer; 0 = from its width (ViT-H: 16)"}),
-        }}
-
-    def load(self, clip_name, heads=0):
+    def execute(cls, clip_name, heads=0):
         path = folder_paths.get_full_path_or_raise("clip_vision", clip_name)
         side = clip_tokens.read_sidecar_config(path)
-        return (manipulation.load_text_tower(read_state_dict(path, "CLIP file"),
-                                             heads=heads or side.get("text_heads")),)
+        return io.NodeOutput(manipulation.load_text_tower(read_state_dict(path, "CLIP file"),
+                                                          heads=heads or side.get("text_heads")))
 
 
-class _RowsNode:
-    """Both ways of writing manipulation rows give the same list."""
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (MANIPULATIONS,)
-    RETURN_NAMES = ("manipulations",)
-
-
-class ColorizeDiffusionManipulation(_RowsNode):
-    DESCRIPTION = ("One text manipulation row of the official app: the reference tokens most similar to the control "
-                   "prompt move from the anchor towards the target prompt, by the target scale. Chain rows through "
-                   "`previous`; they act in order.")
-    FUNCTION = "add"
+class Manipulation(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionManipulation", display_name="ColorizeDiffusion Manipulation", category=CATEGORY,
+            description=("One text manipulation row of the official app: the reference tokens most similar to the "
+                         "control prompt move from the anchor towards the target prompt, by the target scale. Chain "
+                         "rows through `previous`; they act in order."),
+            inputs=[
+                io.String.Input("target", default="", tooltip="Target prompt"),
+                io.String.Input("anchor", default="none", tooltip="Anchor prompt; the word 'none' for no anchor"),
+                io.String.Input("control", default="none", tooltip="Control prompt: which tokens move most"),
+                io.Float.Input("target_scale", default=0.0, min=0.0, max=15.0, step=0.1, tooltip="Target scale"),
+                io.Boolean.Input("enhance", default=False, tooltip="Enhance manipulation (acts with an anchor)"),
+                *_thresholds(),
+                Manipulations.Input("previous", optional=True, tooltip="rows applied before this one"),
+            ],
+            outputs=[Manipulations.Output(display_name="manipulations")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "target": ("STRING", {"default": "", "tooltip": "Target prompt"}),
-            "anchor": ("STRING", {"default": "none", "tooltip": "Anchor prompt; the word 'none' for no anchor"}),
-            "control": ("STRING", {"default": "none", "tooltip": "Control prompt: which tokens move most"}),
-            "target_scale": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 15.0, "step": 0.1,
-                                       "tooltip": "Target scale"}),
-            "enhance": ("BOOLEAN", {"default": False, "tooltip": "Enhance manipulation (acts with an anchor)"}),
-            "threshold_0": _threshold(0.5, 0), "threshold_1": _threshold(0.55, 1),
-            "threshold_2": _threshold(0.65, 2), "threshold_3": _threshold(0.95, 3),
-        }, "optional": {"previous": (MANIPULATIONS, {"tooltip": "rows applied before this one"})}}
-
-    def add(self, target, anchor, control, target_scale, enhance, threshold_0, threshold_1, threshold_2, threshold_3,
-            previous=()):
+    def execute(cls, target, anchor, control, target_scale, enhance, threshold_0, threshold_1, threshold_2,
+                threshold_3, previous=()):
         group = manipulation.ManipulationGroup(target, anchor, control, float(target_scale), bool(enhance),
                                                (threshold_0, threshold_1, threshold_2, threshold_3))
         group.check()
-        return (tuple(previous) + (group,),)
+        return io.NodeOutput(tuple(previous) + (group,))
 
 
-class ColorizeDiffusionManipulationText(_RowsNode):
-    DESCRIPTION = ("Manipulation rows in the shared text form, one per line, as the official app writes them: "
-                   "[target] T; [anchor] A; [control] C; [scale] s; [enhanced] b; [ts0] t0; [ts1] t1; [ts2] t2; "
-                   "[ts3] t3")
-    FUNCTION = "parse"
+class ManipulationText(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionManipulationText", display_name="ColorizeDiffusion Manipulation (text form)",
+            category=CATEGORY,
+            description=("Manipulation rows in the shared text form, one per line, as the official app writes them: "
+                         "[target] T; [anchor] A; [control] C; [scale] s; [enhanced] b; [ts0] t0; [ts1] t1; [ts2] t2; "
+                         "[ts3] t3"),
+            inputs=[
+                io.String.Input("text", multiline=True, default=""),
+                io.Boolean.Input("official_enhanced_parsing", default=True, tooltip=(
+                    "as the app: any non-empty [enhanced] value (even False) means True")),
+            ],
+            outputs=[Manipulations.Output(display_name="manipulations")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "text": ("STRING", {"multiline": True, "default": ""}),
-            "official_enhanced_parsing": ("BOOLEAN", {"default": True, "tooltip":
-                                          "as the app: any non-empty [enhanced] value (even False) means True"}),
-        }}
-
-    def parse(self, text, official_enhanced_parsing=True):
+    def execute(cls, text, official_enhanced_parsing=True):
         groups = manipulation.parse_groups(text, official_quirks=official_enhanced_parsing)
         for g in groups:
             g.check()
-        return (tuple(groups),)
+        return io.NodeOutput(tuple(groups))
 
 
-class ColorizeDiffusionManipulateReference:
-    DESCRIPTION = ("Applies text manipulation rows to the reference tokens (CLS unchanged). Connect the result to "
-                   "the Conditioning's reference; the v2 style and background encoders then see it too. As the app, "
-                   "the rows act only when some target scale is above 0 (then all of them, scale-0 rows included).")
-    CATEGORY = CATEGORY
-    FUNCTION = "manipulate"
-    RETURN_TYPES = ("COLORIZER_REFERENCE",)
-    RETURN_NAMES = ("reference",)
+class ManipulateReference(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionManipulateReference", display_name="ColorizeDiffusion Manipulate Reference",
+            category=CATEGORY,
+            description=("Applies text manipulation rows to the reference tokens (CLS unchanged). Connect the result "
+                         "to Apply Sketch's reference; the v2 style and background encoders then see it too. As the "
+                         "app, the rows act only when some target scale is above 0 (then all of them, scale-0 rows "
+                         "included)."),
+            inputs=[ColorizerReference.Input("reference"), TextTower.Input("text_tower"),
+                    Manipulations.Input("manipulations")],
+            outputs=[ColorizerReference.Output(display_name="reference")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"reference": ("COLORIZER_REFERENCE",), "text_tower": (TEXT_TOWER,),
-                             "manipulations": (MANIPULATIONS,)}}
-
-    def manipulate(self, reference, text_tower, manipulations):
+    def execute(cls, reference, text_tower, manipulations):
         if not any(g.scale > 0 for g in manipulations):       # the app's check_manipulate
-            return (reference,)
+            return io.NodeOutput(reference)
         full = manipulation.manipulate(reference.full, manipulations, text_tower)
-        return (dataclasses.replace(reference, cls=full[:, :1], tokens=full[:, 1:]),)
+        return io.NodeOutput(dataclasses.replace(reference, cls=full[:, :1], tokens=full[:, 1:]))
 
 
-class ColorizeDiffusionVisualizeManipulation:
-    DESCRIPTION = ("The official Visualize: which parts of the reference resemble the control prompt (after the "
-                   "manipulation rows), as four bands over the picture: blue = least similar … brown = most.")
-    CATEGORY = CATEGORY
-    FUNCTION = "visualize"
-    RETURN_TYPES = ("IMAGE", "MASK")
-    RETURN_NAMES = ("overlay", "bands")
-    OUTPUT_TOOLTIPS = ("the picture with the coloured bands and the 16x16 token grid",
-                       "number of thresholds reached per pixel / 4")
+class VisualizeManipulation(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionVisualizeManipulation", display_name="ColorizeDiffusion Visualize Manipulation",
+            category=CATEGORY,
+            description=("The official Visualize: which parts of the reference resemble the control prompt (after "
+                         "the manipulation rows), as four bands over the picture: blue = least similar … brown = "
+                         "most."),
+            inputs=[
+                io.Image.Input("image", tooltip="the reference picture"),
+                io.ClipVision.Input("clip_vision"), TextTower.Input("text_tower"),
+                io.String.Input("control", default="", tooltip="Control prompt"),
+                *_thresholds(),
+                Manipulations.Input("manipulations", optional=True),
+            ],
+            outputs=[io.Image.Output(display_name="overlay",
+                                     tooltip="the picture with the coloured bands and the 16x16 token grid"),
+                     io.Mask.Output(display_name="bands", tooltip="number of thresholds reached per pixel / 4")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "image": ("IMAGE", {"tooltip": "the reference picture"}),
-            "clip_vision": ("CLIP_VISION",), "text_tower": (TEXT_TOWER,),
-            "control": ("STRING", {"default": "", "tooltip": "Control prompt"}),
-            "threshold_0": _threshold(0.5, 0), "threshold_1": _threshold(0.55, 1),
-            "threshold_2": _threshold(0.65, 2), "threshold_3": _threshold(0.95, 3),
-        }, "optional": {"manipulations": (MANIPULATIONS,)}}
-
-    def visualize(self, image, clip_vision, text_tower, control, threshold_0, threshold_1, threshold_2, threshold_3,
-                  manipulations=()):
+    def execute(cls, image, clip_vision, text_tower, control, threshold_0, threshold_1, threshold_2, threshold_3,
+                manipulations=()):
         thresholds = (threshold_0, threshold_1, threshold_2, threshold_3)
         if not all(a < b for a, b in zip(thresholds, thresholds[1:])):
             raise ColorizerInputError(f"Visualize: the thresholds must increase, got {list(thresholds)}")
@@ -159,20 +165,7 @@ class ColorizeDiffusionVisualizeManipulation:
             overlays.append(mixed.float() / 255)
             bands.append(hm.labels[0].float() / 4)
         dev = mm.intermediate_device()
-        return torch.stack(overlays).to(dev), torch.stack(bands).to(dev)
+        return io.NodeOutput(torch.stack(overlays).to(dev), torch.stack(bands).to(dev))
 
 
-NODE_CLASS_MAPPINGS = {
-    "ColorizeDiffusionLoadTextTower": ColorizeDiffusionLoadTextTower,
-    "ColorizeDiffusionManipulation": ColorizeDiffusionManipulation,
-    "ColorizeDiffusionManipulationText": ColorizeDiffusionManipulationText,
-    "ColorizeDiffusionManipulateReference": ColorizeDiffusionManipulateReference,
-    "ColorizeDiffusionVisualizeManipulation": ColorizeDiffusionVisualizeManipulation,
-}
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "ColorizeDiffusionLoadTextTower": "ColorizeDiffusion Load Text Tower",
-    "ColorizeDiffusionManipulation": "ColorizeDiffusion Manipulation",
-    "ColorizeDiffusionManipulationText": "ColorizeDiffusion Manipulation (text form)",
-    "ColorizeDiffusionManipulateReference": "ColorizeDiffusion Manipulate Reference",
-    "ColorizeDiffusionVisualizeManipulation": "ColorizeDiffusion Visualize Manipulation",
-}
+NODES = [LoadTextTower, Manipulation, ManipulationText, ManipulateReference, VisualizeManipulation]

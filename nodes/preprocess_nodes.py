@@ -18,6 +18,7 @@ import torch
 import comfy.model_management as mm
 import comfy.utils
 import folder_paths
+from comfy_api.v0_0_2 import io
 
 from ..comfy_compat import new_model_patcher
 from ..errors import ColorizerInputError
@@ -25,11 +26,13 @@ from ..model_folders import PREPROCESSORS
 from ..preprocess import convert, extractors, isnet, masks, reference
 from ..preprocess import sketch as sketch_mod
 from ..preprocess.weights import find_weight_file, load_network
+from .io_types import CATEGORY as PACK_CATEGORY, ColorizerSketch, fraction
 
-CATEGORY = "ColorizeDiffusion/preprocess"
+CATEGORY = f"{PACK_CATEGORY}/preprocess"
 
 EXTRACT_METHODS = ("standard",) + extractors.METHODS
-SKETCH_TYPES = "IMAGE,COLORIZER_SKETCH"
+MIN_SKETCH_SIDE = 32        # a smaller drawing carries no usable line art
+MAX_SKETCH_ENLARGEMENT = 16  # nor does one enlarged more than this to the generation size
 _CACHE: "OrderedDict[tuple, object]" = OrderedDict()     # model patchers of the loaded networks
 _CACHE_SIZE = 3
 
@@ -66,7 +69,8 @@ def _loaded(patcher):
     return patcher.model
 
 
-def _progress(n: int, unique_id=None):
+def _progress(n: int, node_cls):
+    unique_id = node_cls.hidden.unique_id if node_cls.hidden is not None else None
     return comfy.utils.ProgressBar(n, node_id=unique_id) if n > 1 else None
 
 
@@ -97,59 +101,81 @@ def _pick(m: torch.Tensor, i: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------- nodes
-class ColorizeDiffusionPrepareSketch:
-    DESCRIPTION = ("Any line art -> the sketch ColorizeDiffusion wants: white lines on black, letterboxed into the "
-                   "generation size exactly like the official app (aspect fit with int() truncation, bicubic "
-                   "antialias resize, black padding). Optionally extracts lines first (sketchKeras is the app's "
-                   "default extractor; standard = the app's 'invert-webui').")
+def _net_size(tooltip: str):
+    return io.Int.Input("net_size", default=1024, min=256, max=2048, step=32, tooltip=tooltip)
+
+
+def check_sketch_size(image_h: int, image_w: int, h: int, w: int) -> None:
+    """A drawing too small to carry line art is refused before anything runs (a 10x10 picture at 512x512)."""
+    if min(image_h, image_w) < MIN_SKETCH_SIDE or max(h / image_h, w / image_w) > MAX_SKETCH_ENLARGEMENT:
+        raise ColorizerInputError(
+            f"the sketch is {image_w}x{image_h} pixels and would be enlarged to {w}x{h}: a drawing that small "
+            f"carries no usable line art (at least {MIN_SKETCH_SIDE} px a side, enlarged at most "
+            f"{MAX_SKETCH_ENLARGEMENT}x). Load the drawing at its full size, or lower width/height/size_base")
+
+
+class PrepareSketch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionPrepareSketch", display_name="ColorizeDiffusion Prepare Sketch",
+            category=CATEGORY,
+            description=("Any line art -> the sketch ColorizeDiffusion wants: white lines on black, letterboxed into "
+                         "the generation size exactly like the official app (aspect fit with int() truncation, "
+                         "bicubic antialias resize, black padding). Optionally extracts lines first (sketchKeras is "
+                         "the app's default extractor; standard = the app's 'invert-webui')."),
+            inputs=[
+                io.Image.Input("image", tooltip="line art: black on white, white on black, grey, coloured lines or RGBA"),
+                io.Combo.Input("method", options=list(sketch_mod.METHODS), default="none", tooltip=(
+                    "none: use the lines as drawn (official 'none'/'invert'); standard: weight-free line extraction "
+                    "('invert-webui'); others: line-extraction networks ('extract')")),
+                io.Combo.Input("polarity", options=list(sketch_mod.POLARITIES), default="auto", tooltip=(
+                    "none method: keep = already white on black, invert = black on white (official default), auto "
+                    "= decided from the strokes. Extractors: invert flips the picture before extraction, auto/keep "
+                    "pass it as is")),
+                io.Int.Input("width", default=0, min=0, max=sketch_mod.MAX_GENERATION_SIDE, step=64,
+                             tooltip="generation width; 0 = from the sketch's aspect ratio"),
+                io.Int.Input("height", default=0, min=0, max=sketch_mod.MAX_GENERATION_SIDE, step=64,
+                             tooltip="generation height; 0 = from the sketch's aspect ratio"),
+                io.Int.Input("size_base", default=512, min=64, max=2048, step=64,
+                             tooltip="automatic size: about size_base² pixels (v1/v1.5: 512, v2: 768)"),
+                io.Combo.Input("monochrome", options=list(sketch_mod.MONOCHROME), default="auto", tooltip=(
+                    "turn coloured lines grey (darkest channel) so they count fully; auto = only when the picture "
+                    "has coloured pixels (grey line art is unchanged)")),
+                io.Int.Input("extract_size", default=512, min=256, max=2048, step=256,
+                             tooltip="square the extractor works on (official SD2.1 app: 512, XL app: 768)"),
+                io.Mask.Input("transparency_mask", optional=True, tooltip=(
+                    "Load Image's MASK (1 = transparent) for drawings on a transparent background")),
+            ],
+            outputs=[
+                io.Image.Output(display_name="sketch",
+                                tooltip="white lines on black at the generation size, [0,1] (clamped, for previews)"),
+                io.Int.Output(display_name="width", tooltip="generation width"),
+                io.Int.Output(display_name="height", tooltip="generation height"),
+                ColorizerSketch.Output(display_name="colorizer_sketch", tooltip=(
+                    "the exact sketch in [-1,1] (unclamped, as the model receives it) with its crop box")),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "image": ("IMAGE", {"tooltip": "line art: black on white, white on black, grey, coloured lines or RGBA"}),
-            "method": (sketch_mod.METHODS, {"default": "none", "tooltip":
-                       "none: use the lines as drawn (official 'none'/'invert'); standard: weight-free line "
-                       "extraction ('invert-webui'); others: line-extraction networks ('extract')"}),
-            "polarity": (sketch_mod.POLARITIES, {"default": "auto", "tooltip":
-                         "none method: keep = already white on black, invert = black on white (official "
-                         "default), auto = decided from the paper colour. Extractors: invert flips the picture "
-                         "before extraction, auto/keep pass it as is"}),
-            "width": ("INT", {"default": 0, "min": 0, "max": sketch_mod.MAX_GENERATION_SIDE, "step": 64,
-                              "tooltip": "generation width; 0 = from the sketch's aspect ratio"}),
-            "height": ("INT", {"default": 0, "min": 0, "max": sketch_mod.MAX_GENERATION_SIDE, "step": 64,
-                               "tooltip": "generation height; 0 = from the sketch's aspect ratio"}),
-            "size_base": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 64, "tooltip":
-                          "automatic size: about size_base² pixels (v1/v1.5: 512, v2: 768)"}),
-            "monochrome": (sketch_mod.MONOCHROME, {"default": "auto", "tooltip":
-                           "turn coloured lines grey (darkest channel) so they count fully; auto = only when "
-                           "the picture has coloured pixels (grey line art is unchanged)"}),
-            "extract_size": ("INT", {"default": 512, "min": 256, "max": 2048, "step": 256, "tooltip":
-                             "square the extractor works on (official SD2.1 app: 512, XL app: 768)"}),
-        }, "optional": {
-            "transparency_mask": ("MASK", {"tooltip": "Load Image's MASK (1 = transparent) for drawings on a "
-                                                      "transparent background"}),
-        }, "hidden": {"unique_id": "UNIQUE_ID"}}
-
-    RETURN_TYPES = ("IMAGE", "INT", "INT", "COLORIZER_SKETCH")
-    RETURN_NAMES = ("sketch", "width", "height", "colorizer_sketch")
-    OUTPUT_TOOLTIPS = ("white lines on black at the generation size, [0,1] (clamped, for previews)",
-                       "generation width", "generation height",
-                       "the exact sketch in [-1,1] (unclamped, as the model receives it) with its crop box")
-    FUNCTION = "prepare"
-    CATEGORY = CATEGORY
-
-    def prepare(self, image, method="none", polarity="auto", width=0, height=0, size_base=512,
-                monochrome="auto", extract_size=512, transparency_mask=None, unique_id=None):
+    def execute(cls, image, method="none", polarity="auto", width=0, height=0, size_base=512, monochrome="auto",
+                extract_size=512, transparency_mask=None):
         image = convert.check_image(image, "sketch")
-        net = get_network(method) if method in extractors.METHODS else None
-        if net is not None:
-            extractors.check_size(method, extract_size)
         h, w = sketch_mod.choose_size(image.shape[1], image.shape[2], width, height, size_base)
+        check_sketch_size(image.shape[1], image.shape[2], h, w)
         mask = None
         if transparency_mask is not None:
             mask = convert.as_mask_batch(transparency_mask, "transparency_mask")
             convert.match_batch(image.shape[0], mask.shape[0], "transparency_mask")
-        parts, pbar = [], _progress(image.shape[0], unique_id)
+            if bool((mask >= 0.5).all()):
+                raise ColorizerInputError(
+                    "transparency_mask marks every pixel as transparent, so nothing of the drawing would remain: "
+                    "connect Load Image's MASK only for drawings on a transparent background")
+        net = get_network(method) if method in extractors.METHODS else None
+        if net is not None:
+            extractors.check_size(method, extract_size)
+        parts, pbar = [], _progress(image.shape[0], cls)
         dev_net = _loaded(net) if net is not None else None
         for i in range(image.shape[0]):
             parts.append(sketch_mod.prepare_sketch(
@@ -158,43 +184,43 @@ class ColorizeDiffusionPrepareSketch:
                 extract_size=extract_size))
             _tick(pbar)
         prepared = sketch_mod.PreparedSketch(torch.cat([p.sketch for p in parts]), parts[0].crop_box,
-                                         sum((p.polarity for p in parts), ()), method)
-        return _out_image(prepared.image()), w, h, prepared
+                                             sum((p.polarity for p in parts), ()), method)
+        return io.NodeOutput(_out_image(prepared.image()), w, h, prepared)
 
 
-class ColorizeDiffusionExtractLineart:
-    DESCRIPTION = ("Line extraction as in ColorizeDiffusion: sketchKeras (the app's default), Anime2Sketch, "
-                   "MangaLineExtraction, ControlNet lineart (sk_model) or the weight-free standard extractor. "
-                   "Output: white lines on black. For the official pipeline use Prepare Sketch's method instead "
-                   "(it avoids a second resize).")
+class ExtractLineart(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionExtractLineart", display_name="ColorizeDiffusion Extract Lineart",
+            category=CATEGORY,
+            description=("Line extraction as in ColorizeDiffusion: sketchKeras (the app's default), Anime2Sketch, "
+                         "MangaLineExtraction, ControlNet lineart (sk_model) or the weight-free standard extractor. "
+                         "Output: white lines on black. For the official pipeline use Prepare Sketch's method "
+                         "instead (it avoids a second resize)."),
+            inputs=[
+                io.Image.Input("image"),
+                io.Combo.Input("method", options=list(EXTRACT_METHODS), default="sketchKeras"),
+                io.Int.Input("resolution", default=512, min=256, max=2048, step=256, tooltip=(
+                    "square the network works on (official 512); anime2sketch needs multiples of 256")),
+                io.Combo.Input("output_size", options=["input", "extractor"], default="input", tooltip=(
+                    "input: resized back to the picture's size; extractor: the network's square output")),
+                io.Boolean.Input("invert_input", default=False, tooltip=(
+                    "flip the picture first (for white-on-black drawings; the networks want dark lines)")),
+            ],
+            outputs=[io.Image.Output(display_name="lineart")],
+            hidden=[io.Hidden.unique_id],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "image": ("IMAGE",),
-            "method": (EXTRACT_METHODS, {"default": "sketchKeras"}),
-            "resolution": ("INT", {"default": 512, "min": 256, "max": 2048, "step": 256, "tooltip":
-                           "square the network works on (official 512); anime2sketch needs multiples of 256"}),
-            "output_size": (["input", "extractor"], {"default": "input", "tooltip":
-                            "input: resized back to the picture's size; extractor: the network's square output"}),
-            "invert_input": ("BOOLEAN", {"default": False, "tooltip":
-                             "flip the picture first (for white-on-black drawings; the networks want dark lines)"}),
-        }, "hidden": {"unique_id": "UNIQUE_ID"}}
-
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("lineart",)
-    FUNCTION = "extract"
-    CATEGORY = CATEGORY
-
-    def extract(self, image, method="sketchKeras", resolution=512, output_size="input", invert_input=False,
-                unique_id=None):
+    def execute(cls, image, method="sketchKeras", resolution=512, output_size="input", invert_input=False):
         image = convert.rgb(convert.check_image(image))
         b, h, w, _ = image.shape
         net = None
         if method != "standard":
             extractors.check_size(method, resolution)
             net = get_network(method)
-        outs, pbar = [], _progress(b, unique_id)
+        outs, pbar = [], _progress(b, cls)
         dev_net = _loaded(net) if net is not None else None
         for i in range(b):
             x, _ = sketch_mod.model_space(image[i], method, "invert" if invert_input else "keep", net=dev_net,
@@ -203,106 +229,105 @@ class ColorizeDiffusionExtractLineart:
                 x = sketch_mod.resize(x, h, w)
             outs.append(x.cpu())
             _tick(pbar)
-        return (_out_image(convert.from_model(torch.cat(outs))),)
+        return io.NodeOutput(_out_image(convert.from_model(torch.cat(outs))))
 
 
-class ColorizeDiffusionSketchMask:
-    DESCRIPTION = ("Foreground mask of a prepared sketch with ISNet-sketch (sketch-segment.safetensors), as the "
-                   "official app computes it: bicubic squash to 1024², no normalisation, bicubic back, clamp. "
-                   "Connect Prepare Sketch's colorizer_sketch for the exact official numbers (its sketch image "
-                   "is clamped).")
+class SketchMask(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionSketchMask", display_name="ColorizeDiffusion Sketch Mask (ISNet)",
+            category=CATEGORY,
+            description=("Foreground mask of a prepared sketch with ISNet-sketch (sketch-segment.safetensors), as the "
+                         "official app computes it: bicubic squash to 1024², no normalisation, bicubic back, clamp. "
+                         "Connect Prepare Sketch's colorizer_sketch for the exact official numbers (its sketch image "
+                         "is clamped)."),
+            inputs=[
+                io.MultiType.Input("sketch", types=[ColorizerSketch, io.Image], tooltip=(
+                    "Prepare Sketch output: colorizer_sketch (exact) or the sketch IMAGE")),
+                io.Combo.Input("polarity", options=list(sketch_mod.POLARITIES), default="auto", tooltip=(
+                    "for an IMAGE: keep = white lines on black (Prepare Sketch output), invert = black lines on "
+                    "white, auto = from the strokes")),
+                _net_size("ISNet input size (official 1024)"),
+            ],
+            outputs=[io.Mask.Output(display_name="sketch_mask", tooltip=(
+                "soft foreground mask at the sketch's size, [0,1]; Split Attention compares it with its threshold"))],
+            hidden=[io.Hidden.unique_id],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "sketch": (SKETCH_TYPES, {"tooltip": "Prepare Sketch output: colorizer_sketch (exact) or the sketch "
-                                                 "IMAGE"}),
-            "polarity": (sketch_mod.POLARITIES, {"default": "auto", "tooltip":
-                         "for an IMAGE: keep = white lines on black (Prepare Sketch output), invert = black lines "
-                         "on white, auto = from the paper colour"}),
-            "net_size": ("INT", {"default": 1024, "min": 256, "max": 2048, "step": 32,
-                                 "tooltip": "ISNet input size (official 1024)"}),
-        }, "hidden": {"unique_id": "UNIQUE_ID"}}
-
-    RETURN_TYPES = ("MASK",)
-    RETURN_NAMES = ("sketch_mask",)
-    OUTPUT_TOOLTIPS = ("soft foreground mask at the sketch's size, [0,1]; the app compares it with the Sketch "
-                       "mask threshold (0.05) inside the model",)
-    FUNCTION = "mask"
-    CATEGORY = CATEGORY
-
-    def mask(self, sketch, polarity="auto", net_size=1024, unique_id=None):
+    def execute(cls, sketch, polarity="auto", net_size=1024):
         if isinstance(sketch, sketch_mod.PreparedSketch):
             white = -sketch.sketch
         else:
             white = sketch_mod.image_to_white_sketch(sketch, polarity)
         b, _, h, w = white.shape
-        outs, pbar = [], _progress(b, unique_id)
+        outs, pbar = [], _progress(b, cls)
         net = _loaded(get_network("isnet_sketch"))
         for i in range(b):
             outs.append(isnet.sketch_mask(net, white[i:i + 1], h, w, size=net_size).cpu())
             _tick(pbar)
-        return (_out_mask(torch.cat(outs)),)
+        return io.NodeOutput(_out_mask(torch.cat(outs)))
 
 
-class ColorizeDiffusionReferenceMask:
-    DESCRIPTION = ("Character mask of a (padded) reference. Without a mask input: ISNet (isnetis.safetensors) the "
-                   "official way (long side to 1024 on a padded canvas, colours inverted, crop back, clamp). With a "
-                   "mask input (e.g. BiRefNet/RMBG from another pack): that mask, fitted to the reference. "
-                   "Dilation = the app's 11x11 max-pool.")
+class ReferenceMask(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionReferenceMask", display_name="ColorizeDiffusion Reference Mask",
+            category=CATEGORY,
+            description=("Character mask of a (padded) reference. Without a mask input: ISNet (isnetis.safetensors) "
+                         "the official way (long side to 1024 on a padded canvas, colours inverted, crop back, "
+                         "clamp). With a mask input (e.g. BiRefNet/RMBG from another pack): that mask, fitted to the "
+                         "reference. Dilation = the app's 11x11 max-pool."),
+            inputs=[
+                io.Image.Input("reference", tooltip="the reference (after Reference Pad when padding is used)"),
+                io.Boolean.Input("dilate", default=True, tooltip="11x11 max-pool as the app (dilate=True)"),
+                _net_size("ISNet canvas size (official 1024)"),
+                io.Mask.Input("mask", optional=True, tooltip=(
+                    "use this mask instead of ISNet (any MASK layout; a mask of the unpadded reference is padded "
+                    "like the image)")),
+            ],
+            outputs=[io.Mask.Output(display_name="mask"), io.Mask.Output(display_name="mask_undilated")],
+            hidden=[io.Hidden.unique_id],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "reference": ("IMAGE", {"tooltip": "the reference (after Reference Pad when padding is used)"}),
-            "dilate": ("BOOLEAN", {"default": True, "tooltip": "11x11 max-pool as the app (dilate=True)"}),
-            "net_size": ("INT", {"default": 1024, "min": 256, "max": 2048, "step": 32,
-                                 "tooltip": "ISNet canvas size (official 1024)"}),
-        }, "optional": {
-            "mask": ("MASK", {"tooltip": "use this mask instead of ISNet (any MASK layout; a mask of the unpadded "
-                                         "reference is padded like the image)"}),
-        }, "hidden": {"unique_id": "UNIQUE_ID"}}
-
-    RETURN_TYPES = ("MASK", "MASK")
-    RETURN_NAMES = ("mask", "mask_undilated")
-    FUNCTION = "mask"
-    CATEGORY = CATEGORY
-
-    def mask(self, reference, dilate=True, net_size=1024, mask=None, unique_id=None):
+    def execute(cls, reference, dilate=True, net_size=1024, mask=None):
         image = convert.rgb(convert.check_image(reference, "reference"))
         if mask is not None:
             raw = _mask_for(image, mask, "mask").clamp(0, 1).expand(image.shape[0], -1, -1, -1)
         else:
             x = convert.to_model(image)
-            outs, pbar = [], _progress(x.shape[0], unique_id)
+            outs, pbar = [], _progress(x.shape[0], cls)
             net = _loaded(get_network("isnet"))
             for i in range(x.shape[0]):
                 outs.append(isnet.reference_mask(net, x[i:i + 1], size=net_size, dilate=False).cpu())
                 _tick(pbar)
             raw = torch.cat(outs)
         final = masks.dilate(raw).clamp(0, 1) if dilate else raw
-        return _out_mask(final), _out_mask(raw)
+        return io.NodeOutput(_out_mask(final), _out_mask(raw))
 
 
-class ColorizeDiffusionReferencePad:
-    DESCRIPTION = ("The app's 'Reference padding scale': white margins left and right so the picture is "
-                   "int(width * pad_scale) wide (no vertical padding). Apply it to reference and background.")
+class ReferencePad(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionReferencePad", display_name="ColorizeDiffusion Reference Pad", category=CATEGORY,
+            description=("The app's 'Reference padding scale': white margins left and right so the picture is "
+                         "int(width * pad_scale) wide (no vertical padding). Apply it to reference and background."),
+            inputs=[
+                io.Image.Input("image"),
+                io.Float.Input("pad_scale", default=1.0, min=1.0, max=2.0, step=0.05,
+                               tooltip="official 'Reference padding scale' (1 = no padding)"),
+                io.Mask.Input("mask", optional=True, tooltip="padded the same way, margins 0 (background)"),
+            ],
+            outputs=[io.Image.Output(display_name="image", tooltip="padded picture"),
+                     io.Mask.Output(display_name="mask", tooltip="the padded mask (all 0 when no mask is connected)")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "image": ("IMAGE",),
-            "pad_scale": ("FLOAT", {"default": 1.0, "min": 1.0, "max": 2.0, "step": 0.05,
-                                    "tooltip": "official 'Reference padding scale' (1 = no padding)"}),
-        }, "optional": {"mask": ("MASK", {"tooltip": "padded the same way, margins 0 (background)"})}}
-
-    RETURN_TYPES = ("IMAGE", "MASK")
-    RETURN_NAMES = ("image", "mask")
-    OUTPUT_TOOLTIPS = ("padded picture", "the padded mask (all 0 when no mask is connected)")
-    FUNCTION = "pad"
-    CATEGORY = CATEGORY
-
-    def pad(self, image, pad_scale=1.0, mask=None):
+    def execute(cls, image, pad_scale=1.0, mask=None):
         image = convert.rgb(convert.check_image(image))
         out = reference.pad_image_with_margin(image, pad_scale)
         if mask is None:
@@ -310,58 +335,57 @@ class ColorizeDiffusionReferencePad:
         else:
             m = reference.pad_mask_with_margin(_mask_for(image, mask, "mask"), pad_scale)
             m = m.expand(image.shape[0], -1, -1, -1)
-        return _out_image(out), _out_mask(m)
+        return io.NodeOutput(_out_image(out), _out_mask(m))
 
 
-class ColorizeDiffusionBackgroundOnlyReference:
-    DESCRIPTION = ("Background-only reference: the character (mask >= threshold) painted white, as the app's "
-                   "BG enhance does without a Background image; the same operation is its 'Remove foreground in "
-                   "background input'.")
+class BackgroundOnlyReference(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionBackgroundOnlyReference", display_name="ColorizeDiffusion Background-only Reference",
+            category=CATEGORY,
+            description=("Background-only reference: the character (mask >= threshold) painted white, as the app's "
+                         "BG enhance does without a Background image; the same operation is its 'Remove foreground "
+                         "in background input'."),
+            inputs=[
+                io.Image.Input("image", tooltip="reference (or background) picture"),
+                io.Mask.Input("mask", tooltip="its character mask (Reference Mask output or any MASK)"),
+                fraction("threshold", 0.5, "official 'Reference mask threshold' (mask_ts)", 0.01),
+            ],
+            outputs=[io.Image.Output(display_name="background_only")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "image": ("IMAGE", {"tooltip": "reference (or background) picture"}),
-            "mask": ("MASK", {"tooltip": "its character mask (Reference Mask output or any MASK)"}),
-            "threshold": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
-                                    "tooltip": "official 'Reference mask threshold' (mask_ts)"}),
-        }}
-
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("background_only",)
-    FUNCTION = "apply"
-    CATEGORY = CATEGORY
-
-    def apply(self, image, mask, threshold=0.5):
+    def execute(cls, image, mask, threshold=0.5):
         image = convert.rgb(convert.check_image(image))
-        return (_out_image(reference.background_only(image, _mask_for(image, mask, "mask"), threshold)),)
+        return io.NodeOutput(_out_image(reference.background_only(image, _mask_for(image, mask, "mask"), threshold)))
 
 
-class ColorizeDiffusionMaskOverlay:
-    DESCRIPTION = ("Mask previews as the app's gallery shows them: the thresholded mask, the foreground-only and "
-                   "background-only composites on white, or a tinted overlay. Use threshold 0.05 for sketch masks "
-                   "(Sketch mask threshold) and 0.5 for reference masks (Reference mask threshold).")
+class MaskOverlay(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionMaskOverlay", display_name="ColorizeDiffusion Mask Overlay", category=CATEGORY,
+            description=("Mask previews as the app's gallery shows them: the thresholded mask, the foreground-only and "
+                         "background-only composites on white, or a tinted overlay. Use threshold 0.05 for sketch "
+                         "masks (Sketch mask threshold) and 0.5 for reference masks (Reference mask threshold)."),
+            inputs=[
+                io.Image.Input("image"),
+                io.Mask.Input("mask"),
+                io.Combo.Input("mode", options=list(reference.OVERLAY_MODES), default="tint"),
+                fraction("threshold", 0.5, "mask threshold", 0.01),
+                fraction("opacity", 0.5, "tint only"),
+                io.String.Input("color", default="#ff0000", tooltip="tint colour, #rrggbb"),
+            ],
+            outputs=[io.Image.Output(display_name="preview")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "image": ("IMAGE",),
-            "mask": ("MASK",),
-            "mode": (reference.OVERLAY_MODES, {"default": "tint"}),
-            "threshold": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01}),
-            "opacity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "tint only"}),
-            "color": ("STRING", {"default": "#ff0000", "tooltip": "tint colour, #rrggbb"}),
-        }}
-
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("preview",)
-    FUNCTION = "overlay"
-    CATEGORY = CATEGORY
-
-    def overlay(self, image, mask, mode="tint", threshold=0.5, opacity=0.5, color="#ff0000"):
+    def execute(cls, image, mask, mode="tint", threshold=0.5, opacity=0.5, color="#ff0000"):
         image = convert.rgb(convert.check_image(image))
         rgb = _parse_color(color)
-        return (_out_image(reference.overlay(image, _mask_for(image, mask, "mask"), mode, threshold, rgb, opacity)),)
+        return io.NodeOutput(_out_image(reference.overlay(image, _mask_for(image, mask, "mask"), mode, threshold, rgb,
+                                                          opacity)))
 
 
 def _parse_color(text: str):
@@ -372,21 +396,4 @@ def _parse_color(text: str):
 
 
 
-NODE_CLASS_MAPPINGS = {
-    "ColorizeDiffusionPrepareSketch": ColorizeDiffusionPrepareSketch,
-    "ColorizeDiffusionExtractLineart": ColorizeDiffusionExtractLineart,
-    "ColorizeDiffusionSketchMask": ColorizeDiffusionSketchMask,
-    "ColorizeDiffusionReferenceMask": ColorizeDiffusionReferenceMask,
-    "ColorizeDiffusionReferencePad": ColorizeDiffusionReferencePad,
-    "ColorizeDiffusionBackgroundOnlyReference": ColorizeDiffusionBackgroundOnlyReference,
-    "ColorizeDiffusionMaskOverlay": ColorizeDiffusionMaskOverlay,
-}
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "ColorizeDiffusionPrepareSketch": "ColorizeDiffusion Prepare Sketch",
-    "ColorizeDiffusionExtractLineart": "ColorizeDiffusion Extract Lineart",
-    "ColorizeDiffusionSketchMask": "ColorizeDiffusion Sketch Mask (ISNet)",
-    "ColorizeDiffusionReferenceMask": "ColorizeDiffusion Reference Mask",
-    "ColorizeDiffusionReferencePad": "ColorizeDiffusion Reference Pad",
-    "ColorizeDiffusionBackgroundOnlyReference": "ColorizeDiffusion Background-only Reference",
-    "ColorizeDiffusionMaskOverlay": "ColorizeDiffusion Mask Overlay",
-}
+NODES = [PrepareSketch, ExtractLineart, SketchMask, ReferenceMask, ReferencePad, BackgroundOnlyReference, MaskOverlay]

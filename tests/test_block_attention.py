@@ -6,7 +6,6 @@ import dataclasses
 import pytest
 
 import golden_support.unet_runner as unet_runner
-from colorize_diffusion import NODE_CLASS_MAPPINGS
 from colorize_diffusion.errors import ColorizerInputError
 from colorize_diffusion.model_patches.conditioning import guidance_conditionings
 from colorize_diffusion.model_patches.settings import accurate_reference_scales
@@ -15,19 +14,12 @@ from golden_support.compare import check_model_case
 from golden_support.discovery import discover_cases
 from golden_support.model_eval import CASE_MODES, case_settings, guided_step, listed, loaded
 
-NODE = NODE_CLASS_MAPPINGS["ColorizeDiffusionBlockAttention"]
-
-
-def _node(sliders, shift=True):
-    blocks = {f"block_{i}": v for i, v in enumerate(sliders)}
-    return NODE().settings(1.0, 1.0, shift, False, **blocks)[0]
 
 
 def test_official_shift_and_own_block_mapping():
     sliders = [0.1 * i for i in range(16)]
-    official = _node(sliders)["reference_scales"]
-    assert official == tuple(sliders[1:]) + (1.0,)            # slider 0 unused, block 15 stays 1
-    assert _node(sliders, shift=False)["reference_scales"] == tuple(sliders)
+    assert accurate_reference_scales(sliders) == tuple(sliders[1:]) + (1.0,)   # slider 0 unused, block 15 stays 1
+    assert accurate_reference_scales(sliders, official_shift=False) == tuple(sliders)
     with pytest.raises(ColorizerInputError, match="16 block scales"):
         accurate_reference_scales(sliders[:15])
 
@@ -39,11 +31,11 @@ def test_block_scales_through_the_patched_unet_match_the_official_numbers():
     case, inputs, expected = golden.load()
     levels = case["reference_scale_per_block"]
     assert levels[15] == 1.0
-    attention = _node([0.77] + list(levels[:15]))
+    scales = accurate_reference_scales([0.77] + list(levels[:15]))
     ckpt = loaded(str(GOLDEN / case["checkpoint"]), case["prediction_type"])
     level_settings = case_settings(case, "v2", CASE_MODES[case["mode"]])
     assert level_settings.reference_scales == tuple(levels)
-    settings = dataclasses.replace(level_settings, reference_scales=attention["reference_scales"])
+    settings = dataclasses.replace(level_settings, reference_scales=scales)
     controls = listed(inputs, "control")
     conds = guidance_conditionings(inputs["context"], settings, controls, listed(inputs, "blank_control") or controls,
                                    inputs.get("mask"), listed(inputs, "hs_bg"), listed(inputs, "style"))

@@ -8,11 +8,11 @@ import torch.nn.functional as F
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
-from colorize_diffusion import NODE_CLASS_MAPPINGS
 from colorize_diffusion.model_patches import clip_tokens
 from colorize_diffusion.model_patches.checkpoint import load_checkpoint
 from colorize_diffusion.model_patches.split_attention import SplitCrossAttention
 from colorize_diffusion.preprocess.sketch import PreparedSketch
+from chain_support import chain, node
 from conftest import GOLDEN
 
 
@@ -46,19 +46,15 @@ def _sketch(h=64, w=96):
 
 def _reference(clip, seed):
     g = torch.Generator().manual_seed(seed)
-    return NODE_CLASS_MAPPINGS["ColorizeDiffusionEncodeReference"]().encode(
-        clip_vision=clip, image=torch.rand(1, 80, 60, 3, generator=g))[0]
+    return node("ColorizeDiffusionEncodeReference", clip_vision=clip, image=torch.rand(1, 80, 60, 3, generator=g))[0]
 
 
 def _condition(v2, clip, reference, mode="full"):
     h, w = 64, 96
     mask = torch.zeros(1, h, w)
     mask[:, :, : w // 2] = 1.0
-    return NODE_CLASS_MAPPINGS["ColorizeDiffusionConditioning"]().encode(
-        model=v2.model, colorizer=v2.colorizer, vae=PoolingVAE(), sketch=_sketch(h, w), reference=reference,
-        mode=mode, sketch_strength=1.0, sketch_mask_threshold=0.05, reference_mask_threshold=0.5,
-        background_factor=1.0, merge_scale=0.0, sketch_mask=mask,
-        reference_mask=torch.zeros(1, *reference.image.shape[-2:]), clip_vision=clip)
+    return chain(v2, _sketch(h, w), reference, mode, vae=PoolingVAE(), clip_vision=clip, sketch_mask=mask,
+                 reference_mask=torch.zeros(1, *reference.image.shape[-2:]))
 
 
 def _ksampler(model, pos, neg, latent, seed=3):
@@ -68,7 +64,7 @@ def _ksampler(model, pos, neg, latent, seed=3):
 
 
 def test_two_ksampler_steps_and_extras_loaded_with_unet(v2, clip):
-    model, pos, neg, _, latent = _condition(v2, clip, _reference(clip, 0))
+    model, pos, neg, latent = _condition(v2, clip, _reference(clip, 0))
     out = _ksampler(model, pos, neg, latent)
     assert out.shape == latent["samples"].shape and torch.isfinite(out).all()
     loaded = [lm.model.model for lm in comfy.model_management.current_loaded_models]
@@ -76,13 +72,13 @@ def test_two_ksampler_steps_and_extras_loaded_with_unet(v2, clip):
     assert any(m is v2.model.model for m in loaded)
     # deterministic, and the reference matters
     assert torch.equal(out, _ksampler(model, pos, neg, latent))
-    model2, pos2, neg2, _, _ = _condition(v2, clip, _reference(clip, 5))
+    model2, pos2, neg2, _ = _condition(v2, clip, _reference(clip, 5))
     assert (out - _ksampler(model2, pos2, neg2, latent)).abs().max() > 1e-4
 
 
 def test_given_model_is_untouched_and_patches_are_gone_after_sampling(v2, clip):
     before = dict(v2.model.object_patches)
-    model, pos, neg, _, latent = _condition(v2, clip, _reference(clip, 0))
+    model, pos, neg, latent = _condition(v2, clip, _reference(clip, 0))
     assert v2.model.object_patches == before and model is not v2.model
     _ksampler(model, pos, neg, latent)
     dm = v2.model.model.diffusion_model
@@ -97,21 +93,23 @@ def test_given_model_is_untouched_and_patches_are_gone_after_sampling(v2, clip):
 
 
 def test_dual_guider_through_sampler_custom_advanced(v2, clip):
-    model, pos, neg, sk, latent = _condition(v2, clip, _reference(clip, 0))
-    guider = NODE_CLASS_MAPPINGS["ColorizeDiffusionGuider"]().make(model, pos, neg, 4.0, 2.0, sk)[0]
+    model, pos, neg, latent = _condition(v2, clip, _reference(clip, 0))
+    guider = node("ColorizeDiffusionGuider", model=model, positive=pos, negative=neg, reference_scale=4.0,
+                  sketch_scale=2.0)[0]
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", 2)
     noise = torch.randn(latent["samples"].shape, generator=torch.Generator().manual_seed(0))
     out = guider.sample(noise, latent["samples"], comfy.samplers.sampler_object("euler"), sigmas, seed=0,
                         disable_pbar=True)
     assert torch.isfinite(out).all()
-    only_ref = NODE_CLASS_MAPPINGS["ColorizeDiffusionGuider"]().make(model, pos, neg, 4.0, 1.0, sk)[0]
+    only_ref = node("ColorizeDiffusionGuider", model=model, positive=pos, negative=neg, reference_scale=4.0,
+                    sketch_scale=1.0)[0]
     out_ref = only_ref.sample(noise, latent["samples"], comfy.samplers.sampler_object("euler"), sigmas, seed=0,
                               disable_pbar=True)
     assert (out - out_ref).abs().max() > 1e-4   # the sketch scale acts
 
 
 def test_model_without_colorizer_conditioning_says_what_to_connect(v2, clip):
-    model, pos, neg, _, latent = _condition(v2, clip, _reference(clip, 0))
+    model, pos, neg, latent = _condition(v2, clip, _reference(clip, 0))
     plain = [[torch.zeros(1, 256, 128), {}]]
-    with pytest.raises(Exception, match="ColorizeDiffusion Conditioning"):
+    with pytest.raises(Exception, match="ColorizeDiffusion Apply Sketch"):
         _ksampler(model, plain, plain, latent)

@@ -57,7 +57,7 @@ def clip_vision_folder(folder: Path):
 def load_clip_vision(clip_path: Path, *, prefer_comfy: bool = True):
     """(clip_vision, how) for a CLIP file, through the node a user would pick."""
     import comfy.clip_vision
-    from colorize_diffusion.nodes.reference_nodes import ColorizeDiffusionLoadOpenCLIPVision
+    from colorize_diffusion.nodes.reference_nodes import LoadOpenCLIPVision
 
     if prefer_comfy:
         cv = comfy.clip_vision.load(str(clip_path))
@@ -73,18 +73,18 @@ def load_clip_vision(clip_path: Path, *, prefer_comfy: bool = True):
             cv.load_sd(sd)
             return cv, "comfy"
     with clip_vision_folder(clip_path.parent):
-        (cv,) = ColorizeDiffusionLoadOpenCLIPVision().load(clip_path.name, heads=tower_heads(clip_path) or 0,
-                                                            activation="gelu", dtype="fp32")
+        (cv,) = LoadOpenCLIPVision.execute(clip_path.name, heads=tower_heads(clip_path) or 0,
+                                              activation="gelu", dtype="fp32")
     return cv, "open_clip"
 
 
 def run(case: dict, inputs: dict, case_dir: Path, root: Path) -> dict:
     from colorize_diffusion.model_patches import clip_tokens
-    from colorize_diffusion.nodes.reference_nodes import ColorizeDiffusionEncodeReference
+    from colorize_diffusion.nodes.reference_nodes import EncodeReference
 
     cv, _how = load_clip_vision(Path(root) / case["clip"])
     image = inputs["image_hwc01"] if "image_hwc01" in inputs else (inputs["image"].movedim(1, -1) + 1) / 2
-    (ref,) = ColorizeDiffusionEncodeReference().encode(cv, image)
+    (ref,) = EncodeReference.execute(cv, image)
     if "image" in inputs:
         assert torch.equal(ref.image, inputs["image"]), "IMAGE -> [-1,1] conversion is not bit-exact"
     return {

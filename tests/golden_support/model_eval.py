@@ -13,7 +13,8 @@ import torch
 
 from colorize_diffusion.model_patches import guidance
 from colorize_diffusion.model_patches.checkpoint import load_checkpoint
-from colorize_diffusion.model_patches.settings import attention_settings, level_reference_scales, mode_flags
+from colorize_diffusion.model_patches.modes import official_mode
+from colorize_diffusion.model_patches.settings import attention_settings, level_reference_scales
 
 CASE_MODES = {"plain": "vanilla", "bg": "background enhance", "fg": "foreground enhance",
               "fgbg": "full", "style": "style enhance", "full": "full"}
@@ -37,7 +38,7 @@ def case_settings(case: dict, family: str, mode: str):
     if "reference_scale_per_block" in case:
         want = tuple(float(s) for s in case["reference_scale_per_block"])
         assert all(abs(a - b) < 1e-9 for a, b in zip(scales, want)), f"reference scales {scales} != case {want}"
-    return attention_settings(family, mode_flags(mode, family), scales, param(case, "Sketch mask threshold", 0.05),
+    return attention_settings(family, official_mode(mode, family), scales, param(case, "Sketch mask threshold", 0.05),
                               param(case, "Foreground strength", 1.0), param(case, "Background strength", 1.0),
                               param(case, "Merging scale", 0.0))
 

@@ -1,7 +1,7 @@
 """Level D: from the user's images through the pack's node functions to one guided evaluation.
 
-Prepare Sketch → (Reference Pad) → Encode Reference (tiny OpenCLIP file) → ColorizeDiffusion Conditioning
-→ ColorizeDiffusion Guider at the case's sigma. The VAE is a stand-in that returns the latents the case
+Prepare Sketch → (Reference Pad) → Encode Reference (tiny OpenCLIP file) → Apply Sketch → the encoder nodes
+the case's checkboxes wire (modes.from_checkboxes) → ColorizeDiffusion Guider at the case's sigma. The VAE is a stand-in that returns the latents the case
 supplies (`z_ref`, `z_bg`); the images handed to it are returned as `vae_input.*` and compared. The other
 intermediates (`debug.*`) are read where the pack computes them: the public functions it calls (recorded for
 the duration of the node call) and forward hooks on the colorizer's networks.
@@ -11,50 +11,42 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from colorize_diffusion import NODE_CLASS_MAPPINGS
-from colorize_diffusion.model_patches import clip_tokens
+from colorize_diffusion.model_patches import clip_tokens, modes
+from colorize_diffusion.nodes import node_classes
 from colorize_diffusion.model_patches.networks import v2_encoders
+
+from colorize_diffusion.model_patches.conditioning import sketch_unconditional
 
 from .clip_runner import tower_heads
 from .model_eval import guided_step, loaded, param
 
 LATENT_SCALE = 0.18215
+NODES = node_classes()
 
 
 class LatentStandIn:
-    """Plays the VAE: returns the case's latents (in ComfyUI's unscaled convention) in the order asked for."""
+    """Plays the VAE for one node: returns the case's latents `names` (in ComfyUI's unscaled convention) in the
+    order that node encodes its pictures."""
 
-    def __init__(self, latents: dict):
+    def __init__(self, latents: dict, names: list, inputs: dict):
         self.latents = latents
-        self.calls = []
-        self.inputs = {}
+        self.names = list(names)
+        self.inputs = inputs
 
     def encode(self, pixels):
-        name = "z_bg" if "z_bg" in self.latents and "z_bg" not in self.calls else "z_ref"
-        self.calls.append(name)
+        name = self.names.pop(0)
         self.inputs[f"vae_input.{name}"] = pixels.movedim(-1, 1) * 2 - 1    # the node hands over (x+1)/2, BHWC
         return self.latents[name] / LATENT_SCALE
 
 
 def _node(name):
-    return NODE_CLASS_MAPPINGS[name]()
+    return NODES[name].execute
 
 
-def _mode(case):
-    style = param(case, "Style enhance", False)
-    bg = param(case, "BG enhance (mask guided)", False)
-    fg = param(case, "FG enhance (mask guided)", False)
-    if style and bg:
-        return "full"
-    if bg and fg:
-        return "full"
-    if style:
-        return "style enhance"
-    if bg:
-        return "background enhance"
-    if fg:
-        return "foreground enhance"
-    return "vanilla"
+def _parts(case):
+    return modes.from_checkboxes(style=param(case, "Style enhance", False),
+                                 background=param(case, "BG enhance (mask guided)", False),
+                                 foreground=param(case, "FG enhance (mask guided)", False))
 
 
 def _mask(inputs, name):
@@ -71,36 +63,51 @@ def run(case, inputs, case_dir, root):
     height, width = param(case, "Height"), param(case, "Width")
     pad = param(case, "Reference padding scale", 1.0)
 
-    sketch = _node("ColorizeDiffusionPrepareSketch").prepare(
+    sketch = _node("ColorizeDiffusionPrepareSketch")(
         image=_hwc(inputs["sketch_image"]), width=width, height=height, polarity="invert", method="none")[3]
     ref_image = _hwc(inputs["reference_image"])
     bg_image = _hwc(inputs["background_image"]) if "background_image" in inputs else None
     if pad != 1.0:
-        ref_image = _node("ColorizeDiffusionReferencePad").pad(image=ref_image, pad_scale=pad)[0]
+        ref_image = _node("ColorizeDiffusionReferencePad")(image=ref_image, pad_scale=pad)[0]
         if bg_image is not None:
-            bg_image = _node("ColorizeDiffusionReferencePad").pad(image=bg_image, pad_scale=pad)[0]
+            bg_image = _node("ColorizeDiffusionReferencePad")(image=bg_image, pad_scale=pad)[0]
     encode = _node("ColorizeDiffusionEncodeReference")
-    reference = original_reference = encode.encode(clip_vision=clip, image=ref_image)[0]
+    reference = original_reference = encode(clip_vision=clip, image=ref_image)[0]
     manipulated = {}
     if case.get("parsed_manipulation_params"):                  # level G3: the manipulation nodes on the way
         reference, manipulated = _manipulate(case, root, reference)
-    background = encode.encode(clip_vision=clip, image=bg_image)[0] if bg_image is not None else None
+    background = encode(clip_vision=clip, image=bg_image)[0] if bg_image is not None else None
 
-    attention = _node("ColorizeDiffusionAttention").settings(
-        reference_strength=param(case, "Reference strength"), encoder_scale=param(case, "Encoder crossattn scale"),
-        color_scale=param(case, "Color crossattn scale"), semantics_scale=param(case, "Semantics crossattn scale"),
-        foreground_strength=param(case, "Foreground strength"), background_strength=param(case, "Background strength"),
-        scale_all_blocks=False, fgbg_strength_all_families=False)[0]
-    vae = LatentStandIn({k: inputs[k] for k in ("z_ref", "z_bg") if k in inputs})
+    latents = {k: inputs[k] for k in ("z_ref", "z_bg") if k in inputs}
+    vae_inputs: dict = {}
+    parts = _parts(case)
     with _recorded(ckpt.colorizer) as seen:
-        model, pos, neg, sk, latent = _node("ColorizeDiffusionConditioning").encode(
-            model=ckpt.model, colorizer=ckpt.colorizer, vae=vae, sketch=sketch, reference=reference,
-            mode=_mode(case), sketch_strength=param(case, "Sketch strength"),
-            sketch_mask_threshold=param(case, "Sketch mask threshold"),
-            reference_mask_threshold=param(case, "Reference mask threshold"),
-            background_factor=param(case, "Background factor"), merge_scale=param(case, "Merging scale"),
-            sketch_mask=_mask(inputs, "sketch_mask"), reference_mask=_mask(inputs, "reference_mask"),
-            clip_vision=clip, background=background, attention=attention)
+        model, pos, neg, latent = _node("ColorizeDiffusionApplySketch")(
+            model=ckpt.model, colorizer=ckpt.colorizer, sketch=sketch, reference=reference,
+            sketch_strength=param(case, "Sketch strength"))
+        pos, neg = _node("ColorizeDiffusionReferenceStrength")(
+            positive=pos, negative=neg, reference_strength=param(case, "Reference strength"),
+            encoder_scale=param(case, "Encoder crossattn scale"), color_scale=param(case, "Color crossattn scale"),
+            semantics_scale=param(case, "Semantics crossattn scale"))
+        merge = param(case, "Merging scale")
+        if parts.split:
+            pos, neg = _node("ColorizeDiffusionSplitAttention")(
+                positive=pos, negative=neg, sketch_mask=_mask(inputs, "sketch_mask"),
+                threshold=param(case, "Sketch mask threshold"), foreground_strength=param(case, "Foreground strength"),
+                background_strength=param(case, "Background strength"), merge_scale=merge,
+                foreground_enhance=parts.foreground)
+        if parts.background:
+            pos, neg = _node("ColorizeDiffusionBackgroundEncoder")(
+                positive=pos, negative=neg, reference_mask_threshold=param(case, "Reference mask threshold"),
+                background_factor=param(case, "Background factor"), clip_vision=clip,
+                vae=LatentStandIn(latents, ["z_bg"], vae_inputs), reference_mask=_mask(inputs, "reference_mask"),
+                background=background)
+        if parts.style:
+            names = ["z_ref"] + (["z_bg"] if background is not None else [])
+            pos, neg = _node("ColorizeDiffusionStyleEncoder")(
+                positive=pos, negative=neg, vae=LatentStandIn(latents, names, vae_inputs), merge_scale=merge,
+                background=background)
+    sk = sketch_unconditional(pos)
     assert latent["samples"].shape[-2:] == inputs["x_t"].shape[-2:]
 
     gs_ref, gs_sk = param(case, "Reference guidance scale"), param(case, "Sketch guidance scale")
@@ -112,7 +119,7 @@ def run(case, inputs, case_dir, root):
     for position, name in enumerate(case["passes"]):
         got[f"raw.{name}"] = rec.calls[0][position]
     got.update(_conditioning_tensors(pos, sk))
-    got.update(vae.inputs)
+    got.update(vae_inputs)
     got["debug.reference_tokens"] = original_reference.tokens
     got.update(manipulated)
     if background is not None:
@@ -159,10 +166,10 @@ def _manipulate(case, root, reference):
     _, tower = _towers(Path(root), case)
     rows = ()
     for g in _groups(case):
-        rows = _node("ColorizeDiffusionManipulation").add(g.target, g.anchor, g.control, g.scale, g.enhance,
-                                                          *g.thresholds, previous=rows)[0]
+        rows = _node("ColorizeDiffusionManipulation")(g.target, g.anchor, g.control, g.scale, g.enhance,
+                                                      *g.thresholds, previous=rows)[0]
     _, seen = _apply(reference.full, rows, tower, "manip.group.")
-    return _node("ColorizeDiffusionManipulateReference").manipulate(reference, tower, rows)[0], seen
+    return _node("ColorizeDiffusionManipulateReference")(reference, tower, rows)[0], seen
 
 
 def _conditioning_tensors(positive, sketch_negative):
