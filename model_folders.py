@@ -20,3 +20,31 @@ def register() -> None:
         if key not in folder_paths.folder_names_and_paths:
             folder_paths.folder_names_and_paths[key] = ([], set(folder_paths.supported_pt_extensions))
         folder_paths.add_model_folder_path(key, os.path.join(folder_paths.models_dir, sub))
+
+
+EXAMPLE_INPUTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "example_workflows", "input")
+
+
+def install_example_inputs() -> list[str]:
+    """Copy the pack's example pictures into ComfyUI's input folder, so the shipped workflows run as soon as the
+    models are in place. A file already there (the user's, or an earlier copy) is never overwritten. Returns the
+    files copied."""
+    import shutil
+
+    import folder_paths
+
+    copied = []
+    target_root = folder_paths.get_input_directory()
+    for dirpath, _, files in os.walk(EXAMPLE_INPUTS):
+        rel = os.path.relpath(dirpath, EXAMPLE_INPUTS)
+        for name in sorted(files):
+            target = os.path.normpath(os.path.join(target_root, rel, name))
+            if os.path.exists(target):
+                continue
+            try:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copyfile(os.path.join(dirpath, name), target)
+            except OSError:        # a read-only input folder: the workflows still load; the user picks pictures
+                continue
+            copied.append(target)
+    return copied

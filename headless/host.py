@@ -148,3 +148,24 @@ def setup(comfyui_dir: str | os.PathLike | None = None, *, cpu: bool | None = No
     _HOST = Host(root, mm.cpu_state == mm.CPUState.CPU)
     log.debug("ComfyUI at %s, models in %s, cpu=%s", root, folder_paths.models_dir, _HOST.cpu)
     return _HOST
+
+
+def object_info(node_types=None) -> dict:
+    """`/object_info` entries of the host's nodes (all, or `node_types`), computed as ComfyUI's server does;
+    needs :func:`setup` first."""
+    import nodes
+    from comfy_api.internal import _ComfyNodeInternal
+
+    out = {}
+    for name in node_types or nodes.NODE_CLASS_MAPPINGS:
+        cls = nodes.NODE_CLASS_MAPPINGS[name]
+        if issubclass(cls, _ComfyNodeInternal):
+            out[name] = cls.GET_NODE_INFO_V1()
+            continue
+        inputs = cls.INPUT_TYPES()
+        out[name] = {"input": inputs, "input_order": {k: list(v) for k, v in inputs.items()},
+                     "output": list(cls.RETURN_TYPES),
+                     "output_is_list": list(getattr(cls, "OUTPUT_IS_LIST", [False] * len(cls.RETURN_TYPES))),
+                     "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)),
+                     "display_name": nodes.NODE_DISPLAY_NAME_MAPPINGS.get(name, name)}
+    return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 
-from .workflows import NODE_SCHEMAS, Graph, layout
+from .workflows import GROUPS, Graph, NodeSchema, layout
 
 SIZE = (640, 400)
 BACKGROUND = (32, 32, 36)
@@ -49,21 +49,22 @@ def _short(title: str) -> str:
     return title
 
 
-def render(g: Graph) -> bytes:
-    """JPEG bytes of the diagram of `g`."""
+def render(g: Graph, object_info: dict) -> bytes:
+    """JPEG bytes of the diagram of `g` (nodes laid out from their /object_info), its groups titled."""
     from PIL import Image, ImageDraw
 
     img = Image.new("RGB", SIZE, BACKGROUND)
     d = ImageDraw.Draw(img)
-    pos, size = layout(g)
+    schemas = {n.id: NodeSchema.of(object_info, n.type) for n in g.nodes}
+    pos, size = layout(g, schemas)
     header = 56
     x1 = max(pos[i][0] + size[i][0] for i in pos)
     y1 = max(pos[i][1] + size[i][1] for i in pos)
     margin = 14
     sx = (SIZE[0] - 2 * margin) / x1
-    sy = min((SIZE[1] - header - margin) / y1, 1.6 * sx)     # a diagram: rows may stretch a little
+    sy = min((SIZE[1] - header - 14 - margin) / y1, 1.6 * sx)     # a diagram: rows may stretch a little
     ox = (SIZE[0] - x1 * sx) / 2
-    oy = header
+    oy = header + 14
 
     def box(nid):
         (x, y), (w, h) = pos[nid], size[nid]
@@ -72,10 +73,10 @@ def render(g: Graph) -> bytes:
     # links under the nodes
     for n in g.nodes:
         for name, (src, slot) in n.links.items():
-            typ = NODE_SCHEMAS[g.node(src).type].outputs[slot][1]
+            typ = schemas[src].outputs[slot][1]
             sx0, sy0, sx1, sy1 = box(src)
             tx0, ty0, tx1, ty1 = box(n.id)
-            socket_idx = [s[0] for s in n.schema.sockets].index(name)
+            socket_idx = [s[0] for s in schemas[n.id].sockets].index(name)
             a = (sx1, sy0 + (14 + 9 * slot) * 1.0)
             b = (tx0, ty0 + (14 + 9 * socket_idx) * 1.0)
             mid = (a[0] + b[0]) / 2
@@ -83,11 +84,15 @@ def render(g: Graph) -> bytes:
             d.line(pts, fill=LINK_COLOURS.get(typ, DEFAULT_LINK), width=2)
 
     font, small, big = _font(10), _font(9), _font(20)
+    for col, title in enumerate(GROUPS):        # group titles over their columns
+        xs = [box(n.id) for n in g.nodes if n.col == col]
+        if xs:
+            d.text((min(b[0] for b in xs), oy - 13), title, fill=SUBTEXT, font=font)
     for n in g.nodes:
         x0, y0, x1_, y1_ = box(n.id)
         d.rounded_rectangle((x0, y0, x1_, y1_), radius=4, fill=NODE_FILL, outline=NODE_EDGE)
         d.rounded_rectangle((x0, y0, x1_, y0 + 12), radius=4, fill=TITLE_FILLS.get(n.color, DEFAULT_TITLE_FILL))
-        title = _short(n.title or n.schema.display or n.type)
+        title = _short(n.title or schemas[n.id].display)
         d.text((x0 + 3, y0 + 1), _fit(title, font, x1_ - x0 - 5), fill=TEXT, font=font)
         # the values that define this workflow, in the node body
         for k, key in enumerate(_shown_widgets(n)):
@@ -101,14 +106,15 @@ def render(g: Graph) -> bytes:
     return buf.getvalue()
 
 
-_SHOWN = {"ColorizeDiffusionCheckpointLoader": ("ckpt_name",), "ColorizeDiffusionConditioning": ("mode",),
+_SHOWN = {"ColorizeDiffusionCheckpointLoader": ("ckpt_name",), "ColorizeDiffusionSplitAttention": ("threshold",),
           "ColorizeDiffusionGuider": ("reference_scale", "sketch_scale"), "BasicScheduler": ("steps",),
           "LoadImage": ("image",), "SaveImage": ("filename_prefix",),
           "ColorizeDiffusionLoadOpenCLIPVision": ("clip_name",), "LoadImageDataSetFromFolder": ("folder",),
           "KSamplerSelect": ("sampler_name",)}
 
 
-_LABELS = {"reference_scale": "reference cfg", "sketch_scale": "sketch cfg", "steps": "steps", "mode": "mode"}
+_LABELS = {"reference_scale": "reference cfg", "sketch_scale": "sketch cfg", "steps": "steps",
+           "threshold": "mask threshold"}
 
 
 def _label(key: str, value) -> str:

@@ -1,16 +1,14 @@
 """The example workflows, defined once, rendered in both ComfyUI formats.
 
-Pure Python (no ComfyUI, no torch): ``scripts/build_workflows.py`` writes ``example_workflows/<stem>.json``
-(UI/LiteGraph format, what File→Save gives and what the template browser loads) and
-``tests/workflows/<stem>.api.json`` (API format, what ``POST /prompt`` takes) from :func:`build`; the headless
-command (:mod:`headless.runner`) and ``scripts/queue_folder.py`` build their prompts with the same function, so
-the three can never drift apart.
+``scripts/build_workflows.py`` writes ``example_workflows/<stem>.json`` (UI/LiteGraph format, what File→Save gives
+and what the template browser loads) and ``tests/workflows/<stem>.api.json`` (API format, what ``POST /prompt``
+takes) from :func:`build`; the headless command (:mod:`headless.runner`) and ``scripts/queue_folder.py`` build
+their prompts with the same function, so they can never drift apart.
 
-A workflow is :data:`WORKFLOWS` ``[stem]`` (family, mode, masks, batch) plus :class:`Options` (everything a run
-may change: files, sizes, scales, steps, seed, and three structural switches used by tests and the headless
-command: ``vae`` = a separate VAE file instead of the checkpoint's, ``masks`` = where the masks come from,
-``background`` = a separate background picture). ``Options()`` gives the shipped graphs: the official app's
-defaults and the official file names.
+A workflow is a graph: the mode is which nodes are wired after Apply Sketch (``model_patches/modes.py``, the one
+rule table). The API form needs nothing but this module; the UI form takes the nodes' ``/object_info`` (the
+schemas are the one source of truth for input order, widgets and outputs: nothing here repeats them).
+``Options()`` gives the shipped graphs: the official app's defaults and the official file names.
 """
 from __future__ import annotations
 
@@ -18,32 +16,53 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from ..model_patches.modes import OFFICIAL_MODES, ModeParts, official_mode, unfinished
+
 # ----------------------------------------------------------------------------------------------------------
-# Official defaults (reference-app.md §1.2) and file names (README, model table)
+# Official defaults (reference-app.md §1.2), file names and where they come from
 # ----------------------------------------------------------------------------------------------------------
 CHECKPOINTS = {"v1": "mult-eps-newft.safetensors", "v1.5": "switch-eps.safetensors", "v2": "v2-full.safetensors"}
 CLIP_VISION = "clip_vision_h.safetensors"
 SIZE_BASE = {"v1": 512, "v1.5": 512, "v2": 768}   # the families' training resolutions (README of the app)
 SKETCH_FOLDER = "colorizediffusion_sketches"      # input/ subfolder read by the batch workflow
 PACK_TITLE = "ColorizeDiffusion"
+EXAMPLE_SKETCH = "colorizediffusion_sketch.png"   # the pack's own pictures (example_inputs/), copied to input/
+EXAMPLE_REFERENCE = "colorizediffusion_reference.png"
+EXAMPLE_BACKGROUND = "colorizediffusion_background.png"
 
+_HF = "https://huggingface.co"
+MODEL_FILES = {   # file -> (download url, model folder): ComfyUI's missing-models dialog offers these
+    "mult-eps-newft.safetensors": (f"{_HF}/tellurion/ColorizeDiffusion/resolve/main/mult-eps-newft.safetensors",
+                                   "colorizediffusion"),
+    "switch-eps.safetensors": (f"{_HF}/tellurion/ColorizeDiffusion/resolve/main/switch-eps.safetensors",
+                               "colorizediffusion"),
+    "v2-full.safetensors": (f"{_HF}/tellurion/ColorizeDiffusion/resolve/main/v2-full.safetensors",
+                            "colorizediffusion"),
+    CLIP_VISION: (f"{_HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/clip_vision/"
+                  f"{CLIP_VISION}", "clip_vision"),
+    "sketch-segment.safetensors": (f"{_HF}/tellurion/line_extractor/resolve/main/sketch-segment.safetensors",
+                                   "colorizediffusion_preprocessors"),
+    "isnetis.safetensors": (f"{_HF}/tellurion/line_extractor/resolve/main/isnetis.safetensors",
+                            "colorizediffusion_preprocessors"),
+}
 
-# Mode names as the command line takes them (short and full) -> the conditioning node's mode
+# Mode names as the command line takes them (short and full) -> the official mode
 MODES = {"vanilla": "vanilla", "style": "style enhance", "background": "background enhance",
          "foreground": "foreground enhance", "full": "full"}
-MODES.update({v: v for v in list(MODES.values())})
-MASK_MODES = ("background enhance", "foreground enhance", "full")     # modes that need the sketch mask
+MODES.update({m: m for m in OFFICIAL_MODES})
 
 
 def workflow_stem(mode: str, family: str | None) -> str:
-    """The example workflow a mode starts from (background/foreground enhance: v1.5's or v2's)."""
+    """The example workflow a mode starts from."""
     if mode == "vanilla":
         return "vanilla"
     if mode == "style enhance":
         return "style_enhance_v2"
+    if family == "v1.5" and mode in ("full", "foreground enhance", "background enhance"):
+        return "foreground_background_v1_5"
     if mode == "full":
         return "full_enhance_v2"
-    return "background_enhance_v1_5" if family == "v1.5" else "background_enhance_v2"
+    return "background_enhance_v2"
 
 
 @dataclass(frozen=True)
@@ -51,28 +70,31 @@ class WorkflowSpec:
     stem: str
     title: str
     family: str            # "v1" | "v1.5" | "v2": picks the official checkpoint and the automatic size
-    mode: str              # a value of the Conditioning node's `mode`
+    mode: str              # an official mode: which encoder nodes the graph wires
     description: str
     batch: bool = False    # many sketches (a folder of input/), one reference
-
-    @property
-    def masks(self) -> bool:
-        """The mode splits the attention by the sketch mask (and bleaches the reference by its mask)."""
-        return self.mode in ("background enhance", "foreground enhance", "full")
+    background: bool = False   # a separate background picture
 
 
 WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
-    WorkflowSpec("vanilla", "Vanilla (v1)", "v1", "vanilla",
-                 "Sketch + reference -> colours. Works with every family; shipped with the v1 checkpoint."),
+    WorkflowSpec("vanilla", "Colorize a sketch from a reference", "v1", "vanilla",
+                 "The simplest graph: a line drawing and a colour reference give the drawing coloured like the "
+                 "reference. Works with every ColorizeDiffusion checkpoint; shipped with v1."),
+    WorkflowSpec("foreground_background_v1_5", "Character and background apart (v1.5)", "v1.5", "full",
+                 "v1.5 (switch): the sketch mask splits the attention, the character takes the reference's "
+                 "character, the background its background (foreground and background enhance)."),
+    WorkflowSpec("background_enhance_v2", "Background enhance from a background picture (v2)", "v2",
+                 "background enhance",
+                 "v2: the character is coloured from the reference, the background from a separate picture; the "
+                 "sketch mask keeps them apart.", background=True),
     WorkflowSpec("style_enhance_v2", "Style enhance (v2)", "v2", "style enhance",
-                 "v2 style encoder on the reference: stronger transfer of the reference's rendering style."),
-    WorkflowSpec("background_enhance_v2", "Background enhance (v2)", "v2", "background enhance",
-                 "v2: character and background handled separately (ISNet sketch mask + reference mask)."),
+                 "v2: the style encoder carries more of the reference's rendering (shading, palette, strokes)."),
     WorkflowSpec("full_enhance_v2", "Full enhance (v2)", "v2", "full",
-                 "v2: style enhance + background enhance together."),
-    WorkflowSpec("background_enhance_v1_5", "Background enhance (v1.5)", "v1.5", "background enhance",
-                 "v1.5 (switch): background LoRA, threshold embedding and cluster transformer."),
-    WorkflowSpec("batch_sketches", "Batch: many sketches, one reference (v2)", "v2", "vanilla",
+                 "v2: style and background enhance together, the background taken from the reference itself."),
+    WorkflowSpec("full_enhance_background_v2", "Full enhance with a background picture (v2)", "v2", "full",
+                 "v2: style and background enhance, the background taken from a separate picture.",
+                 background=True),
+    WorkflowSpec("batch_sketches", "Many sketches, one reference (v2)", "v2", "vanilla",
                  f"Every picture in input/{SKETCH_FOLDER}/ coloured with one reference; one result per sketch.",
                  batch=True),
 )}
@@ -82,6 +104,7 @@ WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
 class Options:
     """What a run may change. Defaults = the shipped example workflows (official app defaults)."""
     checkpoint: str | None = None            # None: CHECKPOINTS[family]
+    family: str | None = None                # the checkpoint's family (None: the workflow's)
     prediction: str = "auto"
     clip_vision: str = CLIP_VISION
     clip_heads: int = 0                      # 0 = infer (ViT-H/14: 16)
@@ -90,9 +113,9 @@ class Options:
     #                                          (of the original sketch; letterboxed like it) and reference_mask
     #                                          (of the reference, same size); images: ImageToMask of the
     #                                          prepared sketch / the reference picture (tests without ISNet)
-    sketch: str = "sketch.png"               # file in input/
-    reference: str = "reference.png"
-    background: str | None = None            # a separate background picture (then no reference mask is needed)
+    sketch: str = EXAMPLE_SKETCH             # file in input/
+    reference: str = EXAMPLE_REFERENCE
+    background: str | None = None            # a separate background picture (None: the workflow's own)
     sketch_mask: str = "sketch_mask.png"     # masks == "files"
     reference_mask: str = "reference_mask.png"
     mask_channel: str = "red"                # channel of the mask pictures (masks files/images)
@@ -122,92 +145,19 @@ class Options:
 
 OPTION_NAMES = tuple(f.name for f in fields(Options))
 
-# ----------------------------------------------------------------------------------------------------------
-# Node schemas (the subset of /object_info the builders need; tests/test_example_workflows.py checks every
-# entry against the live /object_info: input_order, socket types, widgets, outputs, display names)
-# ----------------------------------------------------------------------------------------------------------
-W = "widget"
-
-
-@dataclass(frozen=True)
-class NodeSchema:
-    inputs: tuple            # ((name, TYPE or W, optional), ...) in INPUT_TYPES order (required, then optional)
-    outputs: tuple = ()      # ((name, TYPE), ...)
-    display: str | None = None                 # the frontend's default title (None: the node id)
-    seed_widget: str | None = None             # INT widget with control_after_generate
-    upload: bool = False                       # image_upload combo: the frontend adds an "upload" widget last
-    output_is_list: tuple = ()
-
-    @property
-    def sockets(self):
-        return [(n, t, o) for n, t, o in self.inputs if t != W]
-
-    @property
-    def widgets(self):
-        return [n for n, t, _ in self.inputs if t == W]
-
-
-def _s(*specs):
-    """('name', 'TYPE') / ('name', W) / ('name', 'TYPE', True) (optional) → the tuple form."""
-    return tuple((s[0], s[1], bool(s[2]) if len(s) > 2 else False) for s in specs)
-
-
-NODE_SCHEMAS: dict[str, NodeSchema] = {
-    "LoadImage": NodeSchema(_s(("image", W)), (("IMAGE", "IMAGE"), ("MASK", "MASK")), "Load Image", upload=True),
-    "LoadImageMask": NodeSchema(_s(("image", W), ("channel", W)), (("MASK", "MASK"),), "Load Image (as Mask)",
-                                upload=True),
-    "LoadImageDataSetFromFolder": NodeSchema(_s(("folder", W)), (("images", "IMAGE"),),
-                                             "Load Image Dataset from Folder", output_is_list=(True,)),
-    "ImageToMask": NodeSchema(_s(("image", "IMAGE"), ("channel", W)), (("MASK", "MASK"),), "Convert Image to Mask"),
-    "VAELoader": NodeSchema(_s(("vae_name", W)), (("VAE", "VAE"),), "Load VAE"),
-    "ColorizeDiffusionCheckpointLoader": NodeSchema(
-        _s(("ckpt_name", W), ("prediction", W)),
-        (("model", "MODEL"), ("colorizer", "COLORIZER"), ("vae", "VAE")), "Load ColorizeDiffusion Checkpoint"),
-    "ColorizeDiffusionLoadOpenCLIPVision": NodeSchema(
-        _s(("clip_name", W), ("heads", W), ("activation", W), ("dtype", W)),
-        (("clip_vision", "CLIP_VISION"),), "ColorizeDiffusion Load OpenCLIP Vision"),
-    "ColorizeDiffusionEncodeReference": NodeSchema(
-        _s(("clip_vision", "CLIP_VISION"), ("image", "IMAGE")),
-        (("reference", "COLORIZER_REFERENCE"),), "ColorizeDiffusion Encode Reference"),
-    "ColorizeDiffusionPrepareSketch": NodeSchema(
-        _s(("image", "IMAGE"), ("method", W), ("polarity", W), ("width", W), ("height", W), ("size_base", W),
-           ("monochrome", W), ("extract_size", W), ("transparency_mask", "MASK", True)),
-        (("sketch", "IMAGE"), ("width", "INT"), ("height", "INT"), ("colorizer_sketch", "COLORIZER_SKETCH")),
-        "ColorizeDiffusion Prepare Sketch"),
-    "ColorizeDiffusionSketchMask": NodeSchema(
-        _s(("sketch", "IMAGE,COLORIZER_SKETCH"), ("polarity", W), ("net_size", W)),
-        (("sketch_mask", "MASK"),), "ColorizeDiffusion Sketch Mask (ISNet)"),
-    "ColorizeDiffusionReferenceMask": NodeSchema(
-        _s(("reference", "IMAGE"), ("dilate", W), ("net_size", W), ("mask", "MASK", True)),
-        (("mask", "MASK"), ("mask_undilated", "MASK")), "ColorizeDiffusion Reference Mask"),
-    "ColorizeDiffusionConditioning": NodeSchema(
-        _s(("model", "MODEL"), ("colorizer", "COLORIZER"), ("vae", "VAE"), ("sketch", "COLORIZER_SKETCH"),
-           ("reference", "COLORIZER_REFERENCE"), ("mode", W), ("sketch_strength", W), ("sketch_mask_threshold", W),
-           ("reference_mask_threshold", W), ("background_factor", W), ("merge_scale", W),
-           ("sketch_mask", "MASK", True), ("reference_mask", "MASK", True), ("clip_vision", "CLIP_VISION", True),
-           ("background", "COLORIZER_REFERENCE", True), ("attention", "COLORIZER_ATTENTION", True)),
-        (("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-         ("sketch_negative", "CONDITIONING"), ("latent", "LATENT")), "ColorizeDiffusion Conditioning"),
-    "ColorizeDiffusionGuider": NodeSchema(
-        _s(("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("reference_scale", W),
-           ("sketch_scale", W), ("sketch_negative", "CONDITIONING", True)),
-        (("GUIDER", "GUIDER"),), "ColorizeDiffusion Guider"),
-    "RandomNoise": NodeSchema(_s(("noise_seed", W)), (("NOISE", "NOISE"),), None, seed_widget="noise_seed"),
-    "KSamplerSelect": NodeSchema(_s(("sampler_name", W)), (("SAMPLER", "SAMPLER"),), None),
-    "BasicScheduler": NodeSchema(_s(("model", "MODEL"), ("scheduler", W), ("steps", W), ("denoise", W)),
-                                 (("SIGMAS", "SIGMAS"),), None),
-    "SamplerCustomAdvanced": NodeSchema(
-        _s(("noise", "NOISE"), ("guider", "GUIDER"), ("sampler", "SAMPLER"), ("sigmas", "SIGMAS"),
-           ("latent_image", "LATENT")),
-        (("output", "LATENT"), ("denoised_output", "LATENT")), None),
-    "VAEDecode": NodeSchema(_s(("samples", "LATENT"), ("vae", "VAE")), (("IMAGE", "IMAGE"),), "VAE Decode"),
-    "SaveImage": NodeSchema(_s(("images", "IMAGE"), ("filename_prefix", W)), (), "Save Image"),
-}
-
 # Widgets whose value names a user file (checked against the official names, not against a folder listing).
 FILE_WIDGETS = {("LoadImage", "image"), ("LoadImageMask", "image"), ("LoadImageDataSetFromFolder", "folder"),
                 ("VAELoader", "vae_name"), ("ColorizeDiffusionCheckpointLoader", "ckpt_name"),
                 ("ColorizeDiffusionLoadOpenCLIPVision", "clip_name")}
+MODEL_WIDGETS = {("ColorizeDiffusionCheckpointLoader", "ckpt_name"), ("ColorizeDiffusionLoadOpenCLIPVision",
+                                                                       "clip_name")}
+NETWORK_FILES = {"ColorizeDiffusionSketchMask": "sketch-segment.safetensors",
+                 "ColorizeDiffusionReferenceMask": "isnetis.safetensors"}
+NOTE = "Note"     # the frontend's note node (not a backend node: absent from /object_info and from the API form)
+
+# Groups, left to right: what a newcomer reads in order
+GROUPS = ("Inputs", "Models", "Preparation", "Encoders", "Sampler", "Output")
+_GROUP_COLORS = ("#3f789e", "#8A8", "#b58b2a", "#a1309b", "#444", "#88A")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -220,12 +170,8 @@ class Node:
     widgets: dict
     links: dict                      # input name -> (source node id, output index)
     title: str | None = None
-    col: int = 0
+    col: int = 0                     # index into GROUPS
     color: str | None = None         # UI only
-
-    @property
-    def schema(self) -> NodeSchema:
-        return NODE_SCHEMAS[self.type]
 
 
 @dataclass
@@ -233,21 +179,13 @@ class Graph:
     stem: str
     spec: WorkflowSpec
     options: Options
+    parts: ModeParts
     nodes: list = field(default_factory=list)
+    note: str = ""
 
     def add(self, type_: str, col: int, widgets: dict | None = None, links: dict | None = None,
             title: str | None = None, color: str | None = None) -> int:
-        schema = NODE_SCHEMAS[type_]
-        widgets = dict(widgets or {})
-        if set(widgets) != set(schema.widgets):
-            raise ValueError(f"{type_}: widgets {sorted(widgets)} != schema {sorted(schema.widgets)}")
-        links = dict(links or {})
-        sockets = {n for n, _, _ in schema.sockets}
-        unknown = set(links) - sockets
-        missing = {n for n, _, opt in schema.sockets if not opt} - set(links)
-        if unknown or missing:
-            raise ValueError(f"{type_}: unknown inputs {sorted(unknown)}, unconnected required {sorted(missing)}")
-        node = Node(len(self.nodes) + 1, type_, widgets, links, title, col, color)
+        node = Node(len(self.nodes) + 1, type_, dict(widgets or {}), dict(links or {}), title, col, color)
         self.nodes.append(node)
         return node.id
 
@@ -257,42 +195,43 @@ class Graph:
     def find(self, type_: str, title: str | None = None) -> list:
         return [n for n in self.nodes if n.type == type_ and (title is None or n.title == title)]
 
+    @property
+    def node_types(self) -> set:
+        return {n.type for n in self.nodes}
+
     # ---------------------------------------------------------------------------------------------- API
     def to_api(self) -> dict:
         out = {}
         for n in self.nodes:
-            inputs: dict[str, Any] = {}
-            for name, typ, _ in n.schema.inputs:
-                if typ == W:
-                    inputs[name] = n.widgets[name]
-                elif name in n.links:
-                    src, slot = n.links[name]
-                    inputs[name] = [str(src), slot]
-            out[str(n.id)] = {"inputs": inputs, "class_type": n.type,
-                              "_meta": {"title": n.title or n.schema.display or n.type}}
+            inputs: dict[str, Any] = dict(n.widgets)
+            inputs.update({name: [str(src), slot] for name, (src, slot) in n.links.items()})
+            out[str(n.id)] = {"inputs": inputs, "class_type": n.type, "_meta": {"title": n.title or n.type}}
         return out
 
     # ---------------------------------------------------------------------------------------------- UI
-    def to_ui(self) -> dict:
-        """LiteGraph 0.4 format as the ComfyUI frontend (1.32) saves it: per node, the sockets first (optional
-        ones with shape 7) then one input per widget; widgets_values in widget order plus the frontend's extra
-        values (the seed's control_after_generate, the image upload button)."""
+    def to_ui(self, object_info: dict) -> dict:
+        """LiteGraph 0.4 format as the ComfyUI frontend (1.32) saves it, from the nodes' /object_info: per node,
+        the sockets first (optional ones with shape 7) then one input per widget; widgets_values in widget order
+        plus the frontend's extra values (the seed's control_after_generate, the image upload button)."""
+        schemas = {n.id: NodeSchema.of(object_info, n.type) for n in self.nodes}
+        for n in self.nodes:
+            schemas[n.id].check(n)
         links, link_id = [], 0
         in_links: dict[tuple, int] = {}
         out_links: dict[tuple, list] = {}
         for n in self.nodes:           # link ids in node order, then input order
-            for idx, (name, typ, _) in enumerate(n.schema.sockets):
+            for name, typ, _ in schemas[n.id].sockets:
                 if name in n.links:
                     src, slot = n.links[name]
                     link_id += 1
-                    links.append([link_id, src, slot, n.id, idx, typ])
+                    links.append([link_id, src, slot, n.id, [s[0] for s in schemas[n.id].sockets].index(name), typ])
                     in_links[(n.id, name)] = link_id
                     out_links.setdefault((src, slot), []).append(link_id)
-        positions, sizes = layout(self)
+        positions, sizes = layout(self, schemas)
         order = execution_order(self)
         ui_nodes = []
         for n in self.nodes:
-            schema = n.schema
+            schema = schemas[n.id]
             inputs = []
             for name, typ, opt in schema.sockets:
                 entry = {"localized_name": name, "name": name}
@@ -300,9 +239,9 @@ class Graph:
                     entry["shape"] = 7
                 entry.update({"type": typ, "link": in_links.get((n.id, name))})
                 inputs.append(entry)
-            for name in schema.widgets:
-                inputs.append({"localized_name": name, "name": name, "type": widget_type(n.type, name),
-                               "widget": {"name": name}, "link": None})
+            for name, typ in schema.widgets:
+                inputs.append({"localized_name": name, "name": name, "type": typ, "widget": {"name": name},
+                               "link": None})
             if schema.upload:
                 inputs.append({"localized_name": "choose file to upload", "name": "upload", "type": "IMAGEUPLOAD",
                                "widget": {"name": "upload"}, "link": None})
@@ -314,38 +253,100 @@ class Graph:
                     entry["shape"] = 6
                 outputs.append(entry)
             values = []
-            for name in schema.widgets:
+            for name, _ in schema.widgets:
                 values.append(n.widgets[name])
                 if name == schema.seed_widget:
                     values.append(self.options.seed_control)
             if schema.upload:
                 values.append("image")
+            properties = {"Node name for S&R": n.type}
+            models = _models(n)
+            if models:
+                properties["models"] = models
             node = {"id": n.id, "type": n.type, "pos": list(positions[n.id]), "size": list(sizes[n.id]),
                     "flags": {}, "order": order[n.id], "mode": 0, "inputs": inputs, "outputs": outputs,
-                    "properties": {"Node name for S&R": n.type}, "widgets_values": values}
+                    "properties": properties, "widgets_values": values}
             if n.title:
                 node["title"] = n.title
             if n.color:
                 node["color"], node["bgcolor"] = n.color, _BG_COLORS.get(n.color, n.color)
             ui_nodes.append(node)
-        return {"id": _workflow_uuid(self.stem), "revision": 0, "last_node_id": len(self.nodes),
-                "last_link_id": link_id, "nodes": ui_nodes, "links": links, "groups": [], "config": {},
+        note_id = len(self.nodes) + 1
+        note_pos, note_size = note_box(positions, sizes, self.note)
+        ui_nodes.append({"id": note_id, "type": NOTE, "pos": note_pos, "size": note_size, "flags": {},
+                         "order": len(self.nodes), "mode": 0, "inputs": [], "outputs": [],
+                         "title": "Read me: files and what this graph does", "properties": {},
+                         "widgets_values": [self.note], "color": "#432", "bgcolor": "#653"})
+        return {"id": _workflow_uuid(self.stem), "revision": 0, "last_node_id": note_id,
+                "last_link_id": link_id, "nodes": ui_nodes, "links": links,
+                "groups": groups(self, positions, sizes, note_pos, note_size), "config": {},
                 "extra": {"ds": initial_view(positions, sizes),
                           "info": {"name": self.spec.title, "description": self.spec.description,
                                    "pack": PACK_TITLE}},
-                "version": 0.4}
+                "models": _all_models(self), "version": 0.4}
 
 
-_WIDGET_TYPES = {"heads": "INT", "width": "INT", "height": "INT", "size_base": "INT", "extract_size": "INT",
-                 "net_size": "INT", "steps": "INT", "noise_seed": "INT", "dilate": "BOOLEAN",
-                 "filename_prefix": "STRING", "sketch_strength": "FLOAT", "sketch_mask_threshold": "FLOAT",
-                 "reference_mask_threshold": "FLOAT", "background_factor": "FLOAT", "merge_scale": "FLOAT",
-                 "reference_scale": "FLOAT", "sketch_scale": "FLOAT", "denoise": "FLOAT"}
+def _models(n: Node) -> list:
+    files = [n.widgets[w] for t, w in MODEL_WIDGETS if t == n.type]
+    files += [NETWORK_FILES[n.type]] if n.type in NETWORK_FILES else []
+    return [{"name": f, "url": MODEL_FILES[f][0], "directory": MODEL_FILES[f][1]} for f in files if f in MODEL_FILES]
 
 
-def widget_type(node_type: str, name: str) -> str:
-    """The frontend's input type of a widget (combos are "COMBO")."""
-    return _WIDGET_TYPES.get(name, "COMBO")
+def _all_models(g: Graph) -> list:
+    seen, out = set(), []
+    for n in g.nodes:
+        for m in _models(n):
+            if m["name"] not in seen:
+                seen.add(m["name"])
+                out.append(m)
+    return out
+
+
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+
+
+@dataclass(frozen=True)
+class NodeSchema:
+    """What the UI form needs of one node's /object_info entry."""
+    sockets: tuple           # ((name, TYPE, optional), ...) in input order
+    widgets: tuple           # ((name, widget type), ...) in input order
+    outputs: tuple           # ((name, TYPE), ...)
+    output_is_list: tuple
+    display: str
+    seed_widget: str | None
+    upload: bool
+
+    @staticmethod
+    def of(object_info: dict, node_type: str) -> "NodeSchema":
+        if node_type not in object_info:
+            raise KeyError(f"{node_type} is not a node of this ComfyUI")
+        info = object_info[node_type]
+        sockets, widgets, seed, upload = [], [], None, False
+        for section in ("required", "optional"):
+            for name in info["input_order"].get(section, []):
+                spec = info["input"][section][name]
+                typ = spec[0]
+                opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+                widget_type = "COMBO" if isinstance(typ, list) else typ
+                if widget_type in WIDGET_TYPES and not opts.get("forceInput"):
+                    widgets.append((name, widget_type))
+                    seed = name if opts.get("control_after_generate") else seed
+                    upload = upload or bool(opts.get("image_upload"))
+                else:
+                    sockets.append((name, typ, section == "optional"))
+        return NodeSchema(tuple(sockets), tuple(widgets), tuple(zip(info["output_name"], info["output"])),
+                          tuple(info.get("output_is_list") or ()), info.get("display_name") or node_type, seed,
+                          upload)
+
+    def check(self, n: Node) -> None:
+        names = {w for w, _ in self.widgets}
+        if set(n.widgets) != names:
+            raise ValueError(f"{n.type}: widgets {sorted(n.widgets)} != /object_info {sorted(names)}")
+        sockets = {s for s, _, _ in self.sockets}
+        missing = {s for s, _, opt in self.sockets if not opt} - set(n.links)
+        if set(n.links) - sockets or missing:
+            raise ValueError(f"{n.type}: unknown inputs {sorted(set(n.links) - sockets)}, unconnected required "
+                             f"{sorted(missing)}")
 
 
 _GREEN, _BLUE, _PURPLE = "#232", "#223", "#323"
@@ -368,10 +369,14 @@ def build(stem: str, options: Options | None = None) -> Graph:
     o = options or Options()
     if o.masks not in ("isnet", "files", "images"):
         raise ValueError(f"masks must be isnet, files or images (got {o.masks!r})")
-    mode = o.mode or spec.mode
-    masks = mode in MASK_MODES
-    needs_reference_mask = masks and mode != "foreground enhance" and o.background is None
-    g = Graph(stem, spec, o)
+    family = o.family or spec.family
+    parts = official_mode(MODES.get(o.mode, o.mode) if o.mode else spec.mode, family)
+    problem = unfinished(family, parts)
+    if problem:
+        raise ValueError(problem)
+    background_file = o.background if o.background is not None else (EXAMPLE_BACKGROUND if spec.background else None)
+    needs_reference_mask = parts.background and background_file is None
+    g = Graph(stem, spec, o, parts)
 
     # inputs ---------------------------------------------------------------------------------------------
     if spec.batch:
@@ -382,113 +387,175 @@ def build(stem: str, options: Options | None = None) -> Graph:
         sketch_img = g.add("LoadImage", 0, {"image": o.sketch}, title="Sketch", color=_GREEN)
         sketch_links = {"image": (sketch_img, 0), "transparency_mask": (sketch_img, 1)}
     ref_img = g.add("LoadImage", 0, {"image": o.reference}, title="Reference", color=_GREEN)
-    bg_img = g.add("LoadImage", 0, {"image": o.background}, title="Background", color=_GREEN) \
-        if o.background is not None else None
+    bg_img = g.add("LoadImage", 0, {"image": background_file}, title="Background", color=_GREEN) \
+        if background_file is not None else None
 
     # models ---------------------------------------------------------------------------------------------
     ckpt = g.add("ColorizeDiffusionCheckpointLoader", 1,
-                 {"ckpt_name": o.checkpoint or CHECKPOINTS[spec.family], "prediction": o.prediction}, color=_BLUE)
+                 {"ckpt_name": o.checkpoint or CHECKPOINTS[family], "prediction": o.prediction}, color=_BLUE)
     clip = g.add("ColorizeDiffusionLoadOpenCLIPVision", 1,
                  {"clip_name": o.clip_vision, "heads": o.clip_heads, "activation": "gelu", "dtype": "fp32"},
                  color=_BLUE)
     vae = (g.add("VAELoader", 1, {"vae_name": o.vae}, color=_BLUE), 0) if o.vae else (ckpt, 2)
 
-    # preprocessing ----------------------------------------------------------------------------------------
+    # preparation ------------------------------------------------------------------------------------------
+    size_base = o.size_base or SIZE_BASE[family]
     sketch = g.add("ColorizeDiffusionPrepareSketch", 2,
                    {"method": "none", "polarity": "auto", "width": o.width, "height": o.height,
-                    "size_base": o.size_base or SIZE_BASE[spec.family], "monochrome": "auto", "extract_size": 512},
-                   sketch_links)
+                    "size_base": size_base, "monochrome": "auto", "extract_size": 512}, sketch_links)
     reference = g.add("ColorizeDiffusionEncodeReference", 2, {}, {"clip_vision": (clip, 0), "image": (ref_img, 0)})
     background = g.add("ColorizeDiffusionEncodeReference", 2, {}, {"clip_vision": (clip, 0), "image": (bg_img, 0)},
                        title="Encode Background") if bg_img is not None else None
-    extra_links: dict = {}
-    if masks:
-        if o.masks == "isnet":
-            sketch_mask = g.add("ColorizeDiffusionSketchMask", 2, {"polarity": "auto", "net_size": o.mask_net_size},
-                                {"sketch": (sketch, 3)})
-        elif o.masks == "files":
-            # a mask picture of the original sketch, letterboxed exactly like the sketch (black = background)
-            mask_img = g.add("LoadImage", 0, {"image": o.sketch_mask}, title="Sketch mask", color=_GREEN)
-            fitted = g.add("ColorizeDiffusionPrepareSketch", 2,
-                           {"method": "none", "polarity": "keep", "width": o.width, "height": o.height,
-                            "size_base": o.size_base or SIZE_BASE[spec.family], "monochrome": "auto",
-                            "extract_size": 512}, {"image": (mask_img, 0)}, title="Fit sketch mask")
-            sketch_mask = g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (fitted, 0)},
-                                title="Sketch mask")
-        else:
-            sketch_mask = g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (sketch, 0)},
-                                title="Sketch mask")
-        extra_links["sketch_mask"] = (sketch_mask, 0)
-        if needs_reference_mask:
-            if o.masks == "isnet":
-                ref_mask = g.add("ColorizeDiffusionReferenceMask", 2, {"dilate": True, "net_size": o.mask_net_size},
-                                 {"reference": (ref_img, 0)})
-            elif o.masks == "files":
-                ref_mask = g.add("LoadImageMask", 0, {"image": o.reference_mask, "channel": o.mask_channel},
-                                 title="Reference mask")
-            else:
-                ref_mask = g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (ref_img, 0)},
-                                 title="Reference mask")
-            extra_links["reference_mask"] = (ref_mask, 0)
-            extra_links["clip_vision"] = (clip, 0)      # encodes the background-only (bleached) reference
-    if background is not None:
-        extra_links["background"] = (background, 0)
+    sketch_mask = _sketch_mask(g, o, sketch, size_base) if parts.split else None
+    ref_mask = _reference_mask(g, o, ref_img) if needs_reference_mask else None
 
-    # conditioning and sampling ----------------------------------------------------------------------------
-    cond = g.add("ColorizeDiffusionConditioning", 3,
-                 {"mode": mode, "sketch_strength": o.sketch_strength, "sketch_mask_threshold": o.sketch_mask_threshold,
-                  "reference_mask_threshold": o.reference_mask_threshold, "background_factor": o.background_factor,
-                  "merge_scale": o.merge_scale},
-                 {"model": (ckpt, 0), "colorizer": (ckpt, 1), "vae": vae, "sketch": (sketch, 3),
-                  "reference": (reference, 0), **extra_links}, color=_PURPLE)
+    # encoders: the mode is which of them are wired ------------------------------------------------------
+    applied = g.add("ColorizeDiffusionApplySketch", 3, {"sketch_strength": o.sketch_strength,
+                                                        "samples_per_sketch": 1},
+                    {"model": (ckpt, 0), "colorizer": (ckpt, 1), "sketch": (sketch, 3), "reference": (reference, 0)},
+                    color=_PURPLE)
+    pair = {"positive": (applied, 1), "negative": (applied, 2)}
+    if parts.split:
+        split = g.add("ColorizeDiffusionSplitAttention", 3,
+                      {"threshold": o.sketch_mask_threshold, "foreground_strength": 1.0, "background_strength": 1.0,
+                       "merge_scale": o.merge_scale, "foreground_enhance": parts.foreground,
+                       "strengths_all_families": False}, {**pair, "sketch_mask": (sketch_mask, 0)}, color=_PURPLE)
+        pair = {"positive": (split, 0), "negative": (split, 1)}
+    if parts.background:
+        links = {**pair, "vae": vae}
+        if background is not None:
+            links["background"] = (background, 0)
+        else:
+            links.update({"clip_vision": (clip, 0), "reference_mask": (ref_mask, 0)})
+        bg = g.add("ColorizeDiffusionBackgroundEncoder", 3,
+                   {"reference_mask_threshold": o.reference_mask_threshold, "background_factor": o.background_factor},
+                   links, color=_PURPLE)
+        pair = {"positive": (bg, 0), "negative": (bg, 1)}
+    if parts.style:
+        links = {**pair, "vae": vae}
+        if background is not None:
+            links["background"] = (background, 0)
+        style = g.add("ColorizeDiffusionStyleEncoder", 3, {"merge_scale": o.merge_scale}, links, color=_PURPLE)
+        pair = {"positive": (style, 0), "negative": (style, 1)}
+
+    # sampler and output -----------------------------------------------------------------------------------
     guider = g.add("ColorizeDiffusionGuider", 4, {"reference_scale": o.reference_scale, "sketch_scale": o.sketch_scale},
-                   {"model": (cond, 0), "positive": (cond, 1), "negative": (cond, 2), "sketch_negative": (cond, 3)},
-                   color=_PURPLE)
+                   {"model": (applied, 0), **pair}, color=_PURPLE)
     noise = g.add("RandomNoise", 4, {"noise_seed": o.seed})
     sampler = g.add("KSamplerSelect", 4, {"sampler_name": o.sampler})
     sigmas = g.add("BasicScheduler", 4, {"scheduler": o.scheduler, "steps": o.steps, "denoise": 1.0},
-                   {"model": (cond, 0)})
-    samples = g.add("SamplerCustomAdvanced", 5, {}, {"noise": (noise, 0), "guider": (guider, 0),
+                   {"model": (applied, 0)})
+    samples = g.add("SamplerCustomAdvanced", 4, {}, {"noise": (noise, 0), "guider": (guider, 0),
                                                      "sampler": (sampler, 0), "sigmas": (sigmas, 0),
-                                                     "latent_image": (cond, 4)})
+                                                     "latent_image": (applied, 3)})
     image = g.add("VAEDecode", 5, {}, {"samples": (samples, 0), "vae": vae})
-    g.add("SaveImage", 6, {"filename_prefix": o.filename_prefix or f"ColorizeDiffusion/{stem}"},
+    g.add("SaveImage", 5, {"filename_prefix": o.filename_prefix or f"ColorizeDiffusion/{stem}"},
           {"images": (image, 0)})
+    g.note = _note(g, family, background_file)
     return g
+
+
+def _sketch_mask(g: Graph, o: Options, sketch: int, size_base: int) -> int:
+    if o.masks == "isnet":
+        return g.add("ColorizeDiffusionSketchMask", 2, {"polarity": "auto", "net_size": o.mask_net_size},
+                     {"sketch": (sketch, 3)})
+    if o.masks == "files":
+        # a mask picture of the original sketch, letterboxed exactly like the sketch (black = background)
+        mask_img = g.add("LoadImage", 0, {"image": o.sketch_mask}, title="Sketch mask", color=_GREEN)
+        fitted = g.add("ColorizeDiffusionPrepareSketch", 2,
+                       {"method": "none", "polarity": "keep", "width": o.width, "height": o.height,
+                        "size_base": size_base, "monochrome": "auto", "extract_size": 512},
+                       {"image": (mask_img, 0)}, title="Fit sketch mask")
+        return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (fitted, 0)}, title="Sketch mask")
+    return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (sketch, 0)}, title="Sketch mask")
+
+
+def _reference_mask(g: Graph, o: Options, ref_img: int) -> int:
+    if o.masks == "isnet":
+        return g.add("ColorizeDiffusionReferenceMask", 2, {"dilate": True, "net_size": o.mask_net_size},
+                     {"reference": (ref_img, 0)})
+    if o.masks == "files":
+        return g.add("LoadImageMask", 0, {"image": o.reference_mask, "channel": o.mask_channel},
+                     title="Reference mask")
+    return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (ref_img, 0)}, title="Reference mask")
+
+
+def _note(g: Graph, family: str, background_file: str | None) -> str:
+    """What a newcomer needs before the first Run: which files go where, and what the graph does."""
+    files = [f"- {n.widgets['ckpt_name']}: models/colorizediffusion/" for n in g.find("ColorizeDiffusionCheckpointLoader")]
+    files.append(f"- {g.options.clip_vision}: models/clip_vision/")
+    for node_type, name in NETWORK_FILES.items():
+        if node_type in g.node_types:
+            files.append(f"- {name}: models/colorizediffusion/preprocessors/")
+    pictures = ("the pictures in input/" + SKETCH_FOLDER + "/" if g.spec.batch else "Sketch") + \
+        ", Reference" + (", Background" if background_file else "")
+    return "\n".join([
+        g.spec.title, "", g.spec.description, "",
+        "Model files (Run offers the downloads when they are missing):", *files, "",
+        f"Pictures: {pictures} - the pack's own examples are in input/ already; load yours instead.",
+        "The encoder nodes wired after Apply Sketch are the mode: remove or add Split Attention, Background "
+        "Encoder and Style Encoder to change it.",
+        f"Checkpoint family {family}; Guider: reference scale 4 and sketch scale 1 are the official defaults.",
+    ])
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Layout (UI positions; also what the thumbnails draw)
 # ----------------------------------------------------------------------------------------------------------
-COL_X = (0, 360, 760, 1160, 1560, 1940, 2300)
-COL_W = (320, 340, 360, 360, 340, 320, 320)
+COL_X = (0, 380, 780, 1180, 1580, 1960)
+COL_W = (320, 340, 360, 360, 340, 320)
+TOP = 60                                    # room for the group titles
 _ROW_H, _WIDGET_H, _TITLE_H, _GAP = 22, 24, 30, 40
 _IMAGE_PREVIEW_H = 230
+NOTE_SIZE = (320, 330)
 
 
-def node_size(n: Node) -> tuple:
-    s = n.schema
-    h = _TITLE_H + _ROW_H * max(len(s.sockets), len(s.outputs)) + _WIDGET_H * (len(s.widgets) + s.upload) + 12
-    if n.type == "LoadImage":
-        h += _IMAGE_PREVIEW_H
-    if n.type == "SaveImage":
+def node_size(n: Node, schema: NodeSchema) -> tuple:
+    h = _TITLE_H + _ROW_H * max(len(schema.sockets), len(schema.outputs)) + \
+        _WIDGET_H * (len(schema.widgets) + schema.upload) + 12
+    if n.type in ("LoadImage", "SaveImage"):
         h += _IMAGE_PREVIEW_H
     return COL_W[n.col], h
 
 
-def layout(g: Graph) -> tuple[dict, dict]:
-    y = {c: 0 for c in range(len(COL_X))}
+def layout(g: Graph, schemas: dict) -> tuple[dict, dict]:
+    y = {c: TOP for c in range(len(COL_X))}
     pos, size = {}, {}
     for n in g.nodes:
-        w, h = node_size(n)
+        w, h = node_size(n, schemas[n.id])
         pos[n.id] = (COL_X[n.col], y[n.col])
         size[n.id] = (w, h)
         y[n.col] += h + _GAP
     return pos, size
 
 
-def initial_view(positions: dict, sizes: dict, screen=(1500, 820), origin=(70, 140)) -> dict:
-    """The canvas view the template opens with: the whole graph on a 1600x1000 window, below the top bars."""
+def note_box(positions: dict, sizes: dict, text: str) -> tuple[list, list]:
+    """The read-me note: under the inputs."""
+    bottom = max([positions[i][1] + sizes[i][1] for i in positions if positions[i][0] == COL_X[0]] or [TOP])
+    lines = sum(1 + len(line) // 44 for line in text.splitlines())
+    return [COL_X[0], bottom + _GAP], [NOTE_SIZE[0], max(NOTE_SIZE[1], 30 + 17 * lines)]
+
+
+def groups(g: Graph, positions: dict, sizes: dict, note_pos, note_size) -> list:
+    out = []
+    for col, title in enumerate(GROUPS):
+        boxes = [(positions[n.id], sizes[n.id]) for n in g.nodes if n.col == col]
+        if col == 0:
+            boxes.append((tuple(note_pos), tuple(note_size)))
+        if not boxes:
+            continue
+        x0 = min(p[0] for p, _ in boxes) - 15
+        y0 = min(p[1] for p, _ in boxes) - 45
+        x1 = max(p[0] + s[0] for p, s in boxes) + 15
+        y1 = max(p[1] + s[1] for p, s in boxes) + 15
+        out.append({"id": len(out) + 1, "title": title, "bounding": [x0, y0, x1 - x0, y1 - y0],
+                    "color": _GROUP_COLORS[col], "font_size": 24, "flags": {}})
+    return out
+
+
+def initial_view(positions: dict, sizes: dict, screen=(1500, 780), origin=(70, 190)) -> dict:
+    """The canvas view the template opens with: the whole graph on a 1600x1000 window, below the top bars
+    (group titles included)."""
     width = max(positions[i][0] + sizes[i][0] for i in positions)
     height = max(positions[i][1] + sizes[i][1] for i in positions)
     scale = round(min(screen[0] / width, screen[1] / height, 1.0), 3)
@@ -519,11 +586,11 @@ def dumps(data: dict) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def shipped_files() -> dict[str, str]:
+def shipped_files(object_info: dict) -> dict[str, str]:
     """Relative path -> text of every generated JSON file (UI workflows and their API copies)."""
     out = {}
     for stem in WORKFLOWS:
         g = build(stem)
-        out[f"example_workflows/{stem}.json"] = dumps(g.to_ui())
+        out[f"example_workflows/{stem}.json"] = dumps(g.to_ui(object_info))
         out[f"tests/workflows/{stem}.api.json"] = dumps(g.to_api())
     return out

@@ -12,6 +12,7 @@ from . import (chain_nodes, guidance_nodes, injection_nodes, loader_nodes, manip
                reference_nodes)
 
 model_folders.register()
+model_folders.install_example_inputs()
 
 NODE_LIST: list[type[io.ComfyNode]] = [
     *loader_nodes.NODES, *reference_nodes.NODES, *preprocess_nodes.NODES, *chain_nodes.NODES,

@@ -9,38 +9,61 @@ Writes, per workflow in headless.workflows.WORKFLOWS:
     example_workflows/<stem>.jpg        a drawing of the graph (thumbnail; needs Pillow)
     tests/workflows/<stem>.api.json     API format (POST /prompt), for the tests
 
-Needs no ComfyUI and no torch; only Pillow for the thumbnails (a ComfyUI requirement, in .venv).
+The UI form is laid out from the nodes' /object_info, so this starts the ComfyUI host of the checkout
+(COMFYUI_DIR, else .host/ComfyUI from scripts/setup.sh) in this process, on the CPU.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+PACKAGE = "_colorizediffusion"
+
+
+def load_pack():
+    """The pack as a package without importing ComfyUI (its root imports the nodes only inside a host)."""
+    if PACKAGE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(PACKAGE, REPO / "__init__.py",
+                                                      submodule_search_locations=[str(REPO)])
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[PACKAGE] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[PACKAGE]
 
 
 def load_headless():
-    """headless.workflows / headless.thumbnails without importing the pack (and so without ComfyUI)."""
-    name = "_colorizediffusion_headless"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "headless" / "__init__.py",
-                                                      submodule_search_locations=[str(REPO / "headless")])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    workflows = importlib.import_module(f"{name}.workflows")
-    return workflows
+    """headless.workflows (pure Python: the API form of every workflow needs no ComfyUI)."""
+    load_pack()
+    return importlib.import_module(f"{PACKAGE}.headless.workflows")
 
 
-def expected_files(thumbnails: bool = True) -> dict[str, bytes]:
+def object_info(wf) -> dict:
+    """/object_info of every node the workflows use, from the host of this checkout."""
+    import logging
+
+    host = importlib.import_module(f"{PACKAGE}.headless.host")
+    level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)       # the host's warnings about optional extras it lacks
+    try:
+        host.setup(cpu=True)
+    finally:
+        logging.getLogger().setLevel(level)
+    used = {n.type for stem in wf.WORKFLOWS for n in wf.build(stem).nodes}
+    return host.object_info(sorted(used))
+
+
+def expected_files(thumbnails: bool = True, info: dict | None = None) -> dict[str, bytes]:
     wf = load_headless()
-    out = {path: text.encode() for path, text in wf.shipped_files().items()}
+    info = info if info is not None else object_info(wf)
+    out = {path: text.encode() for path, text in wf.shipped_files(info).items()}
     if thumbnails:
-        thumbs = importlib.import_module(f"{wf.__package__}.thumbnails")
+        thumbs = importlib.import_module(f"{PACKAGE}.headless.thumbnails")
         for stem in wf.WORKFLOWS:
-            out[f"example_workflows/{stem}.jpg"] = thumbs.render(wf.build(stem))
+            out[f"example_workflows/{stem}.jpg"] = thumbs.render(wf.build(stem), info)
     return out
 
 
@@ -50,8 +73,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     files = expected_files(thumbnails=not args.check)
     stale = []
+    wf = load_headless()
     if args.check:
-        wf = load_headless()
         for stem in wf.WORKFLOWS:
             if not (REPO / "example_workflows" / f"{stem}.jpg").is_file():
                 stale.append(f"example_workflows/{stem}.jpg (missing)")
@@ -70,6 +93,11 @@ def main(argv=None) -> int:
         for extra in sorted((REPO / folder).glob(pattern)):
             if extra not in generated:
                 stale.append(f"{extra.relative_to(REPO)} (not produced by the generator)")
+    if not args.check:
+        for extra in sorted((REPO / "example_workflows").glob("*.jpg")):
+            if extra.stem not in wf.WORKFLOWS:
+                extra.unlink()
+                print(f"removed {extra.relative_to(REPO)}")
     if stale:
         print("out of date:\n  " + "\n  ".join(stale) + "\nrun: .venv/bin/python scripts/build_workflows.py",
               file=sys.stderr)

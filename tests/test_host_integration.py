@@ -19,8 +19,22 @@ HOST_MODULE = f"custom_nodes.{PACK_DIR_NAME}"
 
 
 def pack_mappings() -> tuple[dict, dict]:
+    """node id -> class and node id -> title, from the pack's comfy_entrypoint (what ComfyUI calls)."""
     import colorize_diffusion
-    return colorize_diffusion.NODE_CLASS_MAPPINGS, colorize_diffusion.NODE_DISPLAY_NAME_MAPPINGS
+
+    extension = asyncio.run(colorize_diffusion.comfy_entrypoint())
+    classes = asyncio.run(extension.get_node_list())
+    schemas = {cls: cls.GET_SCHEMA() for cls in classes}
+    return {s.node_id: cls for cls, s in schemas.items()}, {s.node_id: s.display_name for s in schemas.values()}
+
+
+def _sockets(info: dict) -> dict:
+    """(section, name) -> socket type of an /object_info entry (combo options left out: they list folders)."""
+    out = {}
+    for section in ("required", "optional"):
+        for name, spec in info["input"].get(section, {}).items():
+            out[(section, name)] = spec[0] if isinstance(spec[0], str) else "COMBO"
+    return out
 
 
 def test_environment_links():
@@ -63,7 +77,7 @@ def test_pack_loads_through_host_loader(caplog):
         assert "Unable to parse pyproject.toml" not in caplog.text, caplog.text
 
         expected, display = pack_mappings()
-        assert expected, "colorize_diffusion.NODE_CLASS_MAPPINGS is empty: the pack registers no node"
+        assert expected, "the pack's comfy_entrypoint lists no node"
         for name, cls in expected.items():
             assert name in nodes.NODE_CLASS_MAPPINGS, f"{name} not registered by the host loader"
             host_cls = nodes.NODE_CLASS_MAPPINGS[name]
@@ -101,13 +115,18 @@ def test_run_command_serves_frontend(comfy_server):
 def test_run_command_lists_pack_nodes(comfy_server):
     info = comfy_server.get_json("/object_info")
     expected, display = pack_mappings()
-    assert expected, "colorize_diffusion.NODE_CLASS_MAPPINGS is empty: the pack registers no node"
+    assert expected, "the pack's comfy_entrypoint lists no node"
     for name, cls in expected.items():
         assert name in info, f"{name} missing from /object_info"
-        assert info[name]["category"] == cls.CATEGORY
-        assert info[name]["python_module"] == HOST_MODULE
-        if name in display:
-            assert info[name]["display_name"] == display[name]
+        served, schema = info[name], cls.GET_NODE_INFO_V1()
+        assert served["category"] == cls.CATEGORY
+        assert served["python_module"] == HOST_MODULE
+        assert served["display_name"] == display[name]
+        # the node graph contract: what the frontend and API clients see is the schema, socket for socket
+        assert _sockets(served) == _sockets(schema), name
+        assert served["input_order"] == schema["input_order"], name
+        assert (served["output"], served["output_name"]) == (list(schema["output"]), list(schema["output_name"]))
+        assert served["description"] and all(t for t in served["output_tooltips"] if t is not None)
     # only this pack was loaded as a custom node (--disable-all-custom-nodes + whitelist)
     modules = {str(v.get("python_module", "")) for v in info.values()}
     assert {m for m in modules if m.startswith("custom_nodes.")} == {HOST_MODULE}

@@ -59,7 +59,7 @@ def test_injection_needs_a_colorizer_model_and_sane_knobs():
 def test_injection_node_builds_the_patch_from_the_reference_picture():
     import torch.nn.functional as F
 
-    from colorize_diffusion import NODE_CLASS_MAPPINGS
+    from colorize_diffusion.nodes.injection_nodes import AttentionInjection
 
     class PoolingVAE:
         def encode(self, pixels):
@@ -69,10 +69,9 @@ def test_injection_node_builds_the_patch_from_the_reference_picture():
     case, inputs, ckpt, model, _ = _setup()
     picture = torch.rand(1, 90, 70, 3, generator=torch.Generator().manual_seed(2))
     latent = {"samples": torch.zeros(1, 4, 16, 24)}
-    node = NODE_CLASS_MAPPINGS["ColorizeDiffusionAttentionInjection"]()
-    injected = node.apply(model, ckpt.colorizer, PoolingVAE(), picture, latent, 0.5, 0.5, 0.0, 3)[0]
+    injected = AttentionInjection.execute(model, ckpt.colorizer, PoolingVAE(), picture, latent, 0.5, 0.5, 0.0, 3)[0]
     out = _sample(injected, case, inputs, ckpt)
     assert torch.equal(out, _sample(injected, case, inputs, ckpt))
     assert (out - _sample(model, case, inputs, ckpt)).abs().max() > 1e-3
     with pytest.raises(ColorizerInputError, match="patched by ColorizeDiffusion"):
-        node.apply(ckpt.model, ckpt.colorizer, PoolingVAE(), picture, latent, 0.5, 0.0, 0.0, 3)
+        AttentionInjection.execute(ckpt.model, ckpt.colorizer, PoolingVAE(), picture, latent, 0.5, 0.0, 0.0, 3)

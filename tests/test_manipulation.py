@@ -76,33 +76,33 @@ def test_a_group_moves_only_local_tokens_towards_the_target(text):
 # ------------------------------------------------------------------------------------------ nodes
 
 def _nodes():
-    from colorize_diffusion import NODE_CLASS_MAPPINGS as N
-    return N
+    from colorize_diffusion.nodes import node_classes
+    return node_classes()
 
 
 def test_manipulation_rows_chain_and_gate_like_the_app(text):
     from colorize_diffusion.model_patches import clip_tokens
 
     n = _nodes()
-    rows = n["ColorizeDiffusionManipulation"]().add("blue sky", "none", "the sky", 0.0, False, 0.2, 0.4, 0.6, 0.8)[0]
-    rows = n["ColorizeDiffusionManipulation"]().add("a red dress", "", "dress", 4.0, True, 0.3, 0.5, 0.7, 0.9,
+    rows = n["ColorizeDiffusionManipulation"].execute("blue sky", "none", "the sky", 0.0, False, 0.2, 0.4, 0.6, 0.8)[0]
+    rows = n["ColorizeDiffusionManipulation"].execute("a red dress", "", "dress", 4.0, True, 0.3, 0.5, 0.7, 0.9,
                                                     previous=rows)[0]
     assert [g.target for g in rows] == ["blue sky", "a red dress"]
-    same = n["ColorizeDiffusionManipulationText"]().parse(
+    same = n["ColorizeDiffusionManipulationText"].execute(
         "[target] blue sky; [anchor] none; [control] the sky; [scale] 0.0; [enhanced] ; [ts0] 0.2; [ts1] 0.4; "
         "[ts2] 0.6; [ts3] 0.8\n[target] a red dress; [anchor] ; [control] dress; [scale] 4.0; [enhanced] True; "
         "[ts0] 0.3; [ts1] 0.5; [ts2] 0.7; [ts3] 0.9")[0]
     assert same == rows
     vision = clip_tokens.load_openclip_vision(str(FULL), heads=4)
-    ref = n["ColorizeDiffusionEncodeReference"]().encode(vision, torch.rand(1, 64, 48, 3))[0]
-    out = n["ColorizeDiffusionManipulateReference"]().manipulate(ref, text, rows)[0]
+    ref = n["ColorizeDiffusionEncodeReference"].execute(vision, torch.rand(1, 64, 48, 3))[0]
+    out = n["ColorizeDiffusionManipulateReference"].execute(ref, text, rows)[0]
     assert torch.equal(out.cls, ref.cls) and not torch.allclose(out.tokens, ref.tokens)
     assert torch.allclose(out.full, manipulation.manipulate(ref.full, rows, text))
-    idle = n["ColorizeDiffusionManipulateReference"]().manipulate(ref, text, rows[:1])[0]   # all scales 0: off
+    idle = n["ColorizeDiffusionManipulateReference"].execute(ref, text, rows[:1])[0]   # all scales 0: off
     assert idle is ref
-    overlay, bands = n["ColorizeDiffusionVisualizeManipulation"]().visualize(
+    overlay, bands = n["ColorizeDiffusionVisualizeManipulation"].execute(
         torch.rand(1, 64, 48, 3), vision, text, "the sky", 0.2, 0.4, 0.6, 0.8, manipulations=rows)
     assert overlay.shape == (1, 64, 48, 3) and bands.shape == (1, 64, 48)
     assert set(torch.unique(bands * 4).tolist()) <= {0, 1, 2, 3, 4} and bands.max() == 1
     with pytest.raises(ColorizerInputError, match="four increasing"):
-        n["ColorizeDiffusionManipulation"]().add("x", "none", "y", 1.0, False, 0.5, 0.5, 0.6, 0.9)
+        n["ColorizeDiffusionManipulation"].execute("x", "none", "y", 1.0, False, 0.5, 0.5, 0.6, 0.9)

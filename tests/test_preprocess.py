@@ -197,7 +197,7 @@ def test_generation_size_errors():
 
 def test_node_outputs_size_and_types():
     img = torch.cat([drawing(96, 64), 1 - drawing(96, 64)])
-    image, w, h, cd = P.ColorizeDiffusionPrepareSketch().prepare(img, size_base=512)
+    image, w, h, cd = P.PrepareSketch.execute(img, size_base=512)
     assert (h, w) == (640, 448) and image.shape == (2, 640, 448, 3)
     assert isinstance(cd, sketch.PreparedSketch) and cd.sketch.shape == (2, 3, 640, 448)
     assert cd.polarity == ("invert", "keep") and torch.allclose(cd.sketch[0], cd.sketch[1], atol=1e-6)
@@ -214,7 +214,7 @@ def test_node_outputs_size_and_types():
 ])
 def test_bad_sketches(img, match):
     with pytest.raises(ColorizerInputError, match=match):
-        P.ColorizeDiffusionPrepareSketch().prepare(img)
+        P.PrepareSketch.execute(img)
 
 
 def test_blank_after_standard_extraction_and_sketchkeras():
@@ -252,7 +252,7 @@ def test_masks_from_anywhere(layout):
     want = torch.where(m[..., None] >= 0.5, torch.ones_like(img), img)
     given = {"hw": m[0], "bhw": m, "b1hw": m[:, None], "b3hw": m[:, None].repeat(1, 3, 1, 1),
              "bhw1": m[..., None]}[layout]
-    out = P.ColorizeDiffusionBackgroundOnlyReference().apply(img, given, 0.5)[0]
+    out = P.BackgroundOnlyReference.execute(img, given, 0.5)[0]
     assert torch.equal(out, want)
     assert torch.all(out[:, 15, 25] == 1) and torch.equal(out[:, 0, 0], img[:, 0, 0])
 
@@ -260,13 +260,13 @@ def test_masks_from_anywhere(layout):
 def test_mask_batch_and_size_errors():
     img, m = _ref_and_mask()
     with pytest.raises(ColorizerInputError, match="3 masks for 2 images"):
-        P.ColorizeDiffusionBackgroundOnlyReference().apply(img, torch.zeros(3, 40, 60), 0.5)
+        P.BackgroundOnlyReference.execute(img, torch.zeros(3, 40, 60), 0.5)
     with pytest.raises(ColorizerInputError, match="aspect"):
-        P.ColorizeDiffusionBackgroundOnlyReference().apply(img, torch.zeros(2, 30, 60), 0.5)
+        P.BackgroundOnlyReference.execute(img, torch.zeros(2, 30, 60), 0.5)
     with pytest.raises(ColorizerInputError, match="aspect"):                 # too narrow for a pad scale <= 2
-        P.ColorizeDiffusionBackgroundOnlyReference().apply(img, torch.zeros(2, 40, 20), 0.5)
+        P.BackgroundOnlyReference.execute(img, torch.zeros(2, 40, 20), 0.5)
     with pytest.raises(ColorizerInputError, match="dimensions"):
-        P.ColorizeDiffusionMaskOverlay().overlay(img, torch.zeros(1, 1, 1, 40, 60))
+        P.MaskOverlay.execute(img, torch.zeros(1, 1, 1, 40, 60))
 
 
 def test_mask_same_aspect_is_resized_and_narrower_mask_is_padded():
@@ -283,17 +283,17 @@ def test_mask_same_aspect_is_resized_and_narrower_mask_is_padded():
 
 def test_reference_pad_node_and_mask():
     img, m = _ref_and_mask()
-    out, pm = P.ColorizeDiffusionReferencePad().pad(img, 1.3, m)
+    out, pm = P.ReferencePad.execute(img, 1.3, m)
     assert out.shape == (2, 40, 78, 3) and pm.shape == (2, 40, 78)
     assert torch.equal(out[:, :, 9:69], img) and out[:, :, :9].min() == 1 and out[:, :, 69:].min() == 1
     assert torch.equal(pm[:, :, 9:69], m) and pm[:, :, :9].max() == 0
-    same, zero = P.ColorizeDiffusionReferencePad().pad(img, 1.0)
+    same, zero = P.ReferencePad.execute(img, 1.0)
     assert torch.equal(same, img) and zero.shape == (2, 40, 60) and zero.max() == 0
 
 
 def test_reference_mask_node_with_external_mask():
     img, m = _ref_and_mask()
-    dil, raw = P.ColorizeDiffusionReferenceMask().mask(img, True, 1024, m[:1])
+    dil, raw = P.ReferenceMask.execute(img, True, 1024, m[:1])
     assert torch.equal(raw, m)
     assert dil[:, 10 - 5:30 + 5, 20 - 5:40 + 5].min() == 1 and dil[:, 0:4].max() == 0   # 11x11 dilation
     assert dil.sum() > raw.sum()
@@ -302,19 +302,19 @@ def test_reference_mask_node_with_external_mask():
 def test_mask_overlay_modes():
     img, m = _ref_and_mask()
     soft = m * 0.7
-    prev = P.ColorizeDiffusionMaskOverlay().overlay(img, soft, "mask", 0.5)[0]
+    prev = P.MaskOverlay.execute(img, soft, "mask", 0.5)[0]
     assert torch.allclose(prev[:, 15, 25], torch.full((2, 3), 0.7)) and prev[:, 0, 0].max() == 0
-    low = P.ColorizeDiffusionMaskOverlay().overlay(img, soft, "mask", 0.8)[0]
+    low = P.MaskOverlay.execute(img, soft, "mask", 0.8)[0]
     assert low.max() == 0                                                    # thresholded away
-    fg = P.ColorizeDiffusionMaskOverlay().overlay(img, m, "foreground only", 0.5)[0]
+    fg = P.MaskOverlay.execute(img, m, "foreground only", 0.5)[0]
     assert fg[:, 0, 0].min() == 1 and torch.allclose(fg[:, 15, 25], img[:, 15, 25], atol=1 / 255)
-    bg = P.ColorizeDiffusionMaskOverlay().overlay(img, m, "background only", 0.5)[0]
+    bg = P.MaskOverlay.execute(img, m, "background only", 0.5)[0]
     assert bg[:, 15, 25].min() == 1 and torch.allclose(bg[:, 0, 0], img[:, 0, 0], atol=1 / 255)
-    tint = P.ColorizeDiffusionMaskOverlay().overlay(img, m, "tint", 0.5, 1.0, "#00ff00")[0]
+    tint = P.MaskOverlay.execute(img, m, "tint", 0.5, 1.0, "#00ff00")[0]
     assert torch.equal(tint[:, 15, 25], torch.tensor([[0.0, 1.0, 0.0]] * 2)) and torch.equal(tint[:, 0, 0],
                                                                                            img[:, 0, 0])
     with pytest.raises(ColorizerInputError, match="#rrggbb"):
-        P.ColorizeDiffusionMaskOverlay().overlay(img, m, "tint", 0.5, 0.5, "red")
+        P.MaskOverlay.execute(img, m, "tint", 0.5, 0.5, "red")
 
 
 def test_mask_helpers():
@@ -347,12 +347,12 @@ def test_rmbg_proceed_with_callable_network():
 def test_missing_weights_name_file_and_folder(weight_dir):
     prepared = prepare(drawing())
     with pytest.raises(ColorizerLoadError) as err:
-        P.ColorizeDiffusionSketchMask().mask(prepared)
+        P.SketchMask.execute(prepared)
     assert "sketch-segment.safetensors" in str(err.value) and str(weight_dir) in str(err.value)
     with pytest.raises(ColorizerLoadError, match="model.pth"):
-        P.ColorizeDiffusionExtractLineart().extract(drawing(), "sketchKeras")
+        P.ExtractLineart.execute(drawing(), "sketchKeras")
     with pytest.raises(ColorizerLoadError, match="erika.pth"):
-        P.ColorizeDiffusionPrepareSketch().prepare(drawing(), method="manga")
+        P.PrepareSketch.execute(drawing(), method="manga")
 
 
 def test_preprocessor_folder_is_registered_and_relocatable(tmp_path, monkeypatch):
@@ -457,28 +457,28 @@ def test_corrupt_files(tmp_path):
 def test_sk_model_nodes_end_to_end(weight_dir):
     torch.save(_sk_state(), weight_dir / "sk_model.pth")
     img = drawing(96, 64)
-    line = P.ColorizeDiffusionExtractLineart().extract(img, "sk_model", 256)[0]
+    line = P.ExtractLineart.execute(img, "sk_model", 256)[0]
     assert line.shape == (1, 96, 64, 3)
-    sq = P.ColorizeDiffusionExtractLineart().extract(img, "sk_model", 256, "extractor")[0]
+    sq = P.ExtractLineart.execute(img, "sk_model", 256, "extractor")[0]
     assert sq.shape == (1, 256, 256, 3) and sq.max() <= 0.5 + 1e-6      # -sigmoid lies in [-1, 0]
-    _, w, h, cd = P.ColorizeDiffusionPrepareSketch().prepare(img, method="sk_model", extract_size=256)
+    _, w, h, cd = P.PrepareSketch.execute(img, method="sk_model", extract_size=256)
     assert cd.sketch.shape == (1, 3, h, w) and cd.polarity == ("sk_model",)
     left, top, cw, ch = cd.crop_box
     assert torch.all(cd.sketch[..., :left] == -1)
     with pytest.raises(ColorizerInputError, match="multiple of 256"):
-        P.ColorizeDiffusionExtractLineart().extract(img, "anime2sketch", 384)
+        P.ExtractLineart.execute(img, "anime2sketch", 384)
 
 
 def test_isnet_nodes_end_to_end(weight_dir, isnet_file):
     os.symlink(isnet_file[0], weight_dir / "sketch-segment.safetensors")
     os.symlink(isnet_file[0], weight_dir / "isnetis.safetensors")
-    img, cd_w, cd_h, cd = P.ColorizeDiffusionPrepareSketch().prepare(drawing(96, 64), width=128, height=192)
-    exact = P.ColorizeDiffusionSketchMask().mask(cd, "auto", 128)[0]
-    approx = P.ColorizeDiffusionSketchMask().mask(img, "auto", 128)[0]
+    img, cd_w, cd_h, cd = P.PrepareSketch.execute(drawing(96, 64), width=128, height=192)
+    exact = P.SketchMask.execute(cd, "auto", 128)[0]
+    approx = P.SketchMask.execute(img, "auto", 128)[0]
     assert exact.shape == approx.shape == (1, 192, 128)
     assert exact.min() >= 0 and exact.max() <= 1 and (exact - approx).abs().max() < 0.05
     ref = torch.rand(2, 50, 70, 3)
-    dil, raw = P.ColorizeDiffusionReferenceMask().mask(ref, True, 128)
+    dil, raw = P.ReferenceMask.execute(ref, True, 128)
     assert dil.shape == raw.shape == (2, 50, 70) and torch.all(dil >= raw) and dil.max() <= 1
 
 
@@ -488,7 +488,7 @@ def test_preprocessor_networks_are_managed_by_comfyui(weight_dir, isnet_file):
     import comfy.model_management as mm
 
     os.symlink(isnet_file[0], weight_dir / "isnetis.safetensors")
-    P.ColorizeDiffusionReferenceMask().mask(torch.rand(1, 50, 70, 3), True, 128)
+    P.ReferenceMask.execute(torch.rand(1, 50, 70, 3), True, 128)
     (patcher,) = P._CACHE.values()
     assert any(loaded.model is patcher for loaded in mm.current_loaded_models)
     assert patcher.model.conv_in.weight.device == mm.get_torch_device()

@@ -13,12 +13,11 @@ from conftest import GOLDEN
 from golden_support.compare import check_model_case
 from golden_support import clip_runner
 
-from colorize_diffusion import NODE_CLASS_MAPPINGS as ALL_NODES
 from colorize_diffusion.model_patches import clip_tokens
 from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
 from colorize_diffusion.nodes import reference_nodes
-from colorize_diffusion.nodes.reference_nodes import (ColorizeDiffusionEncodeReference,
-                                                      ColorizeDiffusionLoadOpenCLIPVision)
+from colorize_diffusion.nodes.preprocess_nodes import ReferencePad
+from colorize_diffusion.nodes.reference_nodes import EncodeReference, LoadOpenCLIPVision
 
 CLIP_FILE = GOLDEN / "clip" / "tiny-vit-openclip.safetensors"
 A1_CASES = sorted((GOLDEN / "cases").glob("A1_*"))
@@ -104,7 +103,7 @@ def test_prefix_detection(tiny_sd):
 def test_golden_tokens_both_backends(case_dir, backend, openclip_cv, comfy_cv_fp32):
     case, inputs, expected = load_case(case_dir)
     cv = openclip_cv if backend == "open_clip" else comfy_cv_fp32
-    (ref,) = ColorizeDiffusionEncodeReference().encode(cv, inputs["image_hwc01"])
+    (ref,) = EncodeReference.execute(cv, inputs["image_hwc01"])
     got = {"full": ref.full, "tokens": ref.tokens, "local": ref.local,
            "preprocessed_224": clip_tokens.preprocess(ref.image)}
     report = check_model_case(case, got, expected)
@@ -179,7 +178,7 @@ def test_list_of_different_sizes(openclip_cv):
 
 
 def test_uncond_is_zero_tokens_of_same_shape(openclip_cv):
-    (ref,) = ColorizeDiffusionEncodeReference().encode(openclip_cv, torch.rand(2, 40, 56, 3))
+    (ref,) = EncodeReference.execute(openclip_cv, torch.rand(2, 40, 56, 3))
     u = ref.uncond()
     assert u.shape == ref.tokens.shape == (2, 256, 128)
     assert u.dtype == ref.tokens.dtype and u.device == ref.tokens.device
@@ -189,19 +188,19 @@ def test_uncond_is_zero_tokens_of_same_shape(openclip_cv):
 
 def test_reference_object_layout(openclip_cv):
     img = torch.rand(1, 50, 70, 4)                    # RGBA: composited over white, as every node does
-    (ref,) = ColorizeDiffusionEncodeReference().encode(openclip_cv, img)
+    (ref,) = EncodeReference.execute(openclip_cv, img)
     assert isinstance(ref, clip_tokens.ColorizerReference)
     assert ref.size == (50, 70) and ref.image.shape == (1, 3, 50, 70)
     over_white = img[..., :3] * img[..., 3:] + (1 - img[..., 3:])
     assert torch.allclose(ref.image, over_white.movedim(-1, 1) * 2 - 1, atol=1e-6)
-    padded = ALL_NODES["ColorizeDiffusionReferencePad"]().pad(image=img, pad_scale=1.0)[0]
+    padded = ReferencePad.execute(image=img, pad_scale=1.0)[0]
     assert torch.allclose(ref.image, padded.movedim(-1, 1) * 2 - 1, atol=1e-6)   # same rule as Reference Pad
     assert ref.cls.shape == (1, 1, 128) and ref.full.shape == (1, 257, 128)
     assert torch.equal(ref.full[:, 1:], ref.tokens) and ref.clip_dim == 128 and ref.backend == "open_clip"
     ex = ref.expand_to(3)
     assert ex.tokens.shape == (3, 256, 128) and torch.equal(ex.tokens[2], ref.tokens[0])
     assert ex.image.shape == (3, 3, 50, 70)
-    (two,) = ColorizeDiffusionEncodeReference().encode(openclip_cv, torch.rand(2, 50, 70, 3))
+    (two,) = EncodeReference.execute(openclip_cv, torch.rand(2, 50, 70, 3))
     with pytest.raises(ColorizerInputError):
         two.expand_to(3)
 
@@ -216,7 +215,7 @@ def test_context_dim_mismatch_is_a_clear_error(openclip_cv, comfy_cv_fp32, tiny_
             clip_tokens.encode_reference(cv, x, context_dim=1024)
         with pytest.raises(ColorizerInputError, match="context dim 1024"):
             clip_tokens.make_reference(cv, x, context_dim=1024)
-    (ref,) = ColorizeDiffusionEncodeReference().encode(openclip_cv, torch.rand(1, 32, 32, 3))
+    (ref,) = EncodeReference.execute(openclip_cv, torch.rand(1, 32, 32, 3))
     with pytest.raises(ColorizerInputError, match="context dim 1024"):
         ref.check_context_dim(1024)
     ref.check_context_dim(128)
@@ -270,45 +269,29 @@ def test_no_8bit_quantisation():
 
 # ------------------------------------------------------------------ nodes
 
-def test_node_registration():
-    m, d = reference_nodes.NODE_CLASS_MAPPINGS, reference_nodes.NODE_DISPLAY_NAME_MAPPINGS
-    assert set(m) == {"ColorizeDiffusionEncodeReference", "ColorizeDiffusionLoadOpenCLIPVision"}
-    assert d["ColorizeDiffusionEncodeReference"] == "ColorizeDiffusion Encode Reference"
-    assert d["ColorizeDiffusionLoadOpenCLIPVision"] == "ColorizeDiffusion Load OpenCLIP Vision"
-    enc = m["ColorizeDiffusionEncodeReference"]
-    assert enc.CATEGORY == "ColorizeDiffusion" and enc.RETURN_TYPES == ("COLORIZER_REFERENCE",)
-    assert set(enc.INPUT_TYPES()["required"]) == {"clip_vision", "image"}
-    assert enc.INPUT_TYPES()["required"]["clip_vision"][0] == "CLIP_VISION"
-    assert not hasattr(enc, "IS_CHANGED")          # ComfyUI caches the output: unchanged inputs re-encode nothing
-    ld = m["ColorizeDiffusionLoadOpenCLIPVision"]
-    assert ld.RETURN_TYPES == ("CLIP_VISION",)
-    from colorize_diffusion import NODE_CLASS_MAPPINGS as ALL
-    assert ALL["ColorizeDiffusionEncodeReference"] is enc
-
-
 def test_loader_node_lists_and_loads(tmp_path, tiny_sd):
     import shutil
 
     shutil.copy(CLIP_FILE, tmp_path / "tiny.safetensors")
     with clip_runner.clip_vision_folder(tmp_path):
-        names = ColorizeDiffusionLoadOpenCLIPVision.INPUT_TYPES()["required"]["clip_name"][0]
+        names = LoadOpenCLIPVision.GET_NODE_INFO_V1()["input"]["required"]["clip_name"][1]["options"]
         assert "tiny.safetensors" in names
         with pytest.raises(ColorizerLoadError, match="head count"):
-            ColorizeDiffusionLoadOpenCLIPVision().load("tiny.safetensors")            # width 96: no guess
-        (cv,) = ColorizeDiffusionLoadOpenCLIPVision().load("tiny.safetensors", heads=4)
+            LoadOpenCLIPVision.execute("tiny.safetensors")            # width 96: no guess
+        (cv,) = LoadOpenCLIPVision.execute("tiny.safetensors", heads=4)
         assert isinstance(cv, clip_tokens.OpenCLIPVision) and cv.config["heads"] == 4
         # an open_clip model config next to the file supplies the heads
         (tmp_path / "tiny.json").write_text(json.dumps(
             {"embed_dim": 128, "vision_cfg": {"image_size": 224, "layers": 3, "width": 96, "head_width": 24,
                                                "patch_size": 14}}))
-        (cv2,) = ColorizeDiffusionLoadOpenCLIPVision().load("tiny.safetensors")
+        (cv2,) = LoadOpenCLIPVision.execute("tiny.safetensors")
         assert cv2.config["heads"] == 4
         # a transformers-layout file goes to ComfyUI's loader (here: one it cannot size -> clear error)
         import comfy.clip_vision
         hf = comfy.clip_vision.convert_to_transformers(dict(tiny_sd), "visual.")
         save_file({k: v.contiguous() for k, v in hf.items()}, str(tmp_path / "hf.safetensors"))
         with pytest.raises(ColorizerLoadError, match="neither"):
-            ColorizeDiffusionLoadOpenCLIPVision().load("hf.safetensors")
+            LoadOpenCLIPVision.execute("hf.safetensors")
     assert "tiny.safetensors" not in __import__("folder_paths").get_filename_list("clip_vision")
 
 
