@@ -8,7 +8,8 @@ import random
 import sys
 from pathlib import Path
 
-from .workflows import CLIP_VISION, MASK_MODES, MODES, SIZE_BASE, WORKFLOWS, Options, build, workflow_stem
+from ..model_patches.modes import official_mode, unfinished
+from .workflows import CLIP_VISION, EXAMPLE_REFERENCE, EXAMPLE_SKETCH, MODES, SIZE_BASE, WORKFLOWS, Options, build, workflow_stem
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -80,8 +81,8 @@ def parser() -> argparse.ArgumentParser:
                        description="Print the prompt the colorize command would run (file names as given).")
     w.add_argument("--format", choices=("api", "ui"), default="api")
     w.add_argument("--workflow", choices=sorted(WORKFLOWS), help="an example workflow (default: from --mode)")
-    w.add_argument("--sketch", default="sketch.png")
-    w.add_argument("--reference", default="reference.png")
+    w.add_argument("--sketch", default=EXAMPLE_SKETCH)
+    w.add_argument("--reference", default=EXAMPLE_REFERENCE)
     w.add_argument("--background")
     _add_workflow_options(w)
     sub.add_parser("workflows", help="list the example workflows")
@@ -90,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
 
 def options_from(args, *, checkpoint: str | None, family: str | None, masks: str) -> Options:
     return Options(
-        checkpoint=checkpoint, prediction=args.prediction, clip_vision=args.clip_vision, clip_heads=args.clip_heads,
+        checkpoint=checkpoint, family=family, prediction=args.prediction, clip_vision=args.clip_vision, clip_heads=args.clip_heads,
         vae=args.vae, masks=masks, mask_channel=args.mask_channel, width=args.width, height=args.height,
         size_base=args.size_base or (SIZE_BASE[family] if family else None), mask_net_size=args.mask_net_size,
         mode=MODES[args.mode], sketch_strength=args.sketch_strength, sketch_mask_threshold=args.sketch_mask_threshold,
@@ -144,18 +145,17 @@ def cmd_colorize(args) -> int:
         checkpoint = Wt.default_checkpoint(pref)
     info = Wt.inspect_checkpoint(checkpoint)
     family = info["family"]
-    if mode == "style enhance" and family not in (None, "v2"):
-        raise UsageError(f"--mode style needs a v2 checkpoint; {checkpoint} is {family}")
-    if mode == "foreground enhance" and family == "v1":
-        raise UsageError(f"--mode foreground has no effect with a v1 checkpoint ({checkpoint}); use background")
+    parts = official_mode(mode, family or "v2")
+    if family is not None and unfinished(family, parts):
+        raise UsageError(f"--mode {args.mode} with {checkpoint}: {unfinished(family, parts)}")
     clip = Wt.resolve("clip_vision", args.clip_vision)
     vae = Wt.resolve("vae", args.vae) if args.vae else None
     if vae is None and info["has_vae"] is False:
         raise Wt.MissingWeights(f"{checkpoint} contains no VAE (the official checkpoints do): pass --vae NAME, a "
                                 "file in models/vae such as the SD2.1 VAE")
     masks = "isnet"
-    if mode in MASK_MODES:
-        needs_ref_mask = mode != "foreground enhance" and args.background is None
+    if parts.split:
+        needs_ref_mask = parts.background and args.background is None
         given = [args.sketch_mask is not None] + ([args.reference_mask is not None] if needs_ref_mask else [])
         if any(given) and not all(given):
             raise UsageError("give both --sketch-mask and --reference-mask (or neither: ISNet computes both)")
@@ -191,7 +191,13 @@ def cmd_workflow(args) -> int:
                       reference_mask=str(args.reference_mask or "reference_mask.png"),
                       seed_control="randomize" if args.seed is None else "fixed")
     g = build(stem, opts)
-    print(json.dumps(g.to_api() if args.format == "api" else g.to_ui(), indent=2))
+    if args.format == "api":
+        print(json.dumps(g.to_api(), indent=2))
+        return EXIT_OK
+    from . import host
+    logging.getLogger().setLevel(logging.ERROR)      # the host's warnings about optional extras it lacks
+    host.setup(cpu=True)
+    print(json.dumps(g.to_ui(host.object_info(sorted(g.node_types))), indent=2))
     return EXIT_OK
 
 

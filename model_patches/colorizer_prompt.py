@@ -128,23 +128,23 @@ def with_split(prompt: ColorizerPrompt, sketch_mask, threshold: float, fg_streng
         raise ColorizerInputError(f"sketch_mask is {mask.shape[-1]}x{mask.shape[-2]}, the prepared sketch is "
                                   f"{width}x{height}: make the mask from the prepared sketch (ColorizeDiffusion "
                                   "Sketch Mask, or Prepare Sketch's output)")
-    _check_not_blank(mask, threshold)
+    _check_not_blank(mask)
     small = F.interpolate(mask, scale_factor=1 / LATENT_SCALE, mode="bicubic")
     split = SplitPart(_intermediate(_rows(small, prompt.batch, "sketch_mask")), float(threshold), float(fg_strength),
                       float(bg_strength), float(merge_scale), bool(foreground), bool(official_fgbg_reset))
     return dataclasses.replace(prompt, split=split)
 
 
-def _check_not_blank(mask: torch.Tensor, threshold: float) -> None:
+def _check_not_blank(mask: torch.Tensor) -> None:
+    """An all-black or all-white (any flat) mask marks no character or no background: refused where it enters."""
     for i, m in enumerate(mask):
-        above = (m > threshold).float().mean().item()
-        if above in (0.0, 1.0):
+        lo, hi = float(m.min()), float(m.max())
+        if hi - lo < 1e-6:
             which = "" if mask.shape[0] == 1 else f" (picture {i + 1})"
-            side = "no pixel" if above == 0 else "every pixel"
             raise ColorizerInputError(
-                f"the sketch mask{which} is blank: {side} is above the sketch mask threshold {threshold:g}, so the "
-                "split attention would see no character or no background. Connect ColorizeDiffusion Sketch Mask "
-                "(or another MASK of the character); Load Image's MASK is empty for pictures without transparency")
+                f"the sketch mask{which} is blank (every pixel {lo:g}), so the split attention would see no character "
+                "or no background. Connect ColorizeDiffusion Sketch Mask (or another MASK of the character); Load "
+                "Image's MASK is empty for pictures without transparency")
 
 
 def with_background(prompt: ColorizerPrompt, *, vae=None, clip_vision=None, background=None, reference_mask=None,

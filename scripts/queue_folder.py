@@ -145,9 +145,9 @@ class Client:
             return await r.json()
 
     async def check_pack(self) -> None:
-        async with self.s.get(self.base + "/object_info/ColorizeDiffusionConditioning") as r:
+        async with self.s.get(self.base + "/object_info/ColorizeDiffusionApplySketch") as r:
             info = await r.json() if r.status == 200 else {}
-        if "ColorizeDiffusionConditioning" not in info:
+        if "ColorizeDiffusionApplySketch" not in info:
             raise QueueError(f"{self.base} does not have the ColorizeDiffusion nodes (is the pack installed?)")
 
     async def upload(self, path: Path, name: str) -> str:
@@ -225,7 +225,7 @@ class Progress:
             self.outer.update(1)
             if not ok:
                 self.outer.write(f"{label}: {note}", file=sys.stderr)
-        elif self.enabled:
+        elif self.enabled or not ok:          # a failure is always said, progress display or not
             print(f"{label}: {'ok' if ok else note}", file=sys.stderr)
 
     def close(self) -> None:

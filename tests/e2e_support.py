@@ -27,14 +27,18 @@ TINY_CHECKPOINTS = {"v1": "mult-eps-tiny.safetensors", "v1.5": "switch-tiny.safe
 TINY_CLIP = "tiny-vit-openclip.safetensors"
 TINY_VAE = "tiny-taesd.safetensors"
 SIZE = 64
+BATCH_FOLDER = "e2e_sketches"     # not the pack's own example folder, which the server also has
 
 
 def variant_options(stem: str, **changes) -> wf.Options:
     spec = wf.WORKFLOWS[stem]
     base = dict(checkpoint=TINY_CHECKPOINTS[spec.family], clip_vision=TINY_CLIP, clip_heads=4, vae=TINY_VAE,
                 masks="images", width=SIZE, height=SIZE, steps=2, seed=1234, seed_control="fixed",
-                filename_prefix=f"test/{stem}")
+                filename_prefix=f"test/{stem}", sketch="sketch.png", reference="reference.png",
+                sketch_folder=BATCH_FOLDER)
     base.update(changes)
+    if base.get("background") is None and spec.background:      # the test's own background picture
+        base["background"] = "background.png"
     return wf.Options(**base)
 
 
@@ -111,7 +115,7 @@ def write_inputs(folder: Path) -> dict[str, Path]:
     sketch_picture().save(files["sketch"])
     reference_picture().save(files["reference"])
     reference_picture(60, 90, seed=5).save(files["background"])
-    batch = folder / wf.SKETCH_FOLDER
+    batch = folder / BATCH_FOLDER
     batch.mkdir(exist_ok=True)
     sketch_picture(64, 64, shift=0).save(batch / "a.png")
     sketch_picture(96, 64, shift=8).save(batch / "b.png")

@@ -194,7 +194,7 @@ def test_colorize_function_single_and_folder(inproc, tmp_path):
     one = R.colorize(inproc, "vanilla", opts, R.plan_jobs(inp / "sketch.png", tmp_path / "one.png"),
                      reference=inp / "reference.png", progress=False)
     assert one == [tmp_path / "one.png"] and S.load_png(one[0]).shape == (S.SIZE, S.SIZE, 3)
-    many = R.colorize(inproc, "vanilla", opts, R.plan_jobs(inp / wf.SKETCH_FOLDER, tmp_path / "many"),
+    many = R.colorize(inproc, "vanilla", opts, R.plan_jobs(inp / S.BATCH_FOLDER, tmp_path / "many"),
                       reference=inp / "reference.png", progress=False)
     assert sorted(p.name for p in many) == BATCH
     assert all(S.load_png(p).shape == (S.SIZE, S.SIZE, 3) for p in many)
@@ -226,7 +226,7 @@ def test_cli_says_which_weights_are_missing(inproc, capsys, tmp_path):
     assert "sketch-segment.safetensors" in err and "isnetis.safetensors" in err and "huggingface.co" in err
     code, _, err = _cli(capsys, "colorize", *common, "--checkpoint", S.TINY_CHECKPOINTS["v1"], "--clip-vision",
                         S.TINY_CLIP, "--vae", S.TINY_VAE, "--mode", "style")
-    assert code == cli.EXIT_USAGE and "needs a v2 checkpoint" in err
+    assert code == cli.EXIT_USAGE and "needs a ColorizeDiffusion v2 checkpoint" in err
     assert not (tmp_path / "x.png").exists()
 
 
@@ -258,7 +258,7 @@ def test_python_dash_m_command_end_to_end(tmp_path, tiny_vae_file):
     out = tmp_path / "out"
     # colorize_diffusion is importable through setup.sh's .pth; one OpenMP thread (tiny models, busy CI cores)
     env = dict(os.environ, COMFYUI_DIR=str(COMFYUI_DIR), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "colorize_diffusion", "colorize", "--sketch", tmp_path / "in" / wf.SKETCH_FOLDER,
+    cmd = [sys.executable, "-m", "colorize_diffusion", "colorize", "--sketch", tmp_path / "in" / S.BATCH_FOLDER,
            "--reference", tmp_path / "in" / "reference.png", "--out", out, "--base-directory", base,
            "--checkpoint", S.TINY_CHECKPOINTS["v2"], "--clip-vision", S.TINY_CLIP, "--clip-heads", "4",
            "--vae", S.TINY_VAE, "--mode", "style", "--width", "64", "--height", "64", "--steps", "2", "--seed", "3"]
@@ -395,7 +395,7 @@ def test_queue_folder_script(http, tmp_path):
     inp = http.base_dir / "input"
     out = tmp_path / "results"
     cmd = [sys.executable, str(REPO / "scripts" / "queue_folder.py"), "--server", http.url,
-           "--sketches", inp / wf.SKETCH_FOLDER, "--reference", inp / "reference.png", "--out", out,
+           "--sketches", inp / S.BATCH_FOLDER, "--reference", inp / "reference.png", "--out", out,
            "--checkpoint", S.TINY_CHECKPOINTS["v2"], "--clip-vision", S.TINY_CLIP, "--clip-heads", "4",
            "--vae", S.TINY_VAE, "--width", "64", "--height", "64", "--steps", "2", "--seed", "11"]
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300)
@@ -418,4 +418,6 @@ def test_queue_folder_script(http, tmp_path):
                            "--sketches", str(inp / "sketch.png"), "--reference", str(inp / "reference.png"),
                            "--out", str(tmp_path / "x"), "--checkpoint", "missing.safetensors", "--no-progress"],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "missing.safetensors" in proc.stderr, proc.stderr
+    # refused at validation (exit 2) by hosts that check V3 combos, stopped at the loader (exit 1) by 0.3.75;
+    # either way the file is named
+    assert proc.returncode in (1, 2) and "missing.safetensors" in proc.stderr, proc.stderr
