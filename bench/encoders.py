@@ -118,7 +118,8 @@ def workflow(seed: int = 0) -> dict:
 
     options = wf.Options(checkpoint="v2-tiny.safetensors", clip_vision="tiny-vit-openclip.safetensors", clip_heads=4,
                          vae=VAE, masks="images", width=64, height=64, size_base=512, sampler="euler",
-                         sketch_scale=2.0, steps=STEPS, seed=seed, filename_prefix="bench")
+                         sketch_scale=2.0, steps=STEPS, seed=seed, filename_prefix="bench", sketch="sketch.png",
+                         reference="reference.png")
     return wf.build("full_enhance_v2", options).to_api()
 
 

@@ -135,9 +135,10 @@ def build_inputs(ckpt, size: int, seed: int = 0) -> dict:
 
 def mode_conditionings(colorizer, mode: str, inp: dict):
     from colorize_diffusion.model_patches.conditioning import guidance_conditionings
-    from colorize_diffusion.model_patches.settings import attention_settings, level_reference_scales, mode_flags
+    from colorize_diffusion.model_patches.modes import official_mode
+    from colorize_diffusion.model_patches.settings import attention_settings, level_reference_scales
 
-    flags = mode_flags(MODES[mode], colorizer.family)
+    flags = official_mode(MODES[mode], colorizer.family)
     settings = attention_settings(colorizer.family, flags, level_reference_scales(), 0.05)
     context = torch.cat([inp["tokens"], inp["bg_tokens"]], 1) if flags.split else inp["tokens"]
     return guidance_conditionings(context, settings, inp["controls"], inp["blank"],
