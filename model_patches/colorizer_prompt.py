@@ -19,7 +19,7 @@ from ..preprocess import convert
 from ..preprocess.masks import bleach
 from . import modes
 from .conditioning import guidance_conditionings
-from .settings import attention_settings, level_reference_scales
+from .settings import GuidanceWindow, attention_settings, level_reference_scales
 
 LATENT_SCALE = 8
 PROMPT_KEY = "colorize_diffusion_prompt"          # conditioning entry: the ColorizerPrompt it was built from
@@ -59,6 +59,7 @@ class ColorizerPrompt:
     split: SplitPart | None = None
     background: BackgroundPart | None = None
     style: list | None = None         # v2: 12 × [B, D_j] style modulations
+    window: GuidanceWindow | None = None
 
     @property
     def family(self) -> str:
@@ -116,6 +117,18 @@ def start(colorizer, sketch: torch.Tensor, reference, sketch_strength: float = 1
 
 def with_reference_scales(prompt: ColorizerPrompt, scales: tuple) -> ColorizerPrompt:
     return dataclasses.replace(prompt, reference_scales=tuple(float(s) for s in scales))
+
+
+def with_window(prompt: ColorizerPrompt, window: GuidanceWindow, all_families: bool = False) -> ColorizerPrompt:
+    """Guidance Window. The official app honours it for v1 only (its v1.5/v2 wrappers never reach the code);
+    `all_families` applies it to every family (not official)."""
+    window.check()
+    if prompt.family != "v1" and not all_families:
+        raise ColorizerInputError(
+            f"the official {modes.family_name(prompt.family)} app ignores the guidance window (only v1 honours it): "
+            "remove ColorizeDiffusion Guidance Window for the official result, or turn its all_families on to "
+            "apply the window anyway")
+    return dataclasses.replace(prompt, window=window)
 
 
 def with_split(prompt: ColorizerPrompt, sketch_mask, threshold: float, fg_strength: float = 1.0,
@@ -257,9 +270,10 @@ def _v15_context(prompt, emb, split, bg):
 def settings(prompt: ColorizerPrompt):
     split = prompt.split
     if split is None:
-        return attention_settings(prompt.family, prompt.parts, prompt.reference_scales, 0.05)
+        return attention_settings(prompt.family, prompt.parts, prompt.reference_scales, 0.05, window=prompt.window)
     return attention_settings(prompt.family, prompt.parts, prompt.reference_scales, split.threshold,
-                              split.fg_strength, split.bg_strength, split.merge_scale, split.official_fgbg_reset)
+                              split.fg_strength, split.bg_strength, split.merge_scale, split.official_fgbg_reset,
+                              prompt.window)
 
 
 def conditionings(prompt: ColorizerPrompt) -> tuple[list, list]:

@@ -63,11 +63,35 @@ class AttentionSettings:
     fg_lora: bool = False
     bg_lora: bool = False
     unfinished: str = ""                 # why this wiring cannot run (modes.unfinished); "" = complete
+    window: "GuidanceWindow | None" = None
+
+
+@dataclass(frozen=True)
+class GuidanceWindow:
+    """The official guidance window: at progress tr = 1 − t/999 (0 = first step, 1 = last) the reference context
+    is replaced by zero tokens when tr < start, tr > end, or no_start ≤ tr ≤ no_end (defaults: never)."""
+    start: float = 0.0
+    end: float = 1.0
+    no_start: float = -0.05
+    no_end: float = -0.05
+
+    def check(self) -> None:
+        if self.end < self.start:
+            raise ColorizerInputError(f"guidance window: the end {self.end:g} is before the start {self.start:g}; "
+                                      "the reference would never act")
+        if self.no_end < self.no_start:
+            raise ColorizerInputError(f"guidance window: the no-guidance end {self.no_end:g} is before its start "
+                                      f"{self.no_start:g}")
+
+    def off_at(self, timestep: float) -> bool:
+        """Whether the reference is off at UNet timestep `timestep` (0..999)."""
+        tr = 1 - float(timestep) / 999
+        return tr < self.start or tr > self.end or self.no_start <= tr <= self.no_end
 
 
 def attention_settings(family: str, parts: ModeParts, reference_scales: tuple, threshold: float,
                        fg_strength: float = 1.0, bg_strength: float = 1.0, merge_scale: float = 0.0,
-                       official_fgbg_reset: bool = True) -> AttentionSettings:
+                       official_fgbg_reset: bool = True, window: GuidanceWindow | None = None) -> AttentionSettings:
     """The split attention's settings for a wiring; LoRA branches as the official wrappers set them.
 
     v1/v1.5 `prepare_conditions` reset the fg/bg strengths to 1 (an app bug); `official_fgbg_reset=False`
@@ -75,11 +99,11 @@ def attention_settings(family: str, parts: ModeParts, reference_scales: tuple, t
     """
     if not parts.split:
         return AttentionSettings(reference_scales=tuple(reference_scales), threshold=threshold,
-                                 unfinished=unfinished(family, parts))
+                                 unfinished=unfinished(family, parts), window=window)
     fg_lora, bg_lora = lora_branches(family, parts)
     if family in ("v1", "v1.5") and official_fgbg_reset:
         fg_strength = bg_strength = 1.0
     return AttentionSettings(reference_scales=tuple(reference_scales), split=True, threshold=float(threshold),
                              fg_scale=float(fg_strength), bg_scale=float(bg_strength),
                              merge_scale=float(merge_scale), fg_lora=fg_lora, bg_lora=bg_lora,
-                             unfinished=unfinished(family, parts))
+                             unfinished=unfinished(family, parts), window=window)

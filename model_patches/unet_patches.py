@@ -124,6 +124,11 @@ class ColorizerUNetPatch:
         if step.controls is not None and len(step.controls) != len(self.hint_index):
             raise ColorizerInputError(f"expected {len(self.hint_index)} sketch residuals, got {len(step.controls)}")
         self._check_attention_replacements(step, transformer_options)
+        window = step.settings.window
+        if window is not None and window.off_at(timesteps.flatten()[0]):
+            # the official zero context: one zero token (the split attention needs one per half); with no bias
+            # in to_k/to_v and the LoRA, any number of zero tokens gives the same output
+            context = context.new_zeros(context.shape[0], 2 if step.settings.split else 1, context.shape[-1])
         transformer_options = {**transformer_options, STEP_KEY: step}
         token = CURRENT_STEP.set(step)
         try:

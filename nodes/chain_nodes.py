@@ -12,6 +12,7 @@ from comfy_api.v0_0_2 import io
 from ..model_patches import colorizer_prompt as chain
 from ..model_patches.modes import BACKGROUND_NODE, SPLIT_NODE, STYLE_NODE
 from ..model_patches.settings import BLOCK_NAMES, accurate_reference_scales, level_reference_scales
+from ..model_patches.settings import GuidanceWindow as Window
 from ..model_patches.unet_patches import apply_colorizer
 from .io_types import CATEGORY, Colorizer, ColorizerReference, ColorizerSketch, fraction
 
@@ -217,4 +218,36 @@ class BlockReferenceStrength(io.ComfyNode):
         return io.NodeOutput(*chain.conditionings(chain.with_reference_scales(prompt, scales)))
 
 
-NODES = [ApplySketch, SplitAttention, BackgroundEncoder, StyleEncoder, ReferenceStrength, BlockReferenceStrength]
+class GuidanceWindow(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionGuidanceWindow", display_name="ColorizeDiffusion Guidance Window",
+            category=CATEGORY,
+            description=(
+                "The official guidance window: the reference acts only between the start and end steps, and not "
+                "inside the no-guidance window (steps as fractions of the schedule, 0 = first). Outside, every "
+                "pass sees a zero reference context. The official app honours it for v1 only."),
+            inputs=[
+                *_pair_inputs(),
+                fraction("start", 0.0, "Guidance start step: no reference before it"),
+                fraction("end", 1.0, "Guidance end step: no reference after it"),
+                fraction("no_guidance_start", -0.05, "No guidance start step (-0.05 = no such window)", lo=-0.05),
+                fraction("no_guidance_end", -0.05, "No guidance end step (-0.05 = no such window)", lo=-0.05),
+                io.Boolean.Input("all_families", default=False, tooltip=(
+                    "not official: apply the window to v1.5/v2 too (the official app ignores it there); with "
+                    "Split Attention each half gets the zero context")),
+            ],
+            outputs=_pair_outputs(),
+        )
+
+    @classmethod
+    def execute(cls, positive, negative, start=0.0, end=1.0, no_guidance_start=-0.05, no_guidance_end=-0.05,
+                all_families=False):
+        prompt = chain.prompt_of(positive, negative, "ColorizeDiffusion Guidance Window")
+        window = Window(float(start), float(end), float(no_guidance_start), float(no_guidance_end))
+        return io.NodeOutput(*chain.conditionings(chain.with_window(prompt, window, all_families)))
+
+
+NODES = [ApplySketch, SplitAttention, BackgroundEncoder, StyleEncoder, ReferenceStrength, BlockReferenceStrength,
+         GuidanceWindow]

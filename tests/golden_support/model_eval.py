@@ -14,7 +14,7 @@ import torch
 from colorize_diffusion.model_patches import guidance
 from colorize_diffusion.model_patches.checkpoint import load_checkpoint
 from colorize_diffusion.model_patches.modes import official_mode
-from colorize_diffusion.model_patches.settings import attention_settings, level_reference_scales
+from colorize_diffusion.model_patches.settings import GuidanceWindow, attention_settings, level_reference_scales
 
 CASE_MODES = {"plain": "vanilla", "bg": "background enhance", "fg": "foreground enhance",
               "fgbg": "full", "style": "style enhance", "full": "full"}
@@ -40,7 +40,15 @@ def case_settings(case: dict, family: str, mode: str):
         assert all(abs(a - b) < 1e-9 for a, b in zip(scales, want)), f"reference scales {scales} != case {want}"
     return attention_settings(family, official_mode(mode, family), scales, param(case, "Sketch mask threshold", 0.05),
                               param(case, "Foreground strength", 1.0), param(case, "Background strength", 1.0),
-                              param(case, "Merging scale", 0.0))
+                              param(case, "Merging scale", 0.0), window=case_window(case, family))
+
+
+def case_window(case: dict, family: str):
+    """The case's guidance window where the official app honours it (v1), None when it is the never-acting
+    default or the family ignores it."""
+    window = GuidanceWindow(param(case, "Guidance start step", 0.0), param(case, "Guidance end step", 1.0),
+                            param(case, "No guidance start step", -0.05), param(case, "No guidance end step", -0.05))
+    return window if family == "v1" and window != GuidanceWindow() else None
 
 
 def listed(inputs: dict, name: str):

@@ -18,7 +18,7 @@ from colorize_diffusion.model_patches.networks import v2_encoders
 from colorize_diffusion.model_patches.conditioning import sketch_unconditional
 
 from .clip_runner import tower_heads
-from .model_eval import guided_step, loaded, param
+from .model_eval import case_window, guided_step, loaded, param
 
 LATENT_SCALE = 0.18215
 NODES = node_classes()
@@ -89,6 +89,11 @@ def run(case, inputs, case_dir, root):
             positive=pos, negative=neg, reference_strength=param(case, "Reference strength"),
             encoder_scale=param(case, "Encoder crossattn scale"), color_scale=param(case, "Color crossattn scale"),
             semantics_scale=param(case, "Semantics crossattn scale"))
+        window = case_window(case, ckpt.colorizer.family)
+        if window is not None:
+            pos, neg = _node("ColorizeDiffusionGuidanceWindow")(
+                positive=pos, negative=neg, start=window.start, end=window.end, no_guidance_start=window.no_start,
+                no_guidance_end=window.no_end)
         merge = param(case, "Merging scale")
         if parts.split:
             pos, neg = _node("ColorizeDiffusionSplitAttention")(
