@@ -238,7 +238,7 @@ def _vae_latent(vae, colorizer, image, gen_hw, device, node):
         raise ColorizerInputError(f"{node} VAE-encodes the picture (v2): connect a VAE")
     pixels = F.interpolate(image.float(), size=gen_hw, mode="bicubic", align_corners=False)
     latent = vae.encode(((pixels + 1) / 2).movedim(1, -1))
-    return colorizer.latent_format.process_in(latent).to(device)
+    return _rows(colorizer.latent_format.process_in(latent), image.shape[0], "the VAE latent").to(device)
 
 
 # ------------------------------------------------------------------------------------------------ assembly
@@ -270,10 +270,12 @@ def _v15_context(prompt, emb, split, bg):
 def settings(prompt: ColorizerPrompt):
     split = prompt.split
     if split is None:
-        return attention_settings(prompt.family, prompt.parts, prompt.reference_scales, 0.05, window=prompt.window)
-    return attention_settings(prompt.family, prompt.parts, prompt.reference_scales, split.threshold,
-                              split.fg_strength, split.bg_strength, split.merge_scale, split.official_fgbg_reset,
-                              prompt.window)
+        out = attention_settings(prompt.family, prompt.parts, prompt.reference_scales, 0.05, window=prompt.window)
+    else:
+        out = attention_settings(prompt.family, prompt.parts, prompt.reference_scales, split.threshold,
+                                 split.fg_strength, split.bg_strength, split.merge_scale, split.official_fgbg_reset,
+                                 prompt.window)
+    return dataclasses.replace(out, batch=prompt.batch)
 
 
 def conditionings(prompt: ColorizerPrompt) -> tuple[list, list]:

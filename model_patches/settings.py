@@ -64,6 +64,7 @@ class AttentionSettings:
     bg_lora: bool = False
     unfinished: str = ""                 # why this wiring cannot run (modes.unfinished); "" = complete
     window: "GuidanceWindow | None" = None
+    batch: int = 1                       # pictures the conditioning was prepared for (sketches × samples each)
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,13 @@ class ColorizerUNetPatch:
             raise ColorizerInputError(step.settings.unfinished)
         if step.controls is not None and len(step.controls) != len(self.hint_index):
             raise ColorizerInputError(f"expected {len(self.hint_index)} sketch residuals, got {len(step.controls)}")
+        passes = len(transformer_options.get("cond_or_uncond") or (0,))
+        latent_batch, prepared = x.shape[0] // passes, step.settings.batch
+        if prepared > 1 and latent_batch != prepared:     # ComfyUI would cut or cycle the prepared rows silently
+            raise ColorizerInputError(
+                f"the latent being sampled holds {latent_batch} pictures, but Apply Sketch prepared {prepared} "
+                "(sketches × samples_per_sketch): sample Apply Sketch's own latent, or change samples_per_sketch "
+                "there instead of the batch size of another latent node")
         self._check_attention_replacements(step, transformer_options)
         window = step.settings.window
         if window is not None and window.off_at(timesteps.flatten()[0]):

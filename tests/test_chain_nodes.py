@@ -256,3 +256,16 @@ def test_every_official_mode_is_a_runnable_wiring_of_the_nodes():
             else:
                 assert problem == "", (family, mode)
                 assert parts.name == mode or mode == "full" and family == "v1", (family, mode)   # v1 full = BG
+
+
+def test_a_latent_smaller_than_the_prepared_batch_is_refused_before_the_first_step(ckpts, clip):
+    ckpt = ckpts["v2"]
+    model, pos, neg, latent = node("ColorizeDiffusionApplySketch", model=ckpt.model, colorizer=ckpt.colorizer,
+                                   sketch=_sketch(), reference=_reference(clip), samples_per_sketch=3)
+    one = latent["samples"][:1]
+    with pytest.raises(ColorizerInputError, match="holds 1 pictures, but Apply Sketch prepared 3"):
+        comfy.sample.sample(model, comfy.sample.prepare_noise(one, 0), 1, 4.0, "euler", "normal", pos, neg, one,
+                            disable_pbar=True)
+    out = comfy.sample.sample(model, comfy.sample.prepare_noise(latent["samples"], 0), 1, 4.0, "euler", "normal",
+                              pos, neg, latent["samples"], disable_pbar=True)
+    assert out.shape[0] == 3

@@ -84,7 +84,7 @@ def run(case, inputs, case_dir, root):
     with _recorded(ckpt.colorizer) as seen:
         model, pos, neg, latent = _node("ColorizeDiffusionApplySketch")(
             model=ckpt.model, colorizer=ckpt.colorizer, sketch=sketch, reference=reference,
-            sketch_strength=param(case, "Sketch strength"))
+            sketch_strength=param(case, "Sketch strength"), samples_per_sketch=param(case, "Batch size", 1))
         pos, neg = _node("ColorizeDiffusionReferenceStrength")(
             positive=pos, negative=neg, reference_strength=param(case, "Reference strength"),
             encoder_scale=param(case, "Encoder crossattn scale"), color_scale=param(case, "Color crossattn scale"),
