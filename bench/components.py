@@ -146,7 +146,7 @@ def run(ckpt, size: int, baseline_s: dict | None = None, reps: int = 5, log=prin
                             t_orig = fastest(lambda: obj._wrapped[0](x, context=context,
                                                                     transformer_options=plain_options), reps)
                         elif label == "styled_out":
-                            t_orig = fastest(lambda: obj.inner(*args), reps)
+                            t_orig = fastest(lambda: torch.nn.Sequential.forward(obj, *args), reps)
                         else:
                             t_orig = 0.0
                     theirs += t_orig

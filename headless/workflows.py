@@ -23,6 +23,7 @@ from ..model_patches.modes import OFFICIAL_MODES, ModeParts, official_mode, unfi
 # ----------------------------------------------------------------------------------------------------------
 CHECKPOINTS = {"v1": "mult-eps-newft.safetensors", "v1.5": "switch-eps.safetensors", "v2": "v2-full.safetensors"}
 CLIP_VISION = "clip_vision_h.safetensors"
+TEXT_TOWER = "open_clip_pytorch_model.bin"       # the full OpenCLIP ViT-H-14 file: its text tower manipulates
 SIZE_BASE = {"v1": 512, "v1.5": 512, "v2": 768}   # the families' training resolutions (README of the app)
 SKETCH_FOLDER = "colorizediffusion_sketches"      # input/ subfolder read by the batch workflow
 PACK_TITLE = "ColorizeDiffusion"
@@ -44,6 +45,7 @@ MODEL_FILES = {   # file -> (download url, model folder): ComfyUI's missing-mode
                                    "colorizediffusion_preprocessors"),
     "isnetis.safetensors": (f"{_HF}/tellurion/line_extractor/resolve/main/isnetis.safetensors",
                             "colorizediffusion_preprocessors"),
+    TEXT_TOWER: (f"{_HF}/laion/CLIP-ViT-H-14-laion2B-s32B-b79K/resolve/main/{TEXT_TOWER}", "clip_vision"),
 }
 
 # Mode names as the command line takes them (short and full) -> the official mode
@@ -74,6 +76,7 @@ class WorkflowSpec:
     description: str
     batch: bool = False    # many sketches (a folder of input/), one reference
     background: bool = False   # a separate background picture
+    similarity: bool = False   # text manipulation of the reference and attention injection
 
 
 WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
@@ -94,6 +97,11 @@ WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
     WorkflowSpec("full_enhance_background_v2", "Full enhance with a background picture (v2)", "v2", "full",
                  "v2: style and background enhance, the background taken from a separate picture.",
                  background=True),
+    WorkflowSpec("text_and_injection_v2", "Steer the reference with text, strengthen it by injection (v2)", "v2",
+                 "vanilla",
+                 "v2: a text manipulation moves the reference's tokens (here: the dress towards blue) and attention "
+                 "injection makes the picture follow the reference more closely (one extra UNet pass per step).",
+                 similarity=True),
     WorkflowSpec("batch_sketches", "Many sketches, one reference (v2)", "v2", "vanilla",
                  f"Every picture in input/{SKETCH_FOLDER}/ coloured with one reference; one result per sketch.",
                  batch=True),
@@ -108,6 +116,8 @@ class Options:
     prediction: str = "auto"
     clip_vision: str = CLIP_VISION
     clip_heads: int = 0                      # 0 = infer (ViT-H/14: 16)
+    text_tower: str = TEXT_TOWER             # the text-manipulation workflow: a full OpenCLIP file in clip_vision
+    text_heads: int = 0                      # 0 = from its width
     vae: str | None = None                   # None: the checkpoint's VAE; else a file of models/vae (Load VAE)
     masks: str = "isnet"                     # isnet: the pack's ISNet nodes; files: the pictures sketch_mask
     #                                          (of the original sketch; letterboxed like it) and reference_mask
@@ -148,9 +158,10 @@ OPTION_NAMES = tuple(f.name for f in fields(Options))
 # Widgets whose value names a user file (checked against the official names, not against a folder listing).
 FILE_WIDGETS = {("LoadImage", "image"), ("LoadImageMask", "image"), ("LoadImageDataSetFromFolder", "folder"),
                 ("VAELoader", "vae_name"), ("ColorizeDiffusionCheckpointLoader", "ckpt_name"),
-                ("ColorizeDiffusionLoadOpenCLIPVision", "clip_name")}
+                ("ColorizeDiffusionLoadOpenCLIPVision", "clip_name"), ("ColorizeDiffusionLoadTextTower", "clip_name")}
 MODEL_WIDGETS = {("ColorizeDiffusionCheckpointLoader", "ckpt_name"), ("ColorizeDiffusionLoadOpenCLIPVision",
-                                                                       "clip_name")}
+                                                                       "clip_name"),
+                 ("ColorizeDiffusionLoadTextTower", "clip_name")}
 NETWORK_FILES = {"ColorizeDiffusionSketchMask": "sketch-segment.safetensors",
                  "ColorizeDiffusionReferenceMask": "isnetis.safetensors"}
 NOTE = "Note"     # the frontend's note node (not a backend node: absent from /object_info and from the API form)
@@ -404,6 +415,15 @@ def build(stem: str, options: Options | None = None) -> Graph:
                    {"method": "none", "polarity": "auto", "width": o.width, "height": o.height,
                     "size_base": size_base, "monochrome": "auto", "extract_size": 512}, sketch_links)
     reference = g.add("ColorizeDiffusionEncodeReference", 2, {}, {"clip_vision": (clip, 0), "image": (ref_img, 0)})
+    if spec.similarity:
+        tower = g.add("ColorizeDiffusionLoadTextTower", 1, {"clip_name": o.text_tower, "heads": o.text_heads},
+                      color=_BLUE)
+        rows = g.add("ColorizeDiffusionManipulation", 2,
+                     {"target": "a blue dress", "anchor": "a red dress", "control": "dress", "target_scale": 3.0,
+                      "enhance": False, "threshold_0": 0.5, "threshold_1": 0.55, "threshold_2": 0.65,
+                      "threshold_3": 0.95})
+        reference = g.add("ColorizeDiffusionManipulateReference", 2, {},
+                          {"reference": (reference, 0), "text_tower": (tower, 0), "manipulations": (rows, 0)})
     background = g.add("ColorizeDiffusionEncodeReference", 2, {}, {"clip_vision": (clip, 0), "image": (bg_img, 0)},
                        title="Encode Background") if bg_img is not None else None
     sketch_mask = _sketch_mask(g, o, sketch, size_base) if parts.split else None
@@ -438,9 +458,17 @@ def build(stem: str, options: Options | None = None) -> Graph:
         style = g.add("ColorizeDiffusionStyleEncoder", 3, {"merge_scale": o.merge_scale}, links, color=_PURPLE)
         pair = {"positive": (style, 0), "negative": (style, 1)}
 
+    model = (applied, 0)
+    if spec.similarity:
+        injected = g.add("ColorizeDiffusionAttentionInjection", 3,
+                         {"reference_fidelity": 0.5, "sketch_fidelity": 0.0, "start": 0.0, "seed": 0},
+                         {"model": model, "colorizer": (ckpt, 1), "vae": vae, "reference_image": (ref_img, 0),
+                          "latent": (applied, 3)}, color=_PURPLE)
+        model = (injected, 0)
+
     # sampler and output -----------------------------------------------------------------------------------
     guider = g.add("ColorizeDiffusionGuider", 4, {"reference_scale": o.reference_scale, "sketch_scale": o.sketch_scale},
-                   {"model": (applied, 0), **pair}, color=_PURPLE)
+                   {"model": model, **pair}, color=_PURPLE)
     noise = g.add("RandomNoise", 4, {"noise_seed": o.seed})
     sampler = g.add("KSamplerSelect", 4, {"sampler_name": o.sampler})
     sigmas = g.add("BasicScheduler", 4, {"scheduler": o.scheduler, "steps": o.steps, "denoise": 1.0},
@@ -484,6 +512,8 @@ def _note(g: Graph, family: str, background_file: str | None) -> str:
     """What a newcomer needs before the first Run: which files go where, and what the graph does."""
     files = [f"- {n.widgets['ckpt_name']}: models/colorizediffusion/" for n in g.find("ColorizeDiffusionCheckpointLoader")]
     files.append(f"- {g.options.clip_vision}: models/clip_vision/")
+    if g.spec.similarity:
+        files.append(f"- {g.options.text_tower} (the full OpenCLIP ViT-H-14, for its text tower): models/clip_vision/")
     for node_type, name in NETWORK_FILES.items():
         if node_type in g.node_types:
             files.append(f"- {name}: models/colorizediffusion/preprocessors/")

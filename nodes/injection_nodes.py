@@ -29,7 +29,8 @@ class AttentionInjection(io.ComfyNode):
                 fraction("sketch_fidelity", 0.0, "Injection fidelity (sketch): sketch residuals of the negated "
                                                  "reference in the injected pass"),
                 fraction("start", 0.0, "Injection start step, as a fraction of the schedule"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="noise of the injected pass"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="noise of the injected pass"),
             ],
             outputs=[io.Model.Output(display_name="model")],
         )

@@ -25,6 +25,7 @@ from conftest import GOLDEN
 
 TINY_CHECKPOINTS = {"v1": "mult-eps-tiny.safetensors", "v1.5": "switch-tiny.safetensors", "v2": "v2-tiny.safetensors"}
 TINY_CLIP = "tiny-vit-openclip.safetensors"
+TINY_TEXT_TOWER = "tiny-openclip-full.safetensors"   # with tiny-openclip-full.json (its heads)
 TINY_VAE = "tiny-taesd.safetensors"
 SIZE = 64
 BATCH_FOLDER = "e2e_sketches"     # not the pack's own example folder, which the server also has
@@ -35,6 +36,7 @@ def variant_options(stem: str, **changes) -> wf.Options:
     base = dict(checkpoint=TINY_CHECKPOINTS[spec.family], clip_vision=TINY_CLIP, clip_heads=4, vae=TINY_VAE,
                 masks="images", width=SIZE, height=SIZE, steps=2, seed=1234, seed_control="fixed",
                 filename_prefix=f"test/{stem}", sketch="sketch.png", reference="reference.png",
+                text_tower=TINY_TEXT_TOWER,
                 sketch_folder=BATCH_FOLDER)
     base.update(changes)
     if base.get("background") is None and spec.background:      # the test's own background picture

@@ -100,8 +100,8 @@ def prepare_base_dir(base: Path) -> Path:
     for root in golden_roots():
         for f in sorted((root / "models").glob("*.safetensors")):
             _link(f, base / "models" / "colorizediffusion" / f.name)
-        for f in sorted((root / "clip").glob("*.safetensors")):
-            _link(f, base / "models" / "clip_vision" / f.name)
+        for f in sorted((root / "clip").glob("*.safetensors")) + sorted((root / "clip").glob("*.json")):
+            _link(f, base / "models" / "clip_vision" / f.name)      # towers and their open_clip configs
     return base
 
 

@@ -51,8 +51,9 @@ def _link_models(models: Path, vae_file: Path) -> Path:
     for f in S.TINY_CHECKPOINTS.values():
         dest = models / "colorizediffusion" / f
         dest.exists() or dest.symlink_to(GOLDEN / "models" / f)
-    dest = models / "clip_vision" / S.TINY_CLIP
-    dest.exists() or dest.symlink_to(GOLDEN / "clip" / S.TINY_CLIP)
+    for name in (S.TINY_CLIP, S.TINY_TEXT_TOWER, S.TINY_TEXT_TOWER.replace(".safetensors", ".json")):
+        dest = models / "clip_vision" / name
+        dest.exists() or dest.symlink_to(GOLDEN / "clip" / name)
     dest = models / "vae" / S.TINY_VAE
     dest.exists() or dest.symlink_to(vae_file)
     return models
