@@ -106,6 +106,7 @@ def main(argv=None) -> int:
             for mode in step_time.MODES:
                 result[mode] = r["steps"][mode]["ratio"]
             result["dualcfg_batched_vs_separate"] = r["dual"]["ratio"]
+            result["injection_over_vanilla"] = r["injection"]["ratio"]
 
             from bench import components
 
@@ -118,7 +119,8 @@ def main(argv=None) -> int:
 
     log(f"\ntotal benchmark time {time.perf_counter() - t_start:.0f} s")
     fmt = lambda k: f"{result[k]:.3f}" if isinstance(result.get(k), float) else str(result.get(k, "na"))  # noqa: E731
-    keys = ["vanilla", "bg", "style", "full", "dualcfg_batched_vs_separate", "encoder_runs_per_prompt",
+    keys = ["vanilla", "bg", "style", "full", "dualcfg_batched_vs_separate", "injection_over_vanilla",
+            "encoder_runs_per_prompt",
             "encoder_runs_requeue", "load_peak_anon_over_file", "load_peak_rss_over_comfy"]
     if estimates:
         log("ESTIMATE " + " ".join(f"{k}={v['estimate']:.3f}" for k, v in estimates.items()))

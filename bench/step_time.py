@@ -147,6 +147,28 @@ def mode_conditionings(colorizer, mode: str, inp: dict):
                                   inp["style"] if flags.style else None)
 
 
+def injection_cost(patched, colorizer, inp: dict, rounds: int, log=print, flops: bool = False) -> dict:
+    """Attention injection (reference guidance 4, so the reference-unconditional rows take the fidelity blend)
+    against the same vanilla step without it: the price of its write pass."""
+    from colorize_diffusion.model_patches.injection import (AttentionInjection, InjectionSettings, SeededNoise,
+                                                            alphas_cumprod, apply_injection)
+
+    latent = inp["latent"]
+    reference_latent = torch.randn(latent, generator=torch.Generator().manual_seed(7))   # stands for the VAE latent
+    injection = AttentionInjection(reference_latent, None, InjectionSettings(), alphas_cumprod(patched),
+                                   SeededNoise(0))
+    pos, neg, sk = mode_conditionings(colorizer, "vanilla", inp)
+    injected = Variant("injected", apply_injection(patched, injection), pos, neg, sk, REF_SCALE)
+    vanilla = Variant("vanilla", patched, pos, neg, sk, REF_SCALE)
+    log(f"  attention injection on the vanilla step (reference guidance {REF_SCALE:g}), {rounds} rounds")
+    run_rounds([(injected, vanilla)], latent, rounds, log, flops)
+    r = {"injected_s": statistics.median(injected.timer.times), "vanilla_s": statistics.median(vanilla.timer.times),
+         "ratio": paired_ratio(injected, vanilla), "spread": spread(injected, vanilla)}
+    log(f"  injection: {r['injected_s']:.2f} s per step, without {r['vanilla_s']:.2f} s -> {r['ratio']:.3f}x "
+        f"(rounds {r['spread']}; one extra UNet pass per step)")
+    return r
+
+
 def plain_conditionings(tokens: int, dim: int, seed: int = 1):
     ctx = torch.randn(1, tokens, dim, generator=torch.Generator().manual_seed(seed))
     return [[ctx, {}]], [[torch.zeros_like(ctx), {}]], None
@@ -283,6 +305,8 @@ def run(ckpt, size: int, rounds: int, dual_rounds: int, log=print, flops: bool =
     for mode, (_, b) in pairs.items():
         n = TOKENS.get(mode, 256)
         results["fastest_unpatched_s"][n] = min(results["fastest_unpatched_s"].get(n, float("inf")), *b.timer.times)
+
+    results["injection"] = injection_cost(patched, col, inp, dual_rounds, log, flops)
 
     pos, neg, sk = mode_conditionings(col, "full", inp)
     counted, recorder = with_recorder(patched)
