@@ -198,9 +198,12 @@ def read_sidecar_config(path: str) -> dict:
     except (OSError, ValueError) as exc:
         log.warning("ColorizeDiffusion: ignoring unreadable sidecar %s (%s)", side, exc)
         return {}
+    out = {}
+    hf = cfg.get("config") if isinstance(cfg, dict) else None
+    if isinstance(hf, dict) and "num_attention_heads" in hf:      # transformers CLIPVisionConfig form
+        out["heads"] = int(hf["num_attention_heads"])
     cfg = cfg.get("open_clip_model_cfg", cfg)
     vc = cfg.get("vision_cfg", {}) if isinstance(cfg, dict) else {}
-    out = {}
     if "heads" in vc:
         out["heads"] = int(vc["heads"])
     elif "width" in vc and "head_width" in vc:
@@ -413,6 +416,62 @@ def build_comfy_clip_vision(sd: dict, *, heads: int | None = None, quick_gelu: b
     if missing or unexpected:
         raise ColorizerLoadError(f"ComfyUI CLIP vision model: missing {list(missing)[:8]}, unexpected {list(unexpected)[:8]}")
     if dtype is not None:                 # a host with lazy layers assigns the file's tensors as they are
+        cv.model.to(dtype=dtype)
+    return cv
+
+
+def find_hf_vision_prefix(sd: dict) -> str | None:
+    """The prefix of a transformers-layout CLIP vision tower (ComfyUI's clip_vision_*.safetensors naming)."""
+    for k in sd:
+        if k.endswith("vision_model.embeddings.patch_embedding.weight"):
+            return k[: -len("vision_model.embeddings.patch_embedding.weight")]
+    return None
+
+
+def hf_vision_config(sd: dict, prefix: str = "", *, heads: int | None = None) -> dict:
+    """ComfyUI's clip_vision_model config for a transformers-layout tower, from its shapes (heads: given, the
+    sidecar's, the known towers' by width, else width/64)."""
+    p = prefix + "vision_model."
+    width, _, patch, _ = sd[p + "embeddings.patch_embedding.weight"].shape
+    positions = int(sd[p + "embeddings.position_embedding.weight"].shape[0])
+    layers = 1 + max(int(k[len(p + "encoder.layers."):].split(".")[0]) for k in sd
+                     if k.startswith(p + "encoder.layers."))
+    cfg = {"hidden_act": "gelu", "hidden_size": int(width), "image_size": int(round((positions - 1) ** 0.5)) * int(patch),
+           "intermediate_size": int(sd[p + "encoder.layers.0.mlp.fc1.weight"].shape[0]), "layer_norm_eps": 1e-5,
+           "model_type": "clip_vision_model", "num_attention_heads": int(heads or KNOWN_HEADS_BY_WIDTH.get(int(width),
+                                                                                                       int(width) // 64)),
+           "num_channels": 3, "num_hidden_layers": layers, "patch_size": int(patch),
+           "image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD)}
+    if prefix + "visual_projection.weight" in sd:
+        cfg["projection_dim"] = int(sd[prefix + "visual_projection.weight"].shape[0])
+    return cfg
+
+
+def build_comfy_clip_vision_hf(sd: dict, *, heads: int | None = None, dtype=None):
+    """A ``comfy.clip_vision.ClipVisionModel`` for a transformers-layout tower ComfyUI does not recognise by its layer
+    count (reduced or re-trained towers); the real ViT-bigG/H/L files go through ComfyUI's own loader."""
+    import comfy.clip_vision
+
+    prefix = find_hf_vision_prefix(sd)
+    if prefix is None:
+        raise ColorizerLoadError("no transformers-layout CLIP vision tower (vision_model.*) in this state dict")
+    cfg = hf_vision_config(sd, prefix, heads=heads)
+    fd, cfg_path = tempfile.mkstemp(suffix=".json", prefix="colorize_clip_vision_")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(cfg, f)
+        cv = comfy.clip_vision.ClipVisionModel(cfg_path)
+    finally:
+        os.unlink(cfg_path)
+    if dtype is not None:
+        cv.model.to(dtype=dtype)
+        cv.dtype = dtype
+    own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    missing, unexpected = cv.load_sd(own)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise ColorizerLoadError(f"ComfyUI CLIP vision model: missing {list(missing)[:8]}, unexpected {list(unexpected)[:8]}")
+    if dtype is not None:
         cv.model.to(dtype=dtype)
     return cv
 

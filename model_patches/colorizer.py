@@ -23,8 +23,10 @@ class UNetExtras(nn.Module):
 
 class Encoders(nn.Module):
     def __init__(self, sketch_encoder, bg_encoder=None, style_encoder=None, threshold_embedder=None,
-                 cluster_transformer=None):
+                 cluster_transformer=None, reference_projection=None, reference_net=None):
         super().__init__()
+        self.reference_projection = reference_projection     # XL: ClusterConcat (CLIP bigG + WD tagger tokens)
+        self.reference_net = reference_net                   # xlv2: the background ReferenceNet
         self.sketch_encoder = sketch_encoder
         self.bg_encoder = bg_encoder
         self.style_encoder = style_encoder
@@ -34,7 +36,7 @@ class Encoders(nn.Module):
 
 @dataclass
 class Colorizer:
-    family: str                 # "v1" | "v1.5" | "v2"
+    family: str                 # "v1" | "v1.5" | "v2" | "sdxl" | "xlv2"
     prediction: str             # "eps" | "v"
     context_dim: int
     unet_extras: UNetExtras
@@ -47,7 +49,13 @@ class Colorizer:
     def latent_format(self):
         import comfy.latent_formats
 
+        if self.is_xl:
+            return comfy.latent_formats.SDXL()   # scale 0.13025
         return comfy.latent_formats.SD15()   # SD2.x latents, scale 0.18215
+
+    @property
+    def is_xl(self) -> bool:
+        return self.family in ("sdxl", "xlv2")
 
     def load_encoders(self):
         """Put the once-per-prompt encoders on the compute device (ComfyUI decides, and may offload later)."""

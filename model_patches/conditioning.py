@@ -16,10 +16,14 @@ from .step_data import COND_PREFIX
 BLANK_CONTROLS_KEY = "colorize_diffusion_blank_controls"   # entry key (not a model cond: never batched per step)
 
 
-def _model_conds(settings, controls=None, mask=None, hs_bg=None, style=None) -> dict:
+def _model_conds(settings, controls=None, mask=None, hs_bg=None, style=None, y=None, banks=None) -> dict:
     import comfy.conds
 
     conds = {COND_PREFIX + "settings": comfy.conds.CONDConstant(settings)}
+    if y is not None:                    # XL: the UNet's own label-embedding input (size and aesthetic score)
+        conds["y"] = comfy.conds.CONDRegular(y)
+    if banks is not None:
+        conds[COND_PREFIX + "banks"] = comfy.conds.CONDConstant(banks)
     if controls is not None:
         conds[COND_PREFIX + "controls"] = comfy.conds.CONDList(list(controls))
     if mask is not None:
@@ -31,16 +35,17 @@ def _model_conds(settings, controls=None, mask=None, hs_bg=None, style=None) -> 
     return conds
 
 
-def conditioning(context, settings, controls=None, mask=None, hs_bg=None, style=None, extra=None) -> list:
-    return [[context, {"model_conds": _model_conds(settings, controls, mask, hs_bg, style), **(extra or {})}]]
+def conditioning(context, settings, controls=None, mask=None, hs_bg=None, style=None, extra=None, y=None,
+                 banks=None) -> list:
+    return [[context, {"model_conds": _model_conds(settings, controls, mask, hs_bg, style, y, banks), **(extra or {})}]]
 
 
 def guidance_conditionings(context, settings, controls, blank_controls, mask=None, hs_bg=None, style=None,
-                           extra=None):
+                           extra=None, y=None, banks=None):
     """(positive, negative, sketch_negative): c, u_ref and u_sk of the official dual guidance."""
     extra = {BLANK_CONTROLS_KEY: list(blank_controls), **(extra or {})}
-    positive = conditioning(context, settings, controls, mask, hs_bg, style, extra)
-    negative = conditioning(torch.zeros_like(context), settings, controls, mask, hs_bg, style, extra)
+    positive = conditioning(context, settings, controls, mask, hs_bg, style, extra, y, banks)
+    negative = conditioning(torch.zeros_like(context), settings, controls, mask, hs_bg, style, extra, y, banks)
     return positive, negative, sketch_unconditional(positive)
 
 

@@ -6,8 +6,11 @@ import os
 from ..errors import ColorizerLoadError
 
 UNET = "model.diffusion_model."
-FAMILIES = ("v1", "v1.5", "v2")
-WHAT_WE_LOAD = "this node loads ColorizeDiffusion v1 (mult), v1.5 (switch) and v2 checkpoints (SD2.1 based)"
+FAMILIES = ("v1", "v1.5", "v2", "sdxl", "xlv2")
+XL_FAMILIES = ("sdxl", "xlv2")
+WHAT_WE_LOAD = ("this node loads ColorizeDiffusion v1 (mult), v1.5 (switch), v2 (SD2.1 based) and XL (sdxl, xlv2) "
+                "checkpoints")
+XL_ADM = 512          # the XL colorizer's y: size and aesthetic-score embeddings (SDXL base: 2816)
 
 # Persistent buffers of the official DDPM wrapper: recomputable, accepted and ignored.
 DDPM_BUFFERS = frozenset((
@@ -39,10 +42,10 @@ def describe_foreign(sd) -> str:
     ctx = _context_dim(sd)
     xl = (_has_prefix(keys, "conditioner.embedders.") or f"{UNET}label_emb.0.0.weight" in sd
           or ctx == 2048)
-    if xl and (_has_prefix(keys, "control_encoder.") or any("lora_down_fg" in k for k in keys)):
-        return "this is a ColorizeDiffusion XL checkpoint (SDXL based)"
+    if xl and _has_prefix(keys, "control_encoder."):
+        return "this is an incomplete ColorizeDiffusion XL checkpoint (no proj.* reference projection)"
     if xl:
-        return "this is an SDXL checkpoint"
+        return "this is an SDXL base checkpoint (no ColorizeDiffusion sketch encoder)"
     if ctx == 768:
         return "this is a Stable Diffusion 1.x checkpoint (context dim 768)"
     if ctx == 1024 and _has_prefix(keys, UNET):
@@ -54,11 +57,23 @@ def describe_foreign(sd) -> str:
     return "this file is not a ColorizeDiffusion checkpoint (no diffusion model or sketch encoder keys found)"
 
 
+def _adm_channels(sd) -> int | None:
+    w = sd.get(f"{UNET}label_emb.0.0.weight")
+    return None if w is None else int(w.shape[1])
+
+
 def detect_family(sd) -> str:
-    """'v1', 'v1.5' or 'v2'; a clear ColorizerLoadError for anything else."""
+    """'v1', 'v1.5', 'v2', 'sdxl' or 'xlv2'; a clear ColorizerLoadError for anything else."""
     keys = sd.keys()
     is_colorizer = _has_prefix(keys, UNET) and _has_prefix(keys, "control_encoder.")
     ctx = _context_dim(sd)
+    if is_colorizer and _adm_channels(sd) == XL_ADM and "proj.attn.to_q.weight" in sd:
+        if _has_prefix(keys, "bg_encoder."):
+            if not any(k.endswith("lora_down_background.weight") for k in keys):
+                raise ColorizerLoadError("incomplete ColorizeDiffusion XL v2 checkpoint: a background ReferenceNet "
+                                         "(bg_encoder.*) but no background LoRA (…lora_down_background)")
+            return "xlv2"
+        return "sdxl"
     if not is_colorizer or ctx is None or f"{UNET}label_emb.0.0.weight" in sd:
         raise ColorizerLoadError(f"{describe_foreign(sd)}; {WHAT_WE_LOAD}")
     if _has_prefix(keys, f"{UNET}warp_modules."):

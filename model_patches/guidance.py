@@ -9,6 +9,7 @@ and the weights sum to 1.
 from __future__ import annotations
 
 from ..errors import ColorizerInputError
+from .latent_copy import LATENT_COPY_KEY
 from .step_data import PASSES_KEY
 
 
@@ -44,7 +45,13 @@ def make_guider_class():
     class ColorizeDiffusionGuider(comfy.samplers.CFGGuider):
         """GUIDER for SamplerCustomAdvanced: [positive, negative, sketch_negative] in one batch."""
 
+        latent_copy = None
+        _noise = None
+        _first_sigma = None
+
         def set_conds(self, positive, negative, sketch_negative=None):
+            self.latent_copy = next((options[LATENT_COPY_KEY] for _, options in positive
+                                     if options.get(LATENT_COPY_KEY) is not None), None)
             conds = {"positive": positive, "negative": negative}
             if sketch_negative is not None:
                 conds["sketch_negative"] = sketch_negative
@@ -55,7 +62,17 @@ def make_guider_class():
             self.sketch_scale = float(sketch_scale)
             self.cfg = self.reference_scale
 
+        def sample(self, noise, latent_image, sampler, sigmas, *args, **kwargs):
+            self._noise, self._first_sigma = noise, float(sigmas[0])      # latent copy re-noises with these
+            try:
+                return super().sample(noise, latent_image, sampler, sigmas, *args, **kwargs)
+            finally:
+                self._noise = None
+
         def predict_noise(self, x, timestep, model_options={}, seed=None):
+            if self.latent_copy is not None and self._noise is not None and \
+                    float(timestep.flatten()[0]) < self._first_sigma:
+                x = self.latent_copy.blend(x, timestep.flatten()[0], self._noise)
             passes = active_passes(self.reference_scale, self.sketch_scale)
             missing = [p for p in passes if self.conds.get(p) is None]
             if missing:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..errors import ColorizerInputError
 
-FAMILY_NAMES = {"v1": "v1 (mult)", "v1.5": "v1.5 (switch)", "v2": "v2"}
+FAMILY_NAMES = {"v1": "v1 (mult)", "v1.5": "v1.5 (switch)", "v2": "v2", "sdxl": "XL (sdxl)", "xlv2": "XL v2 (xlv2)"}
 OFFICIAL_MODES = ("vanilla", "style enhance", "background enhance", "foreground enhance", "full")
 
 SPLIT_NODE = "ColorizeDiffusion Split Attention"
@@ -85,6 +85,10 @@ def unfinished(family: str, parts: ModeParts) -> str:
                 f"background goes ({family_name(family)}). Wire Split Attention with the sketch's mask before or after "
                 "the Background Encoder")
     if parts.split and not parts.background:
+        if family == "xlv2":
+            return (f"{SPLIT_NODE} alone (foreground enhance) needs a foreground encoder, which the released "
+                    f"{family_name(family)} checkpoints do not have: add {BACKGROUND_NODE} (background enhance) or "
+                    "remove Split Attention")
         if family == "v1":
             return (f"{SPLIT_NODE} alone (foreground enhance) has no effect with a {family_name(family)} checkpoint: "
                     f"add {BACKGROUND_NODE} (background enhance) or remove Split Attention")
@@ -105,7 +109,7 @@ def lora_branches(family: str, parts: ModeParts) -> tuple[bool, bool]:
     (model-spec §3.5): v2 both with the background, v1.5 one per checkbox, v1 none."""
     if not parts.split:
         return False, False
-    if family == "v2":
+    if family in ("v2", "xlv2"):       # xlv2: its one "background" LoRA on both halves
         return parts.background, parts.background
     if family == "v1.5":
         return parts.foreground, parts.background

@@ -62,6 +62,9 @@ class AttentionSettings:
     merge_scale: float = 0.0
     fg_lora: bool = False
     bg_lora: bool = False
+    rule: str = ""                       # which tokens go to the foreground half (see SplitCrossAttention):
+                                         # "" by layer type (SD2.1), "above" m > threshold (sdxl), "soft" blend (xlv2)
+    lora_label: str = ""                 # the LoRA both halves use, when not their own fg/bg pair ("background": xlv2)
     unfinished: str = ""                 # why this wiring cannot run (modes.unfinished); "" = complete
     window: "GuidanceWindow | None" = None
     batch: int = 1                       # pictures the conditioning was prepared for (sketches × samples each)
@@ -104,7 +107,11 @@ def attention_settings(family: str, parts: ModeParts, reference_scales: tuple, t
     fg_lora, bg_lora = lora_branches(family, parts)
     if family in ("v1", "v1.5") and official_fgbg_reset:
         fg_strength = bg_strength = 1.0
+    if family == "sdxl" and not merge_scale and official_fgbg_reset:
+        fg_strength = bg_strength = 1.0      # sdxl's single biased attention has no strengths (merging scale 0)
+    rule = {"sdxl": "above", "xlv2": "soft"}.get(family, "")
     return AttentionSettings(reference_scales=tuple(reference_scales), split=True, threshold=float(threshold),
                              fg_scale=float(fg_strength), bg_scale=float(bg_strength),
-                             merge_scale=float(merge_scale), fg_lora=fg_lora, bg_lora=bg_lora,
+                             merge_scale=float(merge_scale), fg_lora=fg_lora, bg_lora=bg_lora, rule=rule,
+                             lora_label="background" if family == "xlv2" else "",
                              unfinished=unfinished(family, parts), window=window)

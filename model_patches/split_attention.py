@@ -102,9 +102,12 @@ class SplitCrossAttention(nn.Module):
         # LoRA act per query token); with a merging scale the bg branch is needed on the fg tokens too.
         ctx_fg, ctx_bg = context.chunk(2, dim=1)
         val_fg, val_bg = value.chunk(2, dim=1)
-        fg_branch = "fg" if st.fg_lora else None
-        bg_branch = "bg" if st.bg_lora else None
+        fg_branch = (st.lora_label or "fg") if st.fg_lora else None
+        bg_branch = (st.lora_label or "bg") if st.bg_lora else None
         hw = tuple(transformer_options["activations_shape"][-2:])
+        if st.rule == "soft":
+            return self.to_out(self._soft_blend(step, x, hw, (ctx_fg, val_fg, fg_branch), (ctx_bg, val_bg, bg_branch),
+                                                scale, transformer_options))
         bg_groups, fg_groups = step.cached(("attention groups", self.mask_scale, hw, bool(self._lora), x.dtype),
                                            lambda: self._token_groups(step, hw, x.dtype))
         out = None
@@ -121,13 +124,24 @@ class SplitCrossAttention(nn.Module):
                 scatter_tokens(out, rows, tokens, y)
         return self.to_out(out)
 
+    def _soft_blend(self, step, x, hw, fg, bg, scale, transformer_options):
+        """xlv2: both halves on every token, blended by the soft mask: (fg(1-merge) + bg·merge)·m + bg·(1-m)."""
+        st = step.settings
+        out_bg = self._branch(x, bg[0], bg[1], bg[2], transformer_options) * (scale * st.bg_scale)
+        out_fg = self._branch(x, fg[0], fg[1], fg[2], transformer_options) * (scale * st.fg_scale)
+        out_fg = out_fg * (1 - st.merge_scale) + out_bg * st.merge_scale
+        m = step.attention_mask(self.mask_scale, hw).to(x.dtype)
+        return out_fg * m + out_bg * (1 - m)
+
     def _token_groups(self, step, hw, dtype):
         """(bg, fg) selection groups of this block's resolution and comparison rule."""
         st = step.settings
         m = step.attention_mask(self.mask_scale, hw)[..., 0].to(dtype)
         # Official comparisons differ by layer type (exactly at the threshold only):
-        # LoRA-injected layers where(m > thr, fg, bg); the others where(m < thr, bg, fg).
-        foreground = (m > st.threshold) if self._lora else ~(m < st.threshold)
+        # LoRA-injected layers where(m > thr, fg, bg); the others where(m < thr, bg, fg); sdxl's biased attention
+        # (merging scale 0) m > thr.
+        above = st.rule == "above" and not st.merge_scale
+        foreground = (m > st.threshold) if (self._lora or above) else ~(m < st.threshold)
         bg_tokens = torch.ones_like(foreground) if st.merge_scale else ~foreground
         return selection_groups(bg_tokens), selection_groups(foreground)
 
@@ -136,3 +150,52 @@ class SplitCrossAttention(nn.Module):
         k = self._project(self.to_k, "k", context, branch)
         v = self._project(self.to_v, "v", value, branch)
         return _attention(q, k, v, self.heads, self.attn_precision, transformer_options, self._host_kwargs)
+
+
+BANK_THRESHOLD = 0.05     # the official decoder attn1 keeps its default threshold (the UI never sets it)
+
+
+class BankSelfAttention(nn.Module):
+    """xlv2 decoder self-attention with the background ReferenceNet's bank: where the soft sketch mask is above 0.05
+    a token attends to its own picture's tokens (the plain self-attention), elsewhere to the bank only (official:
+    one attention over [tokens, bank] with a -inf bias on the other half). Without a bank: the module it replaced."""
+
+    def __init__(self, attn1: nn.Module, bank_index: int, mask_scale: float):
+        super().__init__()
+        for name, child in attn1.named_children():
+            self.add_module(name, child)
+        for name, value in vars(attn1).items():
+            if not name.startswith("_") and name != "training" and not isinstance(value, nn.Module):
+                setattr(self, name, value)
+        self.attn_precision = getattr(attn1, "attn_precision", None)
+        self._host_kwargs = attention_kwargs(attn1)
+        self.bank_index = bank_index
+        self.mask_scale = mask_scale
+        self._wrapped = (attn1,)
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def forward(self, x, context=None, value=None, mask=None, transformer_options={}):
+        step = transformer_options.get(STEP_KEY)
+        if step is None or step.banks is None or step.mask is None:
+            return self._wrapped[0](x, context=context, value=value, mask=mask, transformer_options=transformer_options)
+        bank = step.banks.rows(self.bank_index, x.shape[0]).to(x.dtype)
+        hw = tuple(transformer_options["activations_shape"][-2:])
+        own, to_bank = step.cached(("bank groups", self.mask_scale, hw, x.dtype), lambda: self._groups(step, hw, x.dtype))
+        q = self.to_q(x)
+        ctx = x if context is None else context
+        k_own, v_own = self.to_k(ctx), self.to_v(ctx if value is None else value)
+        k_bank, v_bank = self.to_k(bank), self.to_v(bank)
+        out = torch.empty_like(q)
+        for groups, k, v in ((own, k_own, v_own), (to_bank, k_bank, v_bank)):
+            for rows, tokens in groups:
+                y = _attention(gather_tokens(q, rows, tokens), take_rows(k, rows), take_rows(v, rows), self.heads,
+                               self.attn_precision, transformer_options, self._host_kwargs)
+                scatter_tokens(out, rows, tokens, y)
+        return self.to_out(out)
+
+    def _groups(self, step, hw, dtype):
+        m = step.attention_mask(self.mask_scale, hw)[..., 0].to(dtype)
+        own = m > BANK_THRESHOLD
+        return selection_groups(own), selection_groups(~own)

@@ -17,7 +17,7 @@ from .settings import AttentionSettings
 STEP_KEY = "colorize_diffusion"      # transformer_options key
 PASSES_KEY = "colorize_diffusion_passes"   # transformer_options: the guider's pass names, by cond_or_uncond index
 COND_PREFIX = "colorize_diffusion_"  # model_conds keys: COND_PREFIX + controls|settings|mask|hs_bg|style
-COND_KEYS = ("controls", "settings", "mask", "hs_bg", "style")
+COND_KEYS = ("controls", "settings", "mask", "hs_bg", "style", "banks")
 
 # The UNet's final `out` layer gets no transformer_options; the v2 style FiLM after the last decoder block
 # reads the step data from here while the diffusion model runs.
@@ -32,6 +32,7 @@ class StepData:
     hs_bg: list | None = None               # 12 × [B, N_j, C_j], index = decoder block
     style: list | None = None               # 12 × [B, D_j], index = decoder block
     time_emb: torch.Tensor | None = None    # the UNet's own time embedding of this step
+    banks: "Banks | None" = None            # xlv2: the background ReferenceNet's decoder banks
     _mask_cache: dict = field(default_factory=dict)
 
     def attention_mask(self, scale: float, hw: tuple) -> torch.Tensor:
@@ -67,4 +68,27 @@ def pop_step_data(kwargs: dict) -> StepData | None:
     if "settings" not in found:
         return None
     return StepData(settings=found["settings"], controls=found.get("controls"), mask=found.get("mask"),
-                    hs_bg=found.get("hs_bg"), style=found.get("style"))
+                    hs_bg=found.get("hs_bg"), style=found.get("style"), banks=found.get("banks"))
+
+
+class Banks:
+    """The xlv2 ReferenceNet's banks of one prompt (one per decoder transformer block, [b, N, C] with b = 1 or the
+    batch). Shared by every pass and row of a step (a CONDConstant: equal only to itself), repeated to a call's rows
+    when read."""
+
+    def __init__(self, banks: list):
+        self.banks = list(banks)
+
+    def __len__(self):
+        return len(self.banks)
+
+    def rows(self, index: int, n: int) -> torch.Tensor:
+        bank = self.banks[index]
+        if bank.shape[0] == 1:
+            return bank.expand(n, -1, -1)
+        if n % bank.shape[0]:
+            raise ValueError(f"{n} rows cannot take banks of batch {bank.shape[0]}")
+        return bank.repeat(n // bank.shape[0], 1, 1)
+
+    def to(self, *args, **kwargs):
+        return Banks([b.to(*args, **kwargs) for b in self.banks])

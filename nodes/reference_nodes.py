@@ -49,8 +49,9 @@ class LoadOpenCLIPVision(io.ComfyNode):
             node_id="ColorizeDiffusionLoadOpenCLIPVision", display_name="ColorizeDiffusion Load OpenCLIP Vision",
             category=CATEGORY,
             description=("Loads a CLIP vision tower from models/clip_vision. OpenCLIP-layout files (visual.*) are "
-                         "built locally with open_clip from shapes (any size); other files go through ComfyUI's CLIP "
-                         "vision loader."),
+                         "built locally with open_clip from shapes (any size); transformers-layout files "
+                         "(clip_vision_g.safetensors for ColorizeDiffusion XL) become ComfyUI's CLIP vision model in "
+                         "the chosen dtype; other files go through ComfyUI's CLIP vision loader."),
             inputs=[
                 io.Combo.Input("clip_name", options=folder_paths.get_filename_list("clip_vision")),
                 io.Int.Input("heads", default=0, min=0, max=256, tooltip=(
@@ -87,6 +88,12 @@ def load_vision_file(path: str, *, heads: int = 0, activation: str = "gelu", dty
                 raise
             # no open_clip: a ComfyUI CLIP vision model with the inferred config (host text-encoder dtype)
             return clip_tokens.build_comfy_clip_vision(sd, heads=h, quick_gelu=quick)
+    if clip_tokens.find_hf_vision_prefix(sd) is not None:
+        # transformers layout (clip_vision_g/h/l.safetensors, or a tower ComfyUI does not know by its layer
+        # count): ComfyUI's CLIP vision model in the chosen dtype (the official apps run CLIP in fp32)
+        side = clip_tokens.read_sidecar_config(path)
+        return clip_tokens.build_comfy_clip_vision_hf(sd, heads=heads if heads and heads > 0 else side.get("heads"),
+                                                      dtype=_DTYPES[dtype])
     del sd
     cv = comfy.clip_vision.load(path)
     if cv is None:

@@ -15,6 +15,9 @@ CASES = discover_cases()
 
 def _model_runner(case: dict, inputs: dict):
     level = case["level"]
+    if "tagger" in case:                   # the XL case format (CLIP bigG + WD tagger encoders)
+        from golden_support import xl_runner
+        return xl_runner.run
     if level == "A":
         if case["family"] == "clip":
             from golden_support import clip_runner

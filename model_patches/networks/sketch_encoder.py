@@ -19,6 +19,17 @@ DEFAULT_PREFIX = "control_encoder."
 
 # --------------------------------------------------------------------------- the encoder
 
+def conv_stem(in_channels: int, widths: list[int], ops, **kw) -> nn.Sequential:
+    """The official 3×3 conv stem (SiLU between convs; convs 2, 4 and 6 have stride 2, so ÷8 overall)."""
+    layers, prev = [], in_channels
+    for i, ch in enumerate(widths):
+        if i:
+            layers.append(nn.SiLU())
+        layers.append(ops.Conv2d(prev, ch, 3, stride=2 if i in (2, 4, 6) else 1, padding=1, **kw))
+        prev = ch
+    return nn.Sequential(*layers)
+
+
 class SketchEncoder(nn.Module):
     """MultiEncoder: `forward(sketch [B,C,H,W] in [-1,1]) -> [r0, r1, r2, r3, r4]`.
 
@@ -31,14 +42,8 @@ class SketchEncoder(nn.Module):
                  dtype=None, device=None, operations=None):
         super().__init__()
         ops = operations_or_default(operations)
-        layers, prev = [], in_channels
-        for i, ch in enumerate(stem):
-            if i:
-                layers.append(nn.SiLU())
-            stride = 2 if i in (2, 4, 6) else 1
-            layers.append(ops.Conv2d(prev, ch, 3, stride=stride, padding=1, dtype=dtype, device=device))
-            prev = ch
-        self.model = nn.Sequential(*layers)
+        self.model = conv_stem(in_channels, stem, ops, dtype=dtype, device=device)
+        prev = stem[-1]
         self.zero_layer = nn.Sequential(ops.Conv2d(prev, prev, 1, dtype=dtype, device=device))
         self.output_blocks = nn.ModuleList()
         self.zero_blocks = nn.ModuleList()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_GOLDEN = REPO.parent / "shared" / "golden"
+SHARED_ROOTS = (SHARED_GOLDEN, REPO.parent / "shared" / "golden_xl")
 ENV_VAR = "COLORIZEDIFFUSION_GOLDEN_DIRS"
 
 
@@ -40,9 +41,7 @@ class GoldenCase:
 
 
 def golden_roots() -> list[Path]:
-    roots = []
-    if SHARED_GOLDEN.is_dir():
-        roots.append(SHARED_GOLDEN)
+    roots = [root for root in SHARED_ROOTS if root.is_dir()]
     for entry in os.environ.get(ENV_VAR, "").split(os.pathsep):
         if entry.strip():
             roots.append(Path(entry).expanduser().resolve())

@@ -65,6 +65,7 @@ class RawRecorder:
 
     def __init__(self):
         self.calls = []
+        self.inputs = []      # the UNet input x_t of the first pass of each call
 
     def __deepcopy__(self, memo):
         return self
@@ -73,6 +74,7 @@ class RawRecorder:
         out = executor(x, timesteps, context, y, control, transformer_options, **kwargs)
         order = transformer_options["cond_or_uncond"]
         self.calls.append({i: chunk for i, chunk in zip(order, out.chunk(len(order)))})
+        self.inputs.append(x.chunk(len(order))[0])
         return out
 
 
@@ -108,7 +110,10 @@ def guided_step(model, positive, negative, sketch_negative, x_t, sigmas: list, r
         for i in range(steps):
             s = float(sig[i])
             denoised = model_k(x, s * s_in, **extra_args)
-            guided.append(to_raw(denoised, x, s, prediction))
+            # the state the model saw (a latent copy replaces part of it inside the guider)
+            seen = recorder.inputs[-1].repeat(x.shape[0] // recorder.inputs[-1].shape[0], 1, 1, 1) \
+                * math.sqrt(1 + s * s) if recorder.inputs else x
+            guided.append(to_raw(denoised, seen, s, prediction))
             if len(sigmas) > 1:
                 d = (x - denoised) / s
                 x = x + d * (float(sig[i + 1]) - s)
@@ -116,6 +121,6 @@ def guided_step(model, positive, negative, sketch_negative, x_t, sigmas: list, r
         return x
 
     sampler = comfy.samplers.KSAMPLER(sample)
-    noise = torch.zeros_like(x_t)
+    noise = x_t                  # the run's initial noise (the latent copy re-noises with it; `sample` starts at x0)
     g.sample(noise, torch.zeros_like(x_t), sampler, sig, seed=0, disable_pbar=True)
     return recorder, guided, xs

@@ -1,0 +1,207 @@
+"""ColorizeDiffusion XL cases (a golden root laid out like ../shared/golden_xl): encoders (A), one UNet forward (B),
+dual guidance (C), DDIM sampling (E) through the pack's loader, networks, conditioning, patched ComfyUI model and
+guider. Which part runs is decided by the case's fields and input keys."""
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from colorize_diffusion.model_patches import xl_conditioning as xl
+from colorize_diffusion.model_patches.checkpoint import HeadSizes, load_checkpoint
+from colorize_diffusion.model_patches.conditioning import guidance_conditionings
+from colorize_diffusion.model_patches.modes import official_mode
+from colorize_diffusion.model_patches.settings import attention_settings
+from colorize_diffusion.model_patches.step_data import Banks
+
+from .model_eval import CASE_MODES, guided_step, listed, param
+
+
+def head_sizes(root: Path, checkpoint: str) -> HeadSizes:
+    """Head sizes of a reduced checkpoint from the root's `models/tiny-configs.json` (effective official configs);
+    the released values when the root has none."""
+    path = Path(root) / "models" / "tiny-configs.json"
+    if not path.is_file():
+        return HeadSizes()
+    entry = json.loads(path.read_text()).get(Path(checkpoint).name, {})
+    params = entry.get("effective_config", {}).get("params", {})
+    get = lambda cfg, key, default: params.get(cfg, {}).get("params", {}).get(key, default)   # noqa: E731
+    return HeadSizes(unet=get("unet_config", "num_head_channels", 64),
+                     xl_sketch=get("control_encoder_config", "dim_head", 128),
+                     xl_projection=get("proj_config", "dim_head", 128))
+
+
+@functools.lru_cache(maxsize=None)
+def loaded(path: str, prediction: str, heads: HeadSizes):
+    return load_checkpoint(path, prediction=prediction, dtype=torch.float32, heads=heads)
+
+
+def checkpoint_of(case: dict, root: Path):
+    return loaded(str(Path(root) / case["checkpoint"]), case["prediction_type"], head_sizes(root, case["checkpoint"]))
+
+
+def level_strengths(case: dict) -> list:
+    for p in case["parameters"]:
+        if (p.get("ui_name") or "").startswith("Sketch strength 1..4"):
+            return [float(v) for v in p["value"]]
+    return [1.0] * 4
+
+
+def case_settings(case: dict, family: str):
+    scales = xl.reference_scales(family, param(case, "Reference strength", 1.0), param(case, "Encoder crossattn scale", 1.0),
+                                 param(case, "Semantics crossattn scale", 1.0))
+    if "reference_scale_per_block" in case:
+        want = tuple(float(s) for s in case["reference_scale_per_block"])
+        assert all(abs(a - b) < 1e-9 for a, b in zip(scales, want)), f"reference scales {scales} != case {want}"
+    mode = official_mode(CASE_MODES[case["mode"]], family)
+    return attention_settings(family, mode, scales, param(case, "Sketch mask threshold", 0.05),
+                              param(case, "Foreground strength", 1.0), param(case, "Background strength", 1.0),
+                              param(case, "Merging scale", 0.0))
+
+
+# ---------------------------------------------------------------------------------------------------- level A
+def _clip(case, inputs, root):
+    from colorize_diffusion.model_patches import clip_tokens
+    from colorize_diffusion.nodes.reference_nodes import load_vision_file
+
+    cv = load_vision_file(str(Path(root) / case["clip"]))
+    image = inputs["image"]
+    return {"full": clip_tokens.encode_reference(cv, image, token_type="full"),
+            "preprocessed_224": clip_tokens.preprocess(image, 224)}
+
+
+def _tagger(case, inputs, root):
+    from colorize_diffusion.model_patches.xl_reference import load_tagger
+
+    tagger = load_tagger(str(Path(root) / case["tagger"]))
+    tokens, logits = tagger.tokens(inputs["image"], logits=True)
+    return {"tokens": tokens, "logits": logits,
+            "preprocessed_448_bgr_mean": tagger.preprocess(inputs["image"]).mean(dim=(2, 3))}
+
+
+def _encoders(case, inputs, root):
+    enc = checkpoint_of(case, root).colorizer.encoders
+    if "clip_full" in inputs:
+        emb = enc.reference_projection(inputs["clip_full"], inputs["wd_tokens"])
+        return {"emb": emb, "emb_fgbg": torch.cat(emb.chunk(2), 1)}   # the official batch fold (fgbg=True)
+    if "sketch" in inputs:
+        cond, blank = enc.sketch_encoder.encode_with_blank(inputs["sketch"])
+        s = level_strengths(case)
+        out = {f"control.{k}": t * s[k] for k, t in enumerate(cond)}
+        out.update({f"blank_control.{k}": t * s[k] for k, t in enumerate(blank)})
+        return out
+    if "z_bg" in inputs:
+        height, width = int(param(case, "Height")), int(param(case, "Width"))
+        rmask = inputs["reference_mask"]
+        bgy = xl.background_vector(height, width, *rmask.shape[-2:])
+        x = xl.reference_net_input(inputs["z_bg"], inputs["sketch_mask"], rmask, (height, width))
+        banks = enc.reference_net.banks(x, bgy)
+        out = {"bgy": bgy, "bg_encoder_input": x}
+        out.update({f"bank.{k}": b for k, b in enumerate(banks)})
+        return out
+    raise AssertionError(f"no XL encoder for inputs {sorted(inputs)}")
+
+
+def _vectors(case):
+    sizes = [tuple(v) for v in case.get("sizes", [])]
+    out = {}
+    for key, size in _vector_sizes(case).items():
+        out[key] = xl.size_vector(*size) if key.startswith("y.") else xl.background_vector(*size)
+    return out
+
+
+def _vector_sizes(case) -> dict:
+    import re
+
+    text = case["description"]
+    ys = json.loads(re.search(r"for \(H, W\) = (\[\[.*?\]\])", text).group(1))
+    bgys = json.loads(re.search(r"for \(H, W, bgh, bgw\) = (\[\[.*?\]\])", text).group(1))
+    sizes = {f"y.{i}": tuple(v) for i, v in enumerate(ys)}
+    sizes.update({f"bgy.{i}": tuple(v) for i, v in enumerate(bgys)})
+    return sizes
+
+
+# ------------------------------------------------------------------------------------------------ levels B C E
+def _conds(case, inputs, colorizer):
+    settings = case_settings(case, colorizer.family)
+    controls = listed(inputs, "control")
+    blank = listed(inputs, "blank_control") or controls
+    banks = listed(inputs, "bank")
+    return guidance_conditionings(inputs["context"], settings, controls, blank, inputs.get("mask"),
+                                  y=inputs["y"], banks=Banks(banks) if banks else None)
+
+
+def _unet(case, inputs, root):
+    from colorize_diffusion.model_patches.unet_patches import apply_colorizer
+
+    ckpt = checkpoint_of(case, root)
+    model = apply_colorizer(ckpt.model, ckpt.colorizer)
+    pos, neg, sk = _conds(case, inputs, ckpt.colorizer)
+    sigma = [case["timesteps"][0]["comfy_sigma"]] if case["level"] in ("B", "C") else None
+    if case["level"] == "B":
+        rec, _, _ = guided_step(model, pos, neg, sk, inputs["x_t"], sigma, 1.0, 1.0, case["prediction_type"])
+        return {"out": rec.calls[0][0]}
+    if case["level"] == "C":
+        got = {}
+        for label, spec in case["passes"].items():
+            rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], sigma, *spec["gs"], case["prediction_type"])
+            got[f"guided.{label}"] = guided[0]
+            for position, name in enumerate(spec["passes"]):
+                got[f"raw.{label}.{name}"] = rec.calls[0][position]
+        return got
+    return _sampling(case, inputs, model, pos, neg, sk)
+
+
+def _sampling(case, inputs, model, pos, neg, sk):
+    from .unet_runner import _alphas_cumprod, _timesteps_of
+
+    ts = [int(t) for t in case["timesteps"]] if not isinstance(case["timesteps"][0], dict) else \
+        [int(e["t"]) for e in case["timesteps"]]
+    alphas = _alphas_cumprod()
+    sigmas = [math.sqrt((1 - alphas[t]) / alphas[t]) for t in ts]
+    if "inpaint_bg" in inputs:      # Latent copy BG input (sdxl: threshold 0.5; xlv2: Sketch mask threshold)
+        from colorize_diffusion.model_patches.latent_copy import LATENT_COPY_KEY, LatentCopy
+
+        threshold = 0.5 if case["family"] == "sdxl" else param(case, "Sketch mask threshold", 0.05)
+        pos[0][1][LATENT_COPY_KEY] = LatentCopy(inputs["inpaint_bg"], inputs["mask"], threshold)
+    rec, guided, xs = guided_step(model, pos, neg, sk, inputs["noise"], sigmas, param(case, "Reference guidance scale"),
+                                  param(case, "Sketch guidance scale"), case["prediction_type"])
+    got = {"timesteps": torch.tensor(_timesteps_of(model, sigmas), dtype=torch.int64)}
+    for i, (g, x) in enumerate(zip(guided, xs)):
+        a_prev = alphas[ts[i + 1]] if i + 1 < len(ts) else 1.0
+        got[f"step.{i}.guided"] = g
+        got[f"step.{i}.x_in"] = rec.inputs[i]
+        if "inpaint_bg" in inputs:
+            # The sampler keeps its own value in the copied region, which the next call replaces; the official
+            # scheduler output is the DDIM step from the latent the model saw (checked as x_in) and its output.
+            got[f"step.{i}.x_out"] = _ddim_step(rec.inputs[i], g, alphas[ts[i]], a_prev)
+        else:
+            got[f"step.{i}.x_out"] = (x.double() * math.sqrt(a_prev)).float()
+    got["final"] = got[f"step.{len(ts) - 1}.x_out"]
+    return got
+
+
+def _ddim_step(x_t, v, a_t, a_prev):
+    """DDIM (eta 0) for v-prediction, DDPM space, float64."""
+    x_t, v = x_t.double(), v.double()
+    x0 = math.sqrt(a_t) * x_t - math.sqrt(1 - a_t) * v
+    eps = math.sqrt(1 - a_t) * x_t + math.sqrt(a_t) * v
+    return (math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps).float()
+
+
+def run(case: dict, inputs: dict, case_dir: Path, root: Path) -> dict:
+    with torch.no_grad():
+        if case["level"] == "A":
+            if case.get("clip") and "image" in inputs and not case.get("checkpoint"):
+                return _clip(case, inputs, root)
+            if case.get("tagger") and "image" in inputs:
+                return _tagger(case, inputs, root)
+            if not inputs:
+                return _vectors(case)
+            return _encoders(case, inputs, root)
+        if case["level"] in ("B", "C", "E"):
+            return _unet(case, inputs, root)
+    raise AssertionError(f"no XL runner for level {case['level']}")
