@@ -8,7 +8,9 @@ import os
 
 CHECKPOINTS = "colorizediffusion"                          # models/colorizediffusion/
 PREPROCESSORS = "colorizediffusion_preprocessors"          # models/colorizediffusion/preprocessors/
-FOLDERS = {CHECKPOINTS: "colorizediffusion", PREPROCESSORS: os.path.join("colorizediffusion", "preprocessors")}
+TAGGERS = "colorizediffusion_tagger"                       # models/colorizediffusion/tagger/ (XL: WD tagger)
+FOLDERS = {CHECKPOINTS: "colorizediffusion", PREPROCESSORS: os.path.join("colorizediffusion", "preprocessors"),
+           TAGGERS: os.path.join("colorizediffusion", "tagger")}
 
 
 def register() -> None:

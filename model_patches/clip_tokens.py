@@ -633,7 +633,7 @@ class ColorizerReference:
                                       f"give one reference or one per image")
         rep = lambda t: t.expand(batch, *t.shape[1:]).contiguous()  # noqa: E731
         return ColorizerReference(rep(self.tokens), rep(self.cls), rep(self.image), self.size,
-                                  self.backend, dict(self.extra))
+                                  self.backend, self._extra_rows(rep))
 
     def repeat_each(self, n: int) -> "ColorizerReference":
         """Each row ``n`` times in a row (several samples per sketch)."""
@@ -641,7 +641,12 @@ class ColorizerReference:
             return self
         rep = lambda t: t.repeat_interleave(n, dim=0)  # noqa: E731
         return ColorizerReference(rep(self.tokens), rep(self.cls), rep(self.image), self.size,
-                                  self.backend, dict(self.extra))
+                                  self.backend, self._extra_rows(rep))
+
+    def _extra_rows(self, rep) -> dict:
+        """`extra` with its per-picture tensors (e.g. the XL tagger tokens) given the same rows."""
+        return {k: rep(v) if isinstance(v, torch.Tensor) and v.shape[:1] == self.tokens.shape[:1] else v
+                for k, v in self.extra.items()}
 
 
 def make_reference(clip_vision, image_pm1: torch.Tensor, *, context_dim: int | None = None) -> ColorizerReference:

@@ -37,6 +37,7 @@ class SplitPart:
     merge_scale: float = 0.0
     foreground: bool = True           # FG enhance (v1.5: the foreground LoRA)
     official_fgbg_reset: bool = True  # v1/v1.5: strengths reset to 1 as in the official app
+    full_mask: torch.Tensor | None = None   # XL: the mask at the generation size (xlv2 ReferenceNet input)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class BackgroundPart:
     separate: bool                    # a separate background picture (v1.5: no cluster transformer)
     reference_threshold: float        # v1.5: its threshold embedding is added to the background tokens
     hs_bg: list | None = None         # v2: 12 × [B, N_j, C_j] background features × background factor
+    z_bg: torch.Tensor | None = None  # xlv2: VAE latent of the background source at the generation size
+    reference_mask: torch.Tensor | None = None   # xlv2: the reference's character mask (ReferenceNet input)
+    bgy: torch.Tensor | None = None   # xlv2: the ReferenceNet's y (crop scales of the background source)
+    copy_latent: torch.Tensor | None = None      # XL "Latent copy BG input": the background picture's latent
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,10 @@ class ColorizerPrompt:
     background: BackgroundPart | None = None
     style: list | None = None         # v2: 12 × [B, D_j] style modulations
     window: GuidanceWindow | None = None
+    y: torch.Tensor | None = None     # XL: [B, 512] size and aesthetic-score vector of the UNet
+    xl_context: torch.Tensor | None = None      # XL: [B, 196, C] ClusterConcat of the reference's tokens
+    control_scales: tuple = (1.0, 1.0, 1.0, 1.0)   # Sketch Level Strength (XL app's Sketch strength 1..4)
+    banks: object = None              # xlv2: the ReferenceNet's banks (derived once split and background are known)
 
     @property
     def family(self) -> str:
@@ -102,7 +111,8 @@ def start(colorizer, sketch: torch.Tensor, reference, sketch_strength: float = 1
         raise ColorizerInputError(f"sketch size {width}x{height} must be a multiple of 8 (64 recommended)")
     if samples_per_sketch < 1:
         raise ColorizerInputError(f"samples per sketch must be at least 1, got {samples_per_sketch}")
-    reference.check_context_dim(colorizer.context_dim)
+    if not colorizer.is_xl:
+        reference.check_context_dim(colorizer.context_dim)
     ref = reference.expand_to(sketches).repeat_each(samples_per_sketch)
     device = colorizer.load_encoders()
     enc = colorizer.encoders.sketch_encoder
@@ -112,11 +122,59 @@ def start(colorizer, sketch: torch.Tensor, reference, sketch_strength: float = 1
         return [_intermediate(t if samples_per_sketch == 1 else t.repeat_interleave(samples_per_sketch, 0))
                 for t in ts]
 
-    return ColorizerPrompt(colorizer, ref, repeat(controls), repeat(blank), (height, width))
+    prompt = ColorizerPrompt(colorizer, ref, repeat(controls), repeat(blank), (height, width))
+    if colorizer.is_xl:
+        from .xl_conditioning import reference_scales, size_vector
+
+        prompt = dataclasses.replace(prompt, reference_scales=reference_scales(colorizer.family),
+                                     xl_context=_xl_tokens(colorizer, ref.full, _tagger_tokens_of(ref)),
+                                     y=size_vector(height, width).expand(prompt.batch, -1).contiguous())
+    return prompt
+
+
+def _tagger_tokens_of(reference) -> torch.Tensor:
+    from .xl_reference import TAGGER_TOKENS_KEY
+
+    tokens = reference.extra.get(TAGGER_TOKENS_KEY)
+    if tokens is None:
+        raise ColorizerInputError(
+            "a ColorizeDiffusion XL checkpoint needs the reference's WD tagger tokens beside its CLIP tokens: connect "
+            "ColorizeDiffusion Load WD Tagger to the tagger input of ColorizeDiffusion Encode Reference (and load "
+            "clip_vision_g.safetensors as its CLIP vision)")
+    return tokens
+
+
+def _xl_tokens(colorizer, clip_full, tagger_tokens) -> torch.Tensor:
+    """The XL reference context: ClusterConcat of the CLIP bigG "full" tokens and the WD tagger tokens."""
+    device = colorizer.load_encoders()
+    with torch.no_grad():
+        return _intermediate(colorizer.encoders.reference_projection(clip_full.to(device), tagger_tokens.to(device)))
+
+
+def with_control_scales(prompt: ColorizerPrompt, scales) -> ColorizerPrompt:
+    scales = tuple(float(s) for s in scales)
+    if any(s < 0 for s in scales):
+        raise ColorizerInputError(f"sketch level strengths must not be negative, got {scales}")
+    return dataclasses.replace(prompt, control_scales=scales)
 
 
 def with_reference_scales(prompt: ColorizerPrompt, scales: tuple) -> ColorizerPrompt:
+    if prompt.colorizer.is_xl and len(scales) != len(prompt.reference_scales):
+        raise ColorizerInputError(
+            f"the per-block reference strengths are the SD2.1 app's 16 sliders; an {modes.family_name(prompt.family)} "
+            "UNet has 70 transformer blocks: use ColorizeDiffusion Reference Strength (level sliders) instead")
     return dataclasses.replace(prompt, reference_scales=tuple(float(s) for s in scales))
+
+
+def with_reference_levels(prompt: ColorizerPrompt, strength: float, encoder: float, color: float, semantics: float,
+                          all_blocks: bool = False) -> ColorizerPrompt:
+    """Reference Strength: the level sliders as the family's official app maps them to blocks."""
+    if prompt.colorizer.is_xl:
+        from .xl_conditioning import reference_scales
+
+        return with_reference_scales(prompt, reference_scales(prompt.family, strength, encoder, semantics))
+    return with_reference_scales(prompt, level_reference_scales(strength, encoder, color, semantics,
+                                                                all_blocks=all_blocks))
 
 
 def with_window(prompt: ColorizerPrompt, window: GuidanceWindow, all_families: bool = False) -> ColorizerPrompt:
@@ -142,10 +200,16 @@ def with_split(prompt: ColorizerPrompt, sketch_mask, threshold: float, fg_streng
                                   f"{width}x{height}: make the mask from the prepared sketch (ColorizeDiffusion "
                                   "Sketch Mask, or Prepare Sketch's output)")
     _check_not_blank(mask)
-    small = F.interpolate(mask, scale_factor=1 / LATENT_SCALE, mode="bicubic")
+    if prompt.colorizer.is_xl:               # the XL code reduces the mask by nearest sampling
+        from .xl_conditioning import latent_mask
+
+        small = latent_mask(mask)
+    else:
+        small = F.interpolate(mask, scale_factor=1 / LATENT_SCALE, mode="bicubic")
     split = SplitPart(_intermediate(_rows(small, prompt.batch, "sketch_mask")), float(threshold), float(fg_strength),
-                      float(bg_strength), float(merge_scale), bool(foreground), bool(official_fgbg_reset))
-    return dataclasses.replace(prompt, split=split)
+                      float(bg_strength), float(merge_scale), bool(foreground), bool(official_fgbg_reset),
+                      full_mask=_intermediate(mask) if prompt.colorizer.is_xl else None)
+    return dataclasses.replace(prompt, split=split, banks=None)
 
 
 def _check_not_blank(mask: torch.Tensor) -> None:
@@ -161,13 +225,21 @@ def _check_not_blank(mask: torch.Tensor) -> None:
 
 
 def with_background(prompt: ColorizerPrompt, *, vae=None, clip_vision=None, background=None, reference_mask=None,
-                    reference_threshold: float = 0.5, factor: float = 1.0) -> ColorizerPrompt:
+                    reference_threshold: float = 0.5, factor: float = 1.0, tagger=None,
+                    latent_copy: bool = False) -> ColorizerPrompt:
     """Background Encoder: the background picture, or the reference with its character whitened (bleached by
     `reference_mask` at `reference_threshold`), as CLIP tokens; v2 also runs its background encoder."""
     from . import clip_tokens
     from .networks.v2_encoders import size_embedding
 
     colorizer, batch = prompt.colorizer, prompt.batch
+    if colorizer.is_xl:
+        return _with_xl_background(prompt, vae=vae, clip_vision=clip_vision, background=background,
+                                   reference_mask=reference_mask, reference_threshold=reference_threshold,
+                                   tagger=tagger, latent_copy=latent_copy)
+    if latent_copy:
+        raise ColorizerInputError(f"{modes.BACKGROUND_NODE}: latent copy is an option of the XL app; turn it off for "
+                                  f"a {modes.family_name(prompt.family)} checkpoint")
     separate = background is not None
     if separate:
         background.check_context_dim(colorizer.context_dim)
@@ -197,6 +269,57 @@ def with_background(prompt: ColorizerPrompt, *, vae=None, clip_vision=None, back
         hs_bg = [_intermediate(h * factor) for h in colorizer.encoders.bg_encoder(z_bg, emb, size)]
     part = BackgroundPart(tokens, separate, float(reference_threshold), hs_bg)
     return dataclasses.replace(prompt, background=part)
+
+
+def _with_xl_background(prompt, *, vae, clip_vision, background, reference_mask, reference_threshold, tagger,
+                        latent_copy):
+    """XL background: ClusterConcat tokens of the background picture or the bleached reference; xlv2 also keeps
+    what its ReferenceNet needs (latent, reference mask, crop-scale vector), run once the sketch mask is known."""
+    from . import clip_tokens, xl_conditioning, xl_reference
+
+    colorizer, batch, node = prompt.colorizer, prompt.batch, modes.BACKGROUND_NODE
+    rmask = convert.as_mask_batch(reference_mask, "reference_mask") if reference_mask is not None else None
+    if background is not None:
+        image, full, wd = background.image, background.full, _tagger_tokens_of(background)
+    else:
+        if rmask is None:
+            raise ColorizerInputError(f"{node} without a background picture whitens the character out of the "
+                                      "reference: connect reference_mask, or a background picture")
+        if clip_vision is None or tagger is None:
+            raise ColorizerInputError(f"{node} without a background picture encodes the background-only reference "
+                                      "(XL: CLIP bigG and the WD tagger): connect clip_vision and tagger")
+        image = _background_only(prompt.reference.image, rmask, reference_threshold)[:1]
+        full = clip_tokens.encode_reference(clip_vision, image, token_type="full")
+        wd = xl_reference.tagger_tokens(tagger, image)
+    tokens = _rows(_xl_tokens(colorizer, full, wd), batch, "background")
+    height, width = prompt.size
+    z_bg = ref_mask = bgy = copy = None
+    if latent_copy:
+        if background is None:
+            raise ColorizerInputError(f"{node}: latent copy copies a background picture's latent: connect "
+                                      "background, or turn latent_copy off")
+        copy = _vae_latent(vae, colorizer, _crop_to_aspect(image, height, width), prompt.size,
+                           colorizer.load_encoders(), node)
+    elif prompt.family == "xlv2":
+        if rmask is None:
+            raise ColorizerInputError(f"{node}: the XL v2 background ReferenceNet also reads the reference's "
+                                      "character mask: connect reference_mask (ColorizeDiffusion Reference Mask)")
+        z_bg = _vae_latent(vae, colorizer, image, prompt.size, colorizer.load_encoders(), node)
+        ref_mask = _intermediate(rmask[:1])
+        bgy = xl_conditioning.background_vector(height, width, *image.shape[-2:])
+    part = BackgroundPart(tokens, background is not None, float(reference_threshold), None, z_bg=z_bg,
+                          reference_mask=ref_mask, bgy=bgy, copy_latent=copy)
+    return dataclasses.replace(prompt, background=part, banks=None)
+
+
+def _crop_to_aspect(image, height, width):
+    """Official latent copy source: the background's top-left crop of the generation's aspect (`resize_and_crop`),
+    left to the VAE encoding's resize."""
+    from .xl_conditioning import crop_scale
+
+    h, w = image.shape[-2:]
+    ch, cw = crop_scale(height, width, h, w)
+    return image[..., :int(float(ch) * h), :int(float(cw) * w)]
 
 
 def _background_only(image, reference_mask, threshold):
@@ -245,7 +368,7 @@ def _vae_latent(vae, colorizer, image, gen_hw, device, node):
 def context(prompt: ColorizerPrompt) -> torch.Tensor:
     """The positive cross-attention context: the reference tokens, or the (foreground, background) halves of the
     split attention (v1.5: with the threshold embeddings and the cluster transformer)."""
-    emb = prompt.reference.tokens
+    emb = prompt.xl_context if prompt.xl_context is not None else prompt.reference.tokens
     split, bg = prompt.split, prompt.background
     if split is None:
         return emb
@@ -278,14 +401,46 @@ def settings(prompt: ColorizerPrompt):
     return dataclasses.replace(out, batch=prompt.batch)
 
 
+def _scaled(controls, scales):
+    if all(s == 1 for s in scales):
+        return controls
+    return [c * scales[min(i, len(scales) - 1)] for i, c in enumerate(controls)]
+
+
+def _with_banks(prompt: ColorizerPrompt) -> ColorizerPrompt:
+    """xlv2 with Split Attention and a Background Encoder: the ReferenceNet run once at t=0 on the background latent
+    and both masks; its banks are the prompt's own (never shared with another prompt or model)."""
+    split, bg = prompt.split, prompt.background
+    if prompt.family != "xlv2" or split is None or bg is None or bg.z_bg is None or prompt.banks is not None:
+        return prompt
+    from .step_data import Banks
+    from .xl_conditioning import reference_net_input
+
+    device = prompt.colorizer.load_encoders()
+    net = prompt.colorizer.encoders.reference_net
+    with torch.no_grad():
+        x = reference_net_input(bg.z_bg[:1].to(device), split.full_mask[:1].to(device),
+                                bg.reference_mask.to(device), prompt.size)
+        banks = net.banks(x, bg.bgy.to(device))
+    return dataclasses.replace(prompt, banks=Banks([_intermediate(b) for b in banks]))
+
+
 def conditionings(prompt: ColorizerPrompt) -> tuple[list, list]:
     """(positive, negative) of a prompt; each entry carries the prompt, so the next node of the chain can add to it
     and the guider can derive the sketch-unconditional pass."""
+    from .latent_copy import LATENT_COPY_KEY, LatentCopy
+
+    prompt = _with_banks(prompt)
     split, bg = prompt.split, prompt.background
+    extra = {PROMPT_KEY: prompt}
+    if bg is not None and bg.copy_latent is not None and split is not None:
+        threshold = 0.5 if prompt.family == "sdxl" else split.threshold     # as the official wrappers pass it
+        extra[LATENT_COPY_KEY] = LatentCopy(bg.copy_latent, split.mask, threshold)
     positive, negative, _ = guidance_conditionings(
-        context(prompt), settings(prompt), prompt.controls, prompt.blank_controls,
+        context(prompt), settings(prompt), _scaled(prompt.controls, prompt.control_scales),
+        _scaled(prompt.blank_controls, prompt.control_scales),
         split.mask if split is not None else None, bg.hs_bg if bg is not None else None, prompt.style,
-        extra={PROMPT_KEY: prompt})
+        extra=extra, y=prompt.y, banks=prompt.banks)
     negative[0][1][NEGATIVE_KEY] = True
     return positive, negative
 

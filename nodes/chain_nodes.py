@@ -11,10 +11,10 @@ from comfy_api.v0_0_2 import io
 
 from ..model_patches import colorizer_prompt as chain
 from ..model_patches.modes import BACKGROUND_NODE, SPLIT_NODE, STYLE_NODE
-from ..model_patches.settings import BLOCK_NAMES, accurate_reference_scales, level_reference_scales
+from ..model_patches.settings import BLOCK_NAMES, accurate_reference_scales
 from ..model_patches.settings import GuidanceWindow as Window
 from ..model_patches.unet_patches import apply_colorizer
-from .io_types import CATEGORY, Colorizer, ColorizerReference, ColorizerSketch, fraction
+from .io_types import CATEGORY, Colorizer, ColorizerReference, ColorizerSketch, WDTagger, fraction
 
 
 def _pair_inputs():
@@ -120,17 +120,22 @@ class BackgroundEncoder(io.ComfyNode):
                               tooltip="the character in the reference (ColorizeDiffusion Reference Mask)"),
                 ColorizerReference.Input("background", optional=True, tooltip="a separate background picture "
                                                                               "(Encode Reference of it)"),
+                WDTagger.Input("tagger", optional=True, tooltip=(
+                    "XL: encodes the background-only reference with the CLIP tokens (no background picture)")),
+                io.Boolean.Input("latent_copy", optional=True, default=False, tooltip=(
+                    "XL app's 'Latent copy BG input': outside the character every step starts from the background "
+                    "picture's latent (needs a background picture and the ColorizeDiffusion Guider)")),
             ],
             outputs=_pair_outputs(),
         )
 
     @classmethod
     def execute(cls, positive, negative, reference_mask_threshold=0.5, background_factor=1.0, vae=None,
-                clip_vision=None, reference_mask=None, background=None):
+                clip_vision=None, reference_mask=None, background=None, tagger=None, latent_copy=False):
         prompt = chain.prompt_of(positive, negative, BACKGROUND_NODE)
         prompt = chain.with_background(prompt, vae=vae, clip_vision=clip_vision, background=background,
                                        reference_mask=reference_mask, reference_threshold=reference_mask_threshold,
-                                       factor=background_factor)
+                                       factor=background_factor, tagger=tagger, latent_copy=bool(latent_copy))
         return io.NodeOutput(*chain.conditionings(prompt))
 
 
@@ -184,9 +189,9 @@ class ReferenceStrength(io.ComfyNode):
     def execute(cls, positive, negative, reference_strength=1.0, encoder_scale=1.0, color_scale=1.0,
                 semantics_scale=1.0, scale_all_blocks=False):
         prompt = chain.prompt_of(positive, negative, "ColorizeDiffusion Reference Strength")
-        scales = level_reference_scales(reference_strength, encoder_scale, color_scale, semantics_scale,
-                                        all_blocks=scale_all_blocks)
-        return io.NodeOutput(*chain.conditionings(chain.with_reference_scales(prompt, scales)))
+        prompt = chain.with_reference_levels(prompt, reference_strength, encoder_scale, color_scale, semantics_scale,
+                                             scale_all_blocks)
+        return io.NodeOutput(*chain.conditionings(prompt))
 
 
 class BlockReferenceStrength(io.ComfyNode):

@@ -10,6 +10,7 @@ ColorizerSketch = io.Custom("COLORIZER_SKETCH")          # a prepared sketch in 
 ColorizerReference = io.Custom("COLORIZER_REFERENCE")    # CLIP tokens and picture of a reference
 TextTower = io.Custom("COLORIZER_TEXT_TOWER")            # OpenCLIP text tower for text manipulation
 Manipulations = io.Custom("COLORIZER_MANIPULATIONS")     # rows of text manipulations, applied in order
+WDTagger = io.Custom("COLORIZER_WD_TAGGER")              # XL: the WD SwinV2 tagger (second half of the reference)
 
 
 def fraction(id_: str, default: float, tooltip: str, step: float = 0.05, lo: float = 0.0, hi: float = 1.0):

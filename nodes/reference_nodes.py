@@ -13,7 +13,7 @@ from ..errors import ColorizerLoadError
 from ..model_patches import clip_tokens
 from ..model_patches.checkpoint_file import read_state_dict
 from ..preprocess import convert
-from .io_types import CATEGORY, ColorizerReference
+from .io_types import CATEGORY, ColorizerReference, WDTagger
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -31,15 +31,22 @@ class EncodeReference(io.ComfyNode):
             inputs=[
                 io.ClipVision.Input("clip_vision", tooltip="OpenCLIP ViT-H/14 vision tower (clip_vision_h.safetensors)"),
                 io.Image.Input("image", tooltip="reference picture(s); a batch gives one reference per image"),
+                WDTagger.Input("tagger", optional=True, tooltip=(
+                    "ColorizeDiffusion XL: the WD tagger (Load WD Tagger); its tokens join the CLIP bigG tokens")),
             ],
             outputs=[ColorizerReference.Output(display_name="reference",
                                                tooltip="reference tokens [B,256,C] + the reference image and its size")],
         )
 
     @classmethod
-    def execute(cls, clip_vision, image):
+    def execute(cls, clip_vision, image, tagger=None):
         x = convert.to_model(convert.rgb(convert.check_image(image, "reference")))
-        return io.NodeOutput(clip_tokens.make_reference(clip_vision, x))
+        reference = clip_tokens.make_reference(clip_vision, x)
+        if tagger is not None:
+            from ..model_patches.xl_reference import TAGGER_TOKENS_KEY, tagger_tokens
+
+            reference.extra[TAGGER_TOKENS_KEY] = tagger_tokens(tagger, reference.image)
+        return io.NodeOutput(reference)
 
 
 class LoadOpenCLIPVision(io.ComfyNode):

@@ -142,9 +142,9 @@ def _sd_unet(ctx, channels=64, linear=True, xl=False):
 @pytest.mark.parametrize("sd_factory,message", [
     (lambda: _sd_unet(768), "Stable Diffusion 1.x"),
     (lambda: _sd_unet(1024), "plain Stable Diffusion 2.x"),
-    (lambda: _sd_unet(2048, xl=True), "SDXL checkpoint"),
+    (lambda: _sd_unet(2048, xl=True), "this is an SDXL base checkpoint"),
     (lambda: {**_sd_unet(2048, xl=True), "control_encoder.model.0.weight": torch.zeros(16, 3, 3, 3)},
-     "ColorizeDiffusion XL"),
+     "incomplete ColorizeDiffusion XL checkpoint"),
     (lambda: {"weights": torch.randn(10, 10)}, "not a ColorizeDiffusion checkpoint"),
 ])
 def test_foreign_checkpoints_are_named(tmp_path, sd_factory, message):
@@ -152,7 +152,8 @@ def test_foreign_checkpoints_are_named(tmp_path, sd_factory, message):
     save_file(sd_factory(), str(path))
     with pytest.raises(ColorizerLoadError, match=message) as err:
         load_checkpoint(str(path))
-    assert "this node loads ColorizeDiffusion v1 (mult), v1.5 (switch) and v2" in str(err.value)
+    assert "this node loads ColorizeDiffusion v1 (mult), v1.5 (switch), v2 (SD2.1 based) and XL (sdxl, xlv2)" \
+        in str(err.value)
 
 
 def test_truncated_and_missing_files(tmp_path):
