@@ -436,10 +436,12 @@ def hf_vision_config(sd: dict, prefix: str = "", *, heads: int | None = None) ->
     positions = int(sd[p + "embeddings.position_embedding.weight"].shape[0])
     layers = 1 + max(int(k[len(p + "encoder.layers."):].split(".")[0]) for k in sd
                      if k.startswith(p + "encoder.layers."))
+    if heads is None and int(width) not in KNOWN_HEADS_BY_WIDTH:
+        raise ColorizerLoadError(f"cannot infer the attention head count of a width-{int(width)} CLIP tower from its "
+                                 "weights; give it explicitly (heads input / sidecar JSON)")
     cfg = {"hidden_act": "gelu", "hidden_size": int(width), "image_size": int(round((positions - 1) ** 0.5)) * int(patch),
            "intermediate_size": int(sd[p + "encoder.layers.0.mlp.fc1.weight"].shape[0]), "layer_norm_eps": 1e-5,
-           "model_type": "clip_vision_model", "num_attention_heads": int(heads or KNOWN_HEADS_BY_WIDTH.get(int(width),
-                                                                                                       int(width) // 64)),
+           "model_type": "clip_vision_model", "num_attention_heads": int(heads or KNOWN_HEADS_BY_WIDTH[int(width)]),
            "num_channels": 3, "num_hidden_layers": layers, "patch_size": int(patch),
            "image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD)}
     if prefix + "visual_projection.weight" in sd:

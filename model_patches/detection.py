@@ -58,8 +58,8 @@ def describe_foreign(sd) -> str:
 
 
 def _adm_channels(sd) -> int | None:
-    w = sd.get(f"{UNET}label_emb.0.0.weight")
-    return None if w is None else int(w.shape[1])
+    key = f"{UNET}label_emb.0.0.weight"
+    return int(sd[key].shape[1]) if key in sd else None
 
 
 def detect_family(sd) -> str:

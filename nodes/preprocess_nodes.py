@@ -133,9 +133,9 @@ class PrepareSketch(io.ComfyNode):
                     "none method: keep = already white on black, invert = black on white (official default), auto "
                     "= decided from the strokes. Extractors: invert flips the picture before extraction, auto/keep "
                     "pass it as is")),
-                io.Int.Input("width", default=0, min=0, max=sketch_mod.MAX_GENERATION_SIDE, step=64,
+                io.Int.Input("width", default=0, min=0, max=sketch_mod.MAX_GENERATION_SIDE, step=32,
                              tooltip="generation width; 0 = from the sketch's aspect ratio"),
-                io.Int.Input("height", default=0, min=0, max=sketch_mod.MAX_GENERATION_SIDE, step=64,
+                io.Int.Input("height", default=0, min=0, max=sketch_mod.MAX_GENERATION_SIDE, step=32,
                              tooltip="generation height; 0 = from the sketch's aspect ratio"),
                 io.Int.Input("size_base", default=512, min=64, max=2048, step=64,
                              tooltip="automatic size: about size_base² pixels (v1/v1.5: 512, v2: 768)"),
@@ -146,6 +146,9 @@ class PrepareSketch(io.ComfyNode):
                              tooltip="square the extractor works on (official SD2.1 app: 512, XL app: 768)"),
                 io.Mask.Input("transparency_mask", optional=True, tooltip=(
                     "Load Image's MASK (1 = transparent) for drawings on a transparent background")),
+                io.Combo.Input("resampling", options=list(sketch_mod.RESAMPLING), default="tensor", optional=True,
+                               tooltip=("tensor: the SD2.1 app's fit (bicubic on the model-space tensor); pillow: the "
+                                        "XL app's (Pillow bicubic on the 8-bit drawing, paper-coloured padding)")),
             ],
             outputs=[
                 io.Image.Output(display_name="sketch",
@@ -160,7 +163,7 @@ class PrepareSketch(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, method="none", polarity="auto", width=0, height=0, size_base=512, monochrome="auto",
-                extract_size=512, transparency_mask=None):
+                extract_size=512, transparency_mask=None, resampling="tensor"):
         image = convert.check_image(image, "sketch")
         h, w = sketch_mod.choose_size(image.shape[1], image.shape[2], width, height, size_base)
         check_sketch_size(image.shape[1], image.shape[2], h, w)
@@ -181,7 +184,7 @@ class PrepareSketch(io.ComfyNode):
             parts.append(sketch_mod.prepare_sketch(
                 image[i:i + 1], h, w, polarity=polarity, method=method, monochrome=monochrome, net=dev_net,
                 transparency=None if mask is None else _pick(mask, i), size_base=size_base,
-                extract_size=extract_size))
+                extract_size=extract_size, resampling=resampling))
             _tick(pbar)
         prepared = sketch_mod.PreparedSketch(torch.cat([p.sketch for p in parts]), parts[0].crop_box,
                                              sum((p.polarity for p in parts), ()), method)

@@ -24,18 +24,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import ColorizerInputError
 from . import extractors as ex
-from .convert import as_mask_batch, check_image, from_model, letterbox, match_batch, rgb, to_model, to_uint8
+from .convert import (as_mask_batch, check_image, from_model, letterbox, match_batch, rgb, to_model, to_uint8,
+                      u8_to_model)
 from .lineart import lineart_standard
 
 POLARITIES = ("auto", "keep", "invert")
 MONOCHROME = ("auto", "on", "off")
 METHODS = ("none", "standard") + ex.METHODS
-SIZE_MULTIPLE = 64
+SIZE_MULTIPLE = 64          # automatic sizes
+EXPLICIT_MULTIPLE = 32      # given sizes (the XL UNet halves the latent twice; SD2.1 three times, where 64 is best)
 MAX_GENERATION_SIDE = 4096
 LUMA = (0.299, 0.587, 0.114)
 
@@ -95,15 +98,15 @@ def choose_size(h: int, w: int, width: int = 0, height: int = 0, base: int = 512
                 multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
     """Generation (height, width) for an h x w sketch.
 
-    - both given: used as they are (each must be a multiple of 64, 64..4096);
+    - both given: used as they are (each must be a multiple of 32, up to 4096; 64 suits the SD2.1 families best);
     - one given: the other follows the sketch's aspect ratio, rounded to the nearest multiple of 64;
     - neither: about base x base pixels in the sketch's aspect ratio: H = base / sqrt(w/h),
       W = base * sqrt(w/h), each rounded to the nearest multiple of 64 (at least 64).
     Any side above 4096 raises ColorizerInputError.
     """
     for name, v in (("width", width), ("height", height)):
-        if v < 0 or (v and v % multiple):
-            raise ColorizerInputError(f"{name} {v} must be 0 (automatic) or a multiple of {multiple}")
+        if v < 0 or (v and v % EXPLICIT_MULTIPLE):
+            raise ColorizerInputError(f"{name} {v} must be 0 (automatic) or a multiple of {EXPLICIT_MULTIPLE}")
     aspect = w / h
     if width and height:
         out = (height, width)
@@ -209,9 +212,29 @@ def model_space(img: torch.Tensor, method: str = "none", polarity: str = "invert
     return ex.extract(method, net, small), method
 
 
+RESAMPLING = ("tensor", "pillow")
+
+
+def pillow_fit(img: torch.Tensor, polarity: str, height: int, width: int):
+    """The XL app's sketch fit (`functool` "invert"): the 8-bit picture resized with Pillow's bicubic, centred on a
+    paper-coloured canvas, then to model space. One [H, W, 3] in [0, 1] -> ([1, 3, height, width], crop box)."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    nh, nw = fit_size(h, w, height, width)
+    picture = Image.fromarray(to_uint8(img)).resize((nw, nh), Image.BICUBIC)
+    paper = (255, 255, 255) if polarity == "invert" else (0, 0, 0)
+    canvas = Image.new("RGB", (width, height), paper)
+    left, top = (width - nw) // 2, (height - nh) // 2
+    canvas.paste(picture, (left, top))
+    x = u8_to_model(np.asarray(canvas))
+    return (-x if polarity == "invert" else x), (left, top, nw, nh)
+
+
 def prepare_sketch(image: torch.Tensor, height: int = 0, width: int = 0, polarity: str = "auto",
                    method: str = "none", monochrome: str = "auto", net=None, transparency=None,
-                   size_base: int = 512, extract_size: int = ex.EXTRACT_SIZE) -> PreparedSketch:
+                   size_base: int = 512, extract_size: int = ex.EXTRACT_SIZE,
+                   resampling: str = "tensor") -> PreparedSketch:
     """IMAGE [B, H, W, C] (any line art) -> PreparedSketch at the generation size.
 
     transparency: optional MASK (any layout, 1 = transparent, as LoadImage gives it); an all-zero mask
@@ -230,12 +253,21 @@ def prepare_sketch(image: torch.Tensor, height: int = 0, width: int = 0, polarit
             alpha = (1 - m[:, 0]).expand(b, h, w)
     image = rgb(image[..., :3] if c == 4 else image)
     height, width = choose_size(h, w, width, height, size_base)
+    if resampling not in RESAMPLING:
+        raise ColorizerInputError(f"resampling must be one of {RESAMPLING}, got {resampling!r}")
+    if resampling == "pillow" and method != "none":
+        raise ColorizerInputError("pillow resampling (the XL app's) resizes the drawing itself: use it with method "
+                                  "none, or tensor resampling with a line extractor")
     outs, used, box = [], [], None
     for i in range(b):
         img = image[i] if alpha is None else flatten_alpha(image[i], alpha[i])
         x, pol = model_space(img, method, polarity, monochrome, net, extract_size)
         _check_not_blank(x, "the sketch" if b == 1 else f"sketch {i + 1} of the batch")
-        y, box = fit_and_pad(x, (h, w), height, width)
+        if resampling == "pillow":
+            grey = (x if pol == "keep" else -x)[0].permute(1, 2, 0).add(1).div(2)    # after monochrome, as drawn
+            y, box = pillow_fit(grey, pol, height, width)
+        else:
+            y, box = fit_and_pad(x, (h, w), height, width)
         outs.append(y)
         used.append(pol)
     return PreparedSketch(torch.cat(outs).float().cpu(), box, tuple(used), method)

@@ -189,8 +189,9 @@ def test_generation_size_rule(hw, kw, want):
 
 
 def test_generation_size_errors():
-    with pytest.raises(ColorizerInputError, match="multiple of 64"):
+    with pytest.raises(ColorizerInputError, match="multiple of 32"):
         sketch.choose_size(100, 100, width=500)
+    assert sketch.choose_size(100, 100, width=160, height=96) == (96, 160)     # XL sizes: multiples of 32
     with pytest.raises(ColorizerInputError, match="exceeds"):
         sketch.choose_size(10, 5000)
 

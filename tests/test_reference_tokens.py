@@ -286,12 +286,18 @@ def test_loader_node_lists_and_loads(tmp_path, tiny_sd):
                                                "patch_size": 14}}))
         (cv2,) = LoadOpenCLIPVision.execute("tiny.safetensors")
         assert cv2.config["heads"] == 4
-        # a transformers-layout file goes to ComfyUI's loader (here: one it cannot size -> clear error)
+        # a transformers-layout file (ComfyUI's clip_vision_* naming) becomes ComfyUI's CLIP vision model, sized
+        # from its weights; an unknown width needs its head count, then it gives the OpenCLIP tower's tokens
         import comfy.clip_vision
         hf = comfy.clip_vision.convert_to_transformers(dict(tiny_sd), "visual.")
         save_file({k: v.contiguous() for k, v in hf.items()}, str(tmp_path / "hf.safetensors"))
-        with pytest.raises(ColorizerLoadError, match="neither"):
+        with pytest.raises(ColorizerLoadError, match="head count"):
             LoadOpenCLIPVision.execute("hf.safetensors")
+        (cv_hf,) = LoadOpenCLIPVision.execute("hf.safetensors", heads=4)
+        x = torch.rand(1, 3, 64, 80) * 2 - 1
+        a = clip_tokens.encode_reference(cv_hf, x, token_type="full")
+        b = clip_tokens.encode_reference(cv, x, token_type="full")
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-4, rtol=1e-4)
     assert "tiny.safetensors" not in __import__("folder_paths").get_filename_list("clip_vision")
 
 

@@ -107,7 +107,9 @@ def test_xl_checkpoint_with_the_sd21_clip_is_refused(encoders):
     path = Path(__file__).resolve().parents[2] / "shared" / "golden" / "clip" / "tiny-vit-openclip.safetensors"
     if not path.is_file():
         pytest.skip("no SD2.1 tiny CLIP tower in ../shared/golden/clip")
-    sd21_clip = load_vision_file(str(path))
+    from golden_support.clip_runner import tower_heads
+
+    sd21_clip = load_vision_file(str(path), heads=tower_heads(path) or 0)
     ckpt = _ckpt("sdxl")
     sketch, picture, _, _ = _pictures()
     (reference,) = node("ColorizeDiffusionEncodeReference", clip_vision=sd21_clip, image=picture, tagger=tagger)

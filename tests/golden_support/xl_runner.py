@@ -204,4 +204,7 @@ def run(case: dict, inputs: dict, case_dir: Path, root: Path) -> dict:
             return _encoders(case, inputs, root)
         if case["level"] in ("B", "C", "E"):
             return _unet(case, inputs, root)
+        if case["level"] == "D":
+            from . import xl_pipeline_runner
+            return xl_pipeline_runner.run(case, inputs, case_dir, root)
     raise AssertionError(f"no XL runner for level {case['level']}")
