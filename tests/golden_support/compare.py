@@ -4,15 +4,18 @@ from __future__ import annotations
 import torch
 
 
-def check_model_case(case: dict, got: dict, expected: dict) -> dict[str, float]:
+def check_model_case(case: dict, got: dict, expected: dict, platform_atol: dict | None = None) -> dict[str, float]:
     """Model cases: max|R - E| <= rtol_rms * rms(E) + atol for every expected float tensor.
 
+    `platform_atol` ({key: bound}) widens atol for keys whose recorded value depends on the recording machine's
+    float32 maths library beyond the case's tolerance (its runner says why and computes the bound).
     Returns {key: max|R - E| / rms(E)}; raises AssertionError listing every key that fails.
     """
     tol = case["tolerance"]
-    rtol_rms, atol = float(tol["rtol_rms"]), float(tol.get("atol", 1e-6))
+    rtol_rms, case_atol = float(tol["rtol_rms"]), float(tol.get("atol", 1e-6))
     report, failures = {}, []
     for key, want in expected.items():
+        atol = max(case_atol, (platform_atol or {}).get(key, 0.0))
         if key not in got:
             failures.append(f"{key}: not produced")
             continue

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from colorize_diffusion.model_patches import xl_conditioning as xl
@@ -105,8 +106,23 @@ def _encoders(case, inputs, root):
     raise AssertionError(f"no XL encoder for inputs {sorted(inputs)}")
 
 
+def platform_atol(case: dict) -> dict:
+    """The `y` vectors are sinusoids of √(H·W) ≈ 10³ computed in float32 (the official code keeps this island in
+    float32 in its fp64 reference too, so the case's tolerance has no room for it). A float32 argument that large is
+    only known to within one unit in the last place of the argument, and the recording machine's vectorised
+    exp/cos/sin (CPU-dependent) land a unit away from this machine's on a few frequencies: up to 2·ulp(arg) apart.
+    Any structural mistake (order, score, size, frequencies) is orders of magnitude above that bound."""
+    if case["level"] != "A" or case.get("checkpoint") or case.get("clip") or case.get("tagger"):
+        return {}
+    bounds = {}
+    for key, size in _vector_sizes(case).items():
+        if key.startswith("y."):
+            arg = math.sqrt(size[0] * size[1])
+            bounds[key] = 2 * float(np.spacing(np.float32(arg)))      # two float32 units of the argument
+    return bounds
+
+
 def _vectors(case):
-    sizes = [tuple(v) for v in case.get("sizes", [])]
     out = {}
     for key, size in _vector_sizes(case).items():
         out[key] = xl.size_vector(*size) if key.startswith("y.") else xl.background_vector(*size)
