@@ -21,10 +21,18 @@ from ..model_patches.modes import OFFICIAL_MODES, ModeParts, official_mode, unfi
 # ----------------------------------------------------------------------------------------------------------
 # Official defaults (reference-app.md §1.2), file names and where they come from
 # ----------------------------------------------------------------------------------------------------------
-CHECKPOINTS = {"v1": "mult-eps-newft.safetensors", "v1.5": "switch-eps.safetensors", "v2": "v2-full.safetensors"}
+CHECKPOINTS = {"v1": "mult-eps-newft.safetensors", "v1.5": "switch-eps.safetensors", "v2": "v2-full.safetensors",
+               # XL: the released names are not verified; the family is read from the weights and any name works
+               # (one starting with sdxl / xlv2 and without "eps" keeps the official v-prediction rule)
+               "sdxl": "sdxl.safetensors", "xlv2": "xlv2.safetensors"}
+XL_FAMILIES = ("sdxl", "xlv2")
 CLIP_VISION = "clip_vision_h.safetensors"
+CLIP_VISION_XL = "clip_vision_g.safetensors"      # CLIP ViT-bigG vision tower, ComfyUI's file
+TAGGER = "wd-v1-4-swinv2-tagger-v2.safetensors"   # SmilingWolf's model.safetensors, saved under this name
 TEXT_TOWER = "open_clip_pytorch_model.bin"       # the full OpenCLIP ViT-H-14 file: its text tower manipulates
-SIZE_BASE = {"v1": 512, "v1.5": 512, "v2": 768}   # the families' training resolutions (README of the app)
+SIZE_BASE = {"v1": 512, "v1.5": 512, "v2": 768, "sdxl": 1024, "xlv2": 1024}   # the families' training resolutions
+# The XL app's defaults where they differ from the SD2.1 app's (reference-app.md §1.7, §1.11)
+XL_DEFAULTS = {"sampler": "dpmpp_3m_sde", "scheduler": "exponential", "clip_vision": CLIP_VISION_XL}
 SKETCH_FOLDER = "colorizediffusion_sketches"      # input/ subfolder read by the batch workflow
 PACK_TITLE = "ColorizeDiffusion"
 EXAMPLE_SKETCH = "colorizediffusion_sketch.png"   # the pack's own pictures (example_inputs/), copied to input/
@@ -46,6 +54,9 @@ MODEL_FILES = {   # file -> (download url, model folder): ComfyUI's missing-mode
     "isnetis.safetensors": (f"{_HF}/tellurion/line_extractor/resolve/main/isnetis.safetensors",
                             "colorizediffusion_preprocessors"),
     TEXT_TOWER: (f"{_HF}/laion/CLIP-ViT-H-14-laion2B-s32B-b79K/resolve/main/{TEXT_TOWER}", "clip_vision"),
+    CLIP_VISION_XL: (f"{_HF}/comfyanonymous/clip_vision_g/resolve/main/{CLIP_VISION_XL}", "clip_vision"),
+    TAGGER: (f"{_HF}/SmilingWolf/wd-v1-4-swinv2-tagger-v2/resolve/main/model.safetensors",
+             "colorizediffusion_tagger"),
 }
 
 # Mode names as the command line takes them (short and full) -> the official mode
@@ -71,12 +82,13 @@ def workflow_stem(mode: str, family: str | None) -> str:
 class WorkflowSpec:
     stem: str
     title: str
-    family: str            # "v1" | "v1.5" | "v2": picks the official checkpoint and the automatic size
+    family: str            # "v1" | "v1.5" | "v2" | "sdxl" | "xlv2": the checkpoint and the automatic size
     mode: str              # an official mode: which encoder nodes the graph wires
     description: str
     batch: bool = False    # many sketches (a folder of input/), one reference
     background: bool = False   # a separate background picture
     similarity: bool = False   # text manipulation of the reference and attention injection
+    sketch_levels: bool = False   # the XL app's per-level sketch strengths (Sketch strength 1..4)
 
 
 WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
@@ -105,6 +117,17 @@ WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
     WorkflowSpec("batch_sketches", "Many sketches, one reference (v2)", "v2", "vanilla",
                  f"Every picture in input/{SKETCH_FOLDER}/ coloured with one reference; one result per sketch.",
                  batch=True),
+    WorkflowSpec("vanilla_xl", "Colorize a sketch from a reference (XL)", "xlv2", "vanilla",
+                 "ColorizeDiffusion XL at 1024 px: the reference is read by CLIP bigG and the WD tagger together. "
+                 "Works with sdxl and xlv2 checkpoints."),
+    WorkflowSpec("background_enhance_xl", "Character and background apart (XL v2)", "xlv2", "background enhance",
+                 "XL v2: the sketch mask splits the attention; the background is taken from the reference with its "
+                 "character whitened out, through the background ReferenceNet and the background LoRA."),
+    WorkflowSpec("background_picture_xl", "Background from a background picture (XL v2)", "xlv2",
+                 "background enhance",
+                 "XL v2: the character is coloured from the reference, the background from a separate picture (its "
+                 "tokens and its ReferenceNet features); the sketch mask keeps them apart. Sketch Level Strength holds "
+                 "the XL app's four per-level sketch strengths.", background=True, sketch_levels=True),
 )}
 
 
@@ -114,7 +137,8 @@ class Options:
     checkpoint: str | None = None            # None: CHECKPOINTS[family]
     family: str | None = None                # the checkpoint's family (None: the workflow's)
     prediction: str = "auto"
-    clip_vision: str = CLIP_VISION
+    clip_vision: str = CLIP_VISION           # XL workflows: clip_vision_g.safetensors when left at this default
+    tagger: str = TAGGER                     # XL: the WD tagger file in models/colorizediffusion/tagger
     clip_heads: int = 0                      # 0 = infer (ViT-H/14: 16)
     text_tower: str = TEXT_TOWER             # the text-manipulation workflow: a full OpenCLIP file in clip_vision
     text_heads: int = 0                      # 0 = from its width
@@ -158,10 +182,11 @@ OPTION_NAMES = tuple(f.name for f in fields(Options))
 # Widgets whose value names a user file (checked against the official names, not against a folder listing).
 FILE_WIDGETS = {("LoadImage", "image"), ("LoadImageMask", "image"), ("LoadImageDataSetFromFolder", "folder"),
                 ("VAELoader", "vae_name"), ("ColorizeDiffusionCheckpointLoader", "ckpt_name"),
-                ("ColorizeDiffusionLoadOpenCLIPVision", "clip_name"), ("ColorizeDiffusionLoadTextTower", "clip_name")}
+                ("ColorizeDiffusionLoadOpenCLIPVision", "clip_name"), ("ColorizeDiffusionLoadTextTower", "clip_name"),
+                ("ColorizeDiffusionLoadWDTagger", "tagger_name")}
 MODEL_WIDGETS = {("ColorizeDiffusionCheckpointLoader", "ckpt_name"), ("ColorizeDiffusionLoadOpenCLIPVision",
                                                                        "clip_name"),
-                 ("ColorizeDiffusionLoadTextTower", "clip_name")}
+                 ("ColorizeDiffusionLoadTextTower", "clip_name"), ("ColorizeDiffusionLoadWDTagger", "tagger_name")}
 NETWORK_FILES = {"ColorizeDiffusionSketchMask": "sketch-segment.safetensors",
                  "ColorizeDiffusionReferenceMask": "isnetis.safetensors"}
 NOTE = "Note"     # the frontend's note node (not a backend node: absent from /object_info and from the API form)
@@ -381,6 +406,10 @@ def build(stem: str, options: Options | None = None) -> Graph:
     if o.masks not in ("isnet", "files", "images"):
         raise ValueError(f"masks must be isnet, files or images (got {o.masks!r})")
     family = o.family or spec.family
+    xl = family in XL_FAMILIES
+    if xl:       # the XL app's defaults wherever the options were left at the SD2.1 app's
+        defaults = Options()
+        o = replace(o, **{k: v for k, v in XL_DEFAULTS.items() if getattr(o, k) == getattr(defaults, k)})
     parts = official_mode(MODES.get(o.mode, o.mode) if o.mode else spec.mode, family)
     problem = unfinished(family, parts)
     if problem:
@@ -408,13 +437,17 @@ def build(stem: str, options: Options | None = None) -> Graph:
                  {"clip_name": o.clip_vision, "heads": o.clip_heads, "activation": "gelu", "dtype": "fp32"},
                  color=_BLUE)
     vae = (g.add("VAELoader", 1, {"vae_name": o.vae}, color=_BLUE), 0) if o.vae else (ckpt, 2)
+    tagger = {"tagger": (g.add("ColorizeDiffusionLoadWDTagger", 1, {"tagger_name": o.tagger}, color=_BLUE), 0)} \
+        if xl else {}
 
     # preparation ------------------------------------------------------------------------------------------
     size_base = o.size_base or SIZE_BASE[family]
     sketch = g.add("ColorizeDiffusionPrepareSketch", 2,
                    {"method": "none", "polarity": "auto", "width": o.width, "height": o.height,
-                    "size_base": size_base, "monochrome": "auto", "extract_size": 512}, sketch_links)
-    reference = g.add("ColorizeDiffusionEncodeReference", 2, {}, {"clip_vision": (clip, 0), "image": (ref_img, 0)})
+                    "size_base": size_base, "monochrome": "auto", "extract_size": 512,
+                    "resampling": "pillow" if xl else "tensor"}, sketch_links)
+    reference = g.add("ColorizeDiffusionEncodeReference", 2, {},
+                      {"clip_vision": (clip, 0), "image": (ref_img, 0), **tagger})
     if spec.similarity:
         tower = g.add("ColorizeDiffusionLoadTextTower", 1, {"clip_name": o.text_tower, "heads": o.text_heads},
                       color=_BLUE)
@@ -424,9 +457,10 @@ def build(stem: str, options: Options | None = None) -> Graph:
                       "threshold_3": 0.95})
         reference = g.add("ColorizeDiffusionManipulateReference", 2, {},
                           {"reference": (reference, 0), "text_tower": (tower, 0), "manipulations": (rows, 0)})
-    background = g.add("ColorizeDiffusionEncodeReference", 2, {}, {"clip_vision": (clip, 0), "image": (bg_img, 0)},
+    background = g.add("ColorizeDiffusionEncodeReference", 2, {},
+                       {"clip_vision": (clip, 0), "image": (bg_img, 0), **tagger},
                        title="Encode Background") if bg_img is not None else None
-    sketch_mask = _sketch_mask(g, o, sketch, size_base) if parts.split else None
+    sketch_mask = _sketch_mask(g, o, sketch, size_base, "pillow" if xl else "tensor") if parts.split else None
     ref_mask = _reference_mask(g, o, ref_img) if needs_reference_mask else None
 
     # encoders: the mode is which of them are wired ------------------------------------------------------
@@ -435,6 +469,10 @@ def build(stem: str, options: Options | None = None) -> Graph:
                     {"model": (ckpt, 0), "colorizer": (ckpt, 1), "sketch": (sketch, 3), "reference": (reference, 0)},
                     color=_PURPLE)
     pair = {"positive": (applied, 1), "negative": (applied, 2)}
+    if spec.sketch_levels:
+        levels = g.add("ColorizeDiffusionSketchLevelStrength", 3, {f"level_{i}": 1.0 for i in range(1, 5)}, pair,
+                       color=_PURPLE)
+        pair = {"positive": (levels, 0), "negative": (levels, 1)}
     if parts.split:
         split = g.add("ColorizeDiffusionSplitAttention", 3,
                       {"threshold": o.sketch_mask_threshold, "foreground_strength": 1.0, "background_strength": 1.0,
@@ -446,10 +484,12 @@ def build(stem: str, options: Options | None = None) -> Graph:
         if background is not None:
             links["background"] = (background, 0)
         else:
-            links.update({"clip_vision": (clip, 0), "reference_mask": (ref_mask, 0)})
+            links.update({"clip_vision": (clip, 0), "reference_mask": (ref_mask, 0), **tagger})
+        if xl and family == "xlv2" and background is not None:      # the ReferenceNet reads the reference mask too
+            links["reference_mask"] = (_reference_mask(g, o, ref_img), 0)
         bg = g.add("ColorizeDiffusionBackgroundEncoder", 3,
-                   {"reference_mask_threshold": o.reference_mask_threshold, "background_factor": o.background_factor},
-                   links, color=_PURPLE)
+                   {"reference_mask_threshold": o.reference_mask_threshold, "background_factor": o.background_factor,
+                    "latent_copy": False}, links, color=_PURPLE)
         pair = {"positive": (bg, 0), "negative": (bg, 1)}
     if parts.style:
         links = {**pair, "vae": vae}
@@ -483,7 +523,7 @@ def build(stem: str, options: Options | None = None) -> Graph:
     return g
 
 
-def _sketch_mask(g: Graph, o: Options, sketch: int, size_base: int) -> int:
+def _sketch_mask(g: Graph, o: Options, sketch: int, size_base: int, resampling: str) -> int:
     if o.masks == "isnet":
         return g.add("ColorizeDiffusionSketchMask", 2, {"polarity": "auto", "net_size": o.mask_net_size},
                      {"sketch": (sketch, 3)})
@@ -492,8 +532,8 @@ def _sketch_mask(g: Graph, o: Options, sketch: int, size_base: int) -> int:
         mask_img = g.add("LoadImage", 0, {"image": o.sketch_mask}, title="Sketch mask", color=_GREEN)
         fitted = g.add("ColorizeDiffusionPrepareSketch", 2,
                        {"method": "none", "polarity": "keep", "width": o.width, "height": o.height,
-                        "size_base": size_base, "monochrome": "auto", "extract_size": 512},
-                       {"image": (mask_img, 0)}, title="Fit sketch mask")
+                        "size_base": size_base, "monochrome": "auto", "extract_size": 512,
+                        "resampling": resampling}, {"image": (mask_img, 0)}, title="Fit sketch mask")
         return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (fitted, 0)}, title="Sketch mask")
     return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (sketch, 0)}, title="Sketch mask")
 
@@ -511,7 +551,14 @@ def _reference_mask(g: Graph, o: Options, ref_img: int) -> int:
 def _note(g: Graph, family: str, background_file: str | None) -> str:
     """What a newcomer needs before the first Run: which files go where, and what the graph does."""
     files = [f"- {n.widgets['ckpt_name']}: models/colorizediffusion/" for n in g.find("ColorizeDiffusionCheckpointLoader")]
-    files.append(f"- {g.options.clip_vision}: models/clip_vision/")
+    clip_name = next(n.widgets["clip_name"] for n in g.find("ColorizeDiffusionLoadOpenCLIPVision"))
+    files.append(f"- {clip_name}: models/clip_vision/")
+    for n in g.find("ColorizeDiffusionLoadWDTagger"):
+        files.append(f"- {n.widgets['tagger_name']} (SmilingWolf/wd-v1-4-swinv2-tagger-v2 model.safetensors): "
+                     "models/colorizediffusion/tagger/")
+    if family in XL_FAMILIES:
+        files.append("- XL checkpoints: download from Hugging Face tellurion/ColorizeDiffusionXL into "
+                     "models/colorizediffusion/ and pick the file in the loader")
     if g.spec.similarity:
         files.append(f"- {g.options.text_tower} (the full OpenCLIP ViT-H-14, for its text tower): models/clip_vision/")
     for node_type, name in NETWORK_FILES.items():

@@ -34,6 +34,31 @@ class HeadSizes:
     xl_sketch: int = 128           # XL sketch encoder dim_head (constructor default)
     xl_projection: int = 128       # XL ClusterConcat dim_head
 
+    @staticmethod
+    def from_config(config: dict) -> "HeadSizes":
+        """From an official inference config (its `model` section, or the whole file) as a dict."""
+        params = config.get("model", config).get("params", {})
+        get = lambda part, key, default: (params.get(part) or {}).get("params", {}).get(key, default)  # noqa: E731
+        return HeadSizes(unet=int(get("unet_config", "num_head_channels", 64)),
+                         xl_sketch=int(get("control_encoder_config", "dim_head", 128)),
+                         xl_projection=int(get("proj_config", "dim_head", 128)))
+
+
+def checkpoint_heads(path: str) -> HeadSizes:
+    """Head sizes of a checkpoint: from `<file name without extension>.json` next to it (the official inference
+    config as JSON, for re-trained or reduced models), else the released values."""
+    import json
+
+    side = os.path.splitext(path)[0] + ".json"
+    if not os.path.isfile(side):
+        return HeadSizes()
+    try:
+        with open(side, encoding="utf-8") as f:
+            return HeadSizes.from_config(json.load(f))
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise ColorizerLoadError(f"{os.path.basename(side)} next to the checkpoint is not a readable inference "
+                                 f"config ({exc}); fix or remove it") from None
+
 
 @dataclass
 class LoadedCheckpoint:
@@ -159,7 +184,7 @@ def _unet_dtype(sd: dict):
 
 
 def load_checkpoint(path: str, prediction: str = "auto", dtype=None, *, disable_dynamic: bool = False,
-                    heads: HeadSizes = HeadSizes()) -> LoadedCheckpoint:
+                    heads: HeadSizes | None = None) -> LoadedCheckpoint:
     """Load an official checkpoint. The MODEL and the colorizer's two networks get the patcher class core models
     get on this host (`disable_dynamic`: the plain `ModelPatcher`), and a recipe to load them again, which
     ComfyUI uses for multi-GPU clones and non-dynamic delegates."""
@@ -167,6 +192,7 @@ def load_checkpoint(path: str, prediction: str = "auto", dtype=None, *, disable_
     import comfy.sd
 
     name = os.path.basename(path)
+    heads = heads or checkpoint_heads(path)
     sd = read_state_dict(path)
     try:
         family = detect_family(sd)

@@ -23,8 +23,11 @@ from PIL import Image
 from colorize_diffusion.headless import workflows as wf
 from conftest import GOLDEN
 
-TINY_CHECKPOINTS = {"v1": "mult-eps-tiny.safetensors", "v1.5": "switch-tiny.safetensors", "v2": "v2-tiny.safetensors"}
+TINY_CHECKPOINTS = {"v1": "mult-eps-tiny.safetensors", "v1.5": "switch-tiny.safetensors", "v2": "v2-tiny.safetensors",
+                    "sdxl": "sdxl-tiny.safetensors", "xlv2": "xlv2-tiny.safetensors"}
 TINY_CLIP = "tiny-vit-openclip.safetensors"
+TINY_CLIP_XL = "tiny-clip-vision-g.safetensors"     # with tiny-clip-vision-g.json (its heads)
+TINY_TAGGER = "tiny-wd-swinv2-tagger.safetensors"
 TINY_TEXT_TOWER = "tiny-openclip-full.safetensors"   # with tiny-openclip-full.json (its heads)
 TINY_VAE = "tiny-taesd.safetensors"
 SIZE = 64
@@ -33,7 +36,9 @@ BATCH_FOLDER = "e2e_sketches"     # not the pack's own example folder, which the
 
 def variant_options(stem: str, **changes) -> wf.Options:
     spec = wf.WORKFLOWS[stem]
-    base = dict(checkpoint=TINY_CHECKPOINTS[spec.family], clip_vision=TINY_CLIP, clip_heads=4, vae=TINY_VAE,
+    xl = spec.family in wf.XL_FAMILIES
+    base = dict(checkpoint=TINY_CHECKPOINTS[spec.family], clip_vision=TINY_CLIP_XL if xl else TINY_CLIP,
+                clip_heads=0 if xl else 4, tagger=TINY_TAGGER, vae=TINY_VAE,
                 masks="images", width=SIZE, height=SIZE, steps=2, seed=1234, seed_control="fixed",
                 filename_prefix=f"test/{stem}", sketch="sketch.png", reference="reference.png",
                 text_tower=TINY_TEXT_TOWER,
@@ -45,8 +50,11 @@ def variant_options(stem: str, **changes) -> wf.Options:
 
 
 def tiny_models_available() -> bool:
-    return all((GOLDEN / "models" / f).is_file() for f in TINY_CHECKPOINTS.values()) and \
-        (GOLDEN / "clip" / TINY_CLIP).is_file()
+    from server_fixture import GOLDEN_XL
+
+    return all((GOLDEN / "models" / f).is_file() or (GOLDEN_XL / "models" / f).is_file()
+               for f in TINY_CHECKPOINTS.values()) and (GOLDEN / "clip" / TINY_CLIP).is_file() and \
+        (GOLDEN_XL / "clip" / TINY_CLIP_XL).is_file()
 
 
 def write_tiny_vae(path: Path, seed: int = 0) -> Path:

@@ -39,9 +39,13 @@ COMFYUI_DIR = Path(os.environ.get("COMFYUI_DIR") or REPO / ".host" / "ComfyUI").
 READY_TIMEOUT_S = float(os.environ.get("COLORIZEDIFFUSION_SERVER_TIMEOUT", "240"))
 
 
+GOLDEN_XL = REPO.parent / "shared" / "golden_xl"
+
+
 def golden_roots() -> list[Path]:
-    """The public golden set (``../shared/golden``) and every root in COLORIZEDIFFUSION_GOLDEN_DIRS."""
-    roots = [REPO.parent / "shared" / "golden"]
+    """The public golden sets (``../shared/golden``, ``../shared/golden_xl``) and every root in
+    COLORIZEDIFFUSION_GOLDEN_DIRS."""
+    roots = [REPO.parent / "shared" / "golden", GOLDEN_XL]
     roots += [Path(p) for p in os.environ.get("COLORIZEDIFFUSION_GOLDEN_DIRS", "").split(os.pathsep) if p]
     return [r for r in roots if r.is_dir()]
 
@@ -98,11 +102,29 @@ def prepare_base_dir(base: Path) -> Path:
         (base / sub).mkdir(parents=True, exist_ok=True)
     _link(REPO, base / "custom_nodes" / PACK_DIR_NAME)
     for root in golden_roots():
-        for f in sorted((root / "models").glob("*.safetensors")):
-            _link(f, base / "models" / "colorizediffusion" / f.name)
-        for f in sorted((root / "clip").glob("*.safetensors")) + sorted((root / "clip").glob("*.json")):
-            _link(f, base / "models" / "clip_vision" / f.name)      # towers and their open_clip configs
+        link_golden_models(root, base / "models")
     return base
+
+
+def link_golden_models(root: Path, models: Path) -> None:
+    """A golden root's tiny models into a ComfyUI models folder: checkpoints (with the `<name>.json` inference config
+    the loader reads head sizes from, written from an XL root's tiny-configs.json), CLIP towers and their configs,
+    WD taggers."""
+    dest = models / "colorizediffusion"
+    (dest / "tagger").mkdir(parents=True, exist_ok=True)
+    (models / "clip_vision").mkdir(parents=True, exist_ok=True)
+    for f in sorted((root / "models").glob("*.safetensors")):
+        _link(f, dest / f.name)
+    configs = root / "models" / "tiny-configs.json"
+    if configs.is_file():
+        for name, entry in json.loads(configs.read_text()).items():
+            side = dest / (Path(name).stem + ".json")
+            if not side.exists():
+                side.write_text(json.dumps(entry["effective_config"]))
+    for f in sorted((root / "clip").glob("*.safetensors")) + sorted((root / "clip").glob("*.json")):
+        _link(f, models / "clip_vision" / f.name)      # towers and their configs
+    for f in sorted((root / "tagger").glob("*.safetensors")):
+        _link(f, dest / "tagger" / f.name)
 
 
 def start_server(base: Path, port: int, extra_args: tuple[str, ...] = ()) -> ComfyServer:

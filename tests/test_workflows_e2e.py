@@ -50,7 +50,10 @@ def _link_models(models: Path, vae_file: Path) -> Path:
         (models / sub).mkdir(parents=True, exist_ok=True)
     for f in S.TINY_CHECKPOINTS.values():
         dest = models / "colorizediffusion" / f
-        dest.exists() or dest.symlink_to(GOLDEN / "models" / f)
+        if (GOLDEN / "models" / f).is_file():
+            dest.exists() or dest.symlink_to(GOLDEN / "models" / f)
+    from server_fixture import GOLDEN_XL, link_golden_models
+    link_golden_models(GOLDEN_XL, models)
     for name in (S.TINY_CLIP, S.TINY_TEXT_TOWER, S.TINY_TEXT_TOWER.replace(".safetensors", ".json")):
         dest = models / "clip_vision" / name
         dest.exists() or dest.symlink_to(GOLDEN / "clip" / name)
@@ -85,6 +88,8 @@ def inproc(tmp_path_factory, tiny_vae_file):
         mp.setitem(folder_paths.folder_names_and_paths, "vae", ([str(models / "vae")], st))
         mp.setitem(folder_paths.folder_names_and_paths, "colorizediffusion_preprocessors",
                    ([str(models / "colorizediffusion" / "preprocessors")], set()))
+        mp.setitem(folder_paths.folder_names_and_paths, "colorizediffusion_tagger",
+                   ([str(models / "colorizediffusion" / "tagger")], st))
         mp.setattr(folder_paths, "input_directory", str(root / "input"))
         mp.setattr(folder_paths, "output_directory", str(root / "output"))
         runner = R.Runner()

@@ -22,17 +22,13 @@ from .model_eval import CASE_MODES, guided_step, listed, param
 
 
 def head_sizes(root: Path, checkpoint: str) -> HeadSizes:
-    """Head sizes of a reduced checkpoint from the root's `models/tiny-configs.json` (effective official configs);
-    the released values when the root has none."""
+    """Head sizes of a reduced checkpoint from the root's `models/tiny-configs.json` (the effective official configs,
+    read by the loader's own config reader); the released values when the root has none."""
     path = Path(root) / "models" / "tiny-configs.json"
     if not path.is_file():
         return HeadSizes()
     entry = json.loads(path.read_text()).get(Path(checkpoint).name, {})
-    params = entry.get("effective_config", {}).get("params", {})
-    get = lambda cfg, key, default: params.get(cfg, {}).get("params", {}).get(key, default)   # noqa: E731
-    return HeadSizes(unet=get("unet_config", "num_head_channels", 64),
-                     xl_sketch=get("control_encoder_config", "dim_head", 128),
-                     xl_projection=get("proj_config", "dim_head", 128))
+    return HeadSizes.from_config(entry.get("effective_config", {}))
 
 
 @functools.lru_cache(maxsize=None)
