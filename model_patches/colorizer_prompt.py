@@ -177,13 +177,16 @@ def with_reference_levels(prompt: ColorizerPrompt, strength: float, encoder: flo
                                                                 all_blocks=all_blocks))
 
 
+WINDOW_FAMILIES = ("v1", "sdxl", "xlv2")    # the official wrappers that apply the guidance window
+
+
 def with_window(prompt: ColorizerPrompt, window: GuidanceWindow, all_families: bool = False) -> ColorizerPrompt:
-    """Guidance Window. The official app honours it for v1 only (its v1.5/v2 wrappers never reach the code);
-    `all_families` applies it to every family (not official)."""
+    """Guidance Window. The official apps honour it for v1 and XL (the SD2.1 v1.5/v2 wrappers never reach the
+    code); `all_families` applies it to v1.5/v2 too (not official)."""
     window.check()
-    if prompt.family != "v1" and not all_families:
+    if prompt.family not in WINDOW_FAMILIES and not all_families:
         raise ColorizerInputError(
-            f"the official {modes.family_name(prompt.family)} app ignores the guidance window (only v1 honours it): "
+            f"the official {modes.family_name(prompt.family)} app ignores the guidance window (v1 and XL honour it): "
             "remove ColorizeDiffusion Guidance Window for the official result, or turn its all_families on to "
             "apply the window anyway")
     return dataclasses.replace(prompt, window=window)

@@ -232,7 +232,7 @@ class GuidanceWindow(io.ComfyNode):
             description=(
                 "The official guidance window: the reference acts only between the start and end steps, and not "
                 "inside the no-guidance window (steps as fractions of the schedule, 0 = first). Outside, every "
-                "pass sees a zero reference context. The official app honours it for v1 only."),
+                "pass sees a zero reference context. The official apps honour it for v1 and XL (sdxl, xlv2)."),
             inputs=[
                 *_pair_inputs(),
                 fraction("start", 0.0, "Guidance start step: no reference before it"),

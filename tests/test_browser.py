@@ -214,7 +214,8 @@ def test_example_workflow_loads_in_frontend(browser_run, stem):
     models = json.loads((REPO / "example_workflows" / f"{stem}.json").read_text())["models"]
     reported = [d for d in r["dialogs"] if "missing" in d.lower()]
     assert len(reported) == 1 and reported[0].startswith("Missing Models"), r["dialogs"]
-    assert reported[0].count("Download") == len(models) and "clip_vision / clip_vision_h.safetensors" in reported[0]
+    clip = wf.CLIP_VISION_XL if wf.WORKFLOWS[stem].family in wf.XL_FAMILIES else wf.CLIP_VISION
+    assert reported[0].count("Download") == len(models) and f"clip_vision / {clip}" in reported[0]
     errors = _relevant(browser_run["console"], f"load:{stem}")
     assert errors == [], "\n".join(map(str, errors))
     assert (browser_run["shots"] / f"{stem}.png").stat().st_size > 10_000
