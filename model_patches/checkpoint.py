@@ -183,6 +183,39 @@ def _unet_dtype(sd: dict):
                                              supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
 
 
+def split_networks(sd: dict, family: str, prediction: str, *, dtype=None, device=None, heads: HeadSizes = HeadSizes(),
+                   name: str = "checkpoint", operations=None):
+    """Every tensor of an official state dict `sd` handed to the module that uses it (`sd` ends empty):
+    (ComfyUI model, UNet extras, encoders, VAE tensors, context dim). Works on meta tensors too."""
+    for k in [k for k in sd if k in DDPM_BUFFERS]:
+        del sd[k]
+    for prefix in IGNORED_PREFIXES:
+        dropped = take_prefix(sd, prefix)
+        if dropped:
+            log.info("%s: ignoring %d %s* tensors", name, len(dropped), prefix)
+    vae_sd = take_prefix(sd, "first_stage_model.")
+    xl = family in XL_FAMILIES
+    if xl:
+        for prefix in XL_UNUSED:
+            take_prefix(sd, prefix)
+    ops = operations or _operations()
+    context_dim = _context_dim(sd)
+    unet_config = None
+    if xl:
+        unet_config = unet_config_from_state_dict({k[len(UNET):]: v for k, v in sd.items()
+                                                   if k.startswith(UNET) and ".lora_" not in k})
+    extras, encoders = build_networks(sd, family, dtype=dtype, device=device, operations=ops, heads=heads,
+                                      unet_config=unet_config)
+    unet_sd = take_prefix(sd, UNET)
+    if sd:
+        left = sorted(sd)
+        raise ColorizerLoadError(f"{name}: {len(left)} tensors are not used by any ColorizeDiffusion {family} module "
+                                 f"(e.g. {', '.join(left[:5])}); the file does not match the official layout")
+    model = build_unet_model(unet_sd, prediction, dtype=dtype, device=device, xl=xl, head_channels=heads.unet,
+                             unet_config=unet_config)
+    return model, extras, encoders, vae_sd, context_dim
+
+
 def load_checkpoint(path: str, prediction: str = "auto", dtype=None, *, disable_dynamic: bool = False,
                     heads: HeadSizes | None = None) -> LoadedCheckpoint:
     """Load an official checkpoint. The MODEL and the colorizer's two networks get the patcher class core models
@@ -199,34 +232,9 @@ def load_checkpoint(path: str, prediction: str = "auto", dtype=None, *, disable_
     except ColorizerLoadError as exc:
         raise ColorizerLoadError(f"{name}: {exc}") from None
     prediction = resolve_prediction(path, prediction)
-    for k in [k for k in sd if k in DDPM_BUFFERS]:
-        del sd[k]
-    for prefix in IGNORED_PREFIXES:
-        dropped = take_prefix(sd, prefix)
-        if dropped:
-            log.info("%s: ignoring %d %s* tensors", name, len(dropped), prefix)
-    vae_sd = take_prefix(sd, "first_stage_model.")
-    xl = family in XL_FAMILIES
-    if xl:
-        for prefix in XL_UNUSED:
-            take_prefix(sd, prefix)
-
     unet_dtype = dtype or _unet_dtype(sd)
-    ops = _operations()
-    context_dim = _context_dim(sd)
-    unet_config = None
-    if xl:
-        unet_config = unet_config_from_state_dict({k[len(UNET):]: v for k, v in sd.items()
-                                                   if k.startswith(UNET) and ".lora_" not in k})
-    extras, encoders = build_networks(sd, family, dtype=unet_dtype, operations=ops, heads=heads,
-                                      unet_config=unet_config)
-    unet_sd = take_prefix(sd, UNET)
-    if sd:
-        left = sorted(sd)
-        raise ColorizerLoadError(f"{name}: {len(left)} tensors are not used by any ColorizeDiffusion {family} module "
-                                 f"(e.g. {', '.join(left[:5])}); the file does not match the official layout")
-    model = build_unet_model(unet_sd, prediction, dtype=unet_dtype, xl=xl, head_channels=heads.unet,
-                             unet_config=unet_config)
+    model, extras, encoders, vae_sd, context_dim = split_networks(sd, family, prediction, dtype=unet_dtype,
+                                                                  heads=heads, name=name)
 
     load_device = comfy.model_management.get_torch_device()
     offload_device = comfy.model_management.unet_offload_device()

@@ -189,3 +189,62 @@ def test_weights_only_pickle_loads(tmp_path):
     path = tmp_path / "mult-eps-tiny.ckpt"
     torch.save({"state_dict": sd}, str(path))
     assert load_checkpoint(str(path)).family == "v1"
+
+
+# ------------------------------------------------------------------------------------------ XL
+XL_MANIFESTS = GOLDEN.parent / "golden_xl" / "manifests"
+
+
+def _xl_manifest(name):
+    path = XL_MANIFESTS / f"{name}.tsv"
+    if not path.is_file():
+        pytest.skip(f"no manifest {path}")
+    with open(path) as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return {r["key"]: torch.empty(eval(r["shape"]), dtype=getattr(torch, r["dtype"]), device="meta") for r in rows}
+
+
+@pytest.mark.parametrize("layers", ["eager", "lazy"])
+@pytest.mark.parametrize("family", ["sdxl", "xlv2"])
+def test_full_size_xl_manifest_every_key_consumed_on_meta(family, layers):
+    """The released XL layout (built from the official configs): every key read, the released sizes."""
+    from colorize_diffusion.model_patches.detection import detect_family
+
+    sd = _xl_manifest(family)
+    assert detect_family(sd) == family
+    with host_layers(layers):
+        model, extras, encoders, vae_sd, context = checkpoint.split_networks(sd, family, "v", dtype=torch.float32,
+                                                                             device="meta")
+    assert not sd and context == 2048
+    dm = model.diffusion_model
+    assert dm.model_channels == 320 and dm.label_emb[0][0].in_features == 512
+    blocks = [m for m in dm.modules() if type(m).__name__ == "BasicTransformerBlock"]
+    assert len(blocks) == 70 and blocks[0].attn2.heads == 10          # 640 channels / 64
+    assert encoders.sketch_encoder.attn_layer.heads == 10               # 1280 / 128
+    assert encoders.reference_projection.heads == 10 and encoders.reference_projection.tagger_dim == 1024
+    assert (encoders.reference_net is not None) == (family == "xlv2")
+    assert len(extras.lora) == (70 if family == "xlv2" else 0)
+    if family == "xlv2":
+        decoder = [m for m in encoders.reference_net.output_blocks.modules()
+                   if type(m).__name__ == "BasicTransformerBlock"]
+        assert len(decoder) == 36 and encoders.reference_net.label_emb[0][0].in_features == 1024
+    _check_vae_keys(vae_sd)
+
+
+def test_full_size_xl_encoders_from_their_manifests():
+    """clip_vision_g: the config read from the shapes is ComfyUI's ViT-bigG one; the WD tagger: the released
+    SwinV2, built by timm on meta, takes exactly the manifest's keys and shapes."""
+    from colorize_diffusion.model_patches import clip_tokens
+    from colorize_diffusion.model_patches.networks import wd_tagger
+
+    cfg = clip_tokens.hf_vision_config(_xl_manifest("clip_vision_g"))
+    assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["intermediate_size"],
+            cfg["projection_dim"], cfg["image_size"], cfg["patch_size"]) == (1664, 48, 16, 8192, 1280, 224, 14)
+    sd = _xl_manifest("wd_swinv2_tagger")
+    arch = wd_tagger.architecture(sd)
+    assert arch == {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32), "num_classes": 9083,
+                    "patch_size": 4}
+    with torch.device("meta"):
+        tagger = wd_tagger.WDTagger(arch)
+    own = {k: tuple(v.shape) for k, v in tagger.model.state_dict().items()}
+    assert own == {k: tuple(v.shape) for k, v in sd.items()}
