@@ -29,6 +29,10 @@ DDPM_BUFFERS = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_c
                 "posterior_mean_coef1", "posterior_mean_coef2")
 
 
+def xl_manifest_available() -> bool:
+    return (env.GOLDEN.parent / "golden_xl" / "manifests" / "xlv2.tsv").is_file()
+
+
 def read_manifest(family: str = "v2") -> list[tuple[str, tuple]]:
     rows = []
     with open(MANIFESTS / f"{family}.tsv") as f:

@@ -46,7 +46,9 @@ def main(argv=None) -> int:
     ap.add_argument("--attention", default="sdpa", choices=sorted(env.ATTENTION),
                     help="attention backend of both sides: sdpa (default) or comfy-cpu (sub-quadratic)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated full-size files here")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: load, encoders, steps")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: load, encoders, steps, xl")
+    ap.add_argument("--xl-size", type=int, default=None,
+                    help="image side for the XL step timings (default 512 on CPU; the XL app works at 1024)")
     a = ap.parse_args(argv)
     size = a.size or (256 if a.quick else 512)
     rounds = a.rounds or (4 if a.quick else 5)
@@ -74,11 +76,12 @@ def main(argv=None) -> int:
     result, estimates = {}, {}
     try:
         t = time.perf_counter()
-        v2_file = models.write_v2_file(workdir)
+        v2_file = models.write_v2_file(workdir) if {"load", "steps"} - skip else None
         plain_file = models.write_plain_sd2_file(workdir) if "load" not in skip else None
-        log(f"full-size random files ready in {time.perf_counter() - t:.0f} s: {v2_file.name} "
-            f"({v2_file.stat().st_size / 1024 ** 3:.2f} GiB)"
-            + (f", {plain_file.name} ({plain_file.stat().st_size / 1024 ** 3:.2f} GiB)" if plain_file else ""))
+        if v2_file is not None:
+            log(f"full-size random files ready in {time.perf_counter() - t:.0f} s: {v2_file.name} "
+                f"({v2_file.stat().st_size / 1024 ** 3:.2f} GiB)"
+                + (f", {plain_file.name} ({plain_file.stat().st_size / 1024 ** 3:.2f} GiB)" if plain_file else ""))
 
         if "load" not in skip:
             from bench import load_memory
@@ -113,13 +116,21 @@ def main(argv=None) -> int:
             log("\n[4] the same ratios estimated part by part: the pack's parts and what they replace, each timed "
                 "on its real inputs (fastest of 5)")
             estimates = components.run(ckpt, size, baseline_s=r["fastest_unpatched_s"], log=log)
+        if "xl" not in skip and models.xl_manifest_available():
+            from bench import xl_step
+
+            xl_size = a.xl_size or (256 if a.quick else 512)
+            log(f"\n[5] XL per-step UNet time, full-size xlv2 UNet (random weights in RAM), {xl_size}x{xl_size} px")
+            r = xl_step.run(xl_size, rounds, log)
+            result["xl_vanilla"], result["xl_bg"] = r["vanilla"]["ratio"], r["bg"]["ratio"]
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     log(f"\ntotal benchmark time {time.perf_counter() - t_start:.0f} s")
     fmt = lambda k: f"{result[k]:.3f}" if isinstance(result.get(k), float) else str(result.get(k, "na"))  # noqa: E731
-    keys = ["vanilla", "bg", "style", "full", "dualcfg_batched_vs_separate", "injection_over_vanilla",
+    keys = ["vanilla", "bg", "style", "full", "xl_vanilla", "xl_bg", "dualcfg_batched_vs_separate",
+            "injection_over_vanilla",
             "encoder_runs_per_prompt",
             "encoder_runs_requeue", "load_peak_anon_over_file", "load_peak_rss_over_comfy"]
     if estimates:
