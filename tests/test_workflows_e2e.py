@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 import e2e_support as S
@@ -130,6 +131,33 @@ def test_same_inputs_same_output_changed_parameters_differ(inproc):
         for change in changes:
             other = _run(inproc, stem, sketch=a, **change)[0]
             assert not np.array_equal(base, other), f"{stem}: {change} changed nothing"
+
+
+def test_xl_encoders_and_reference_net_run_once_per_prompt(inproc, monkeypatch):
+    """The XL background graph through ComfyUI's executor: the sketch encoder, the reference projection and the
+    ReferenceNet run once for the prompt (not per step), nothing on an unchanged re-queue; a new sketch (a new mask,
+    so new banks) runs the ReferenceNet again and the banks are never reused across prompts."""
+    from colorize_diffusion.model_patches.networks import reference_net
+
+    calls = []
+    original = reference_net.ReferenceNet.banks
+
+    def counted(self, x, y):
+        out = original(self, x, y)
+        calls.append([b.detach().clone() for b in out])
+        return out
+
+    monkeypatch.setattr(reference_net.ReferenceNet, "banks", counted)
+    inp = inproc.root / "input"
+    shutil.copyfile(inp / "sketch.png", inp / "xl_once.png")
+    first = _run(inproc, "background_enhance_xl", sketch="xl_once.png", steps=3)[0]
+    assert len(calls) == 1, f"the ReferenceNet ran {len(calls)} times for one prompt of 3 steps"
+    again = _run(inproc, "background_enhance_xl", sketch="xl_once.png", steps=3)[0]
+    assert len(calls) == 1 and np.array_equal(first, again), "an unchanged re-queue ran the ReferenceNet again"
+    S.sketch_picture(shift=12).save(inp / "xl_other.png")
+    _run(inproc, "background_enhance_xl", sketch="xl_other.png", steps=3)
+    assert len(calls) == 2
+    assert any(not torch.equal(a, b) for a, b in zip(calls[0], calls[1])), "another sketch mask, the same banks"
 
 
 def test_interrupt_mid_sampling_leaves_next_run_correct(inproc):
