@@ -461,7 +461,7 @@ def build(stem: str, options: Options | None = None) -> Graph:
                        {"clip_vision": (clip, 0), "image": (bg_img, 0), **tagger},
                        title="Encode Background") if bg_img is not None else None
     sketch_mask = _sketch_mask(g, o, sketch, size_base, "pillow" if xl else "tensor") if parts.split else None
-    ref_mask = _reference_mask(g, o, ref_img) if needs_reference_mask else None
+    ref_mask = _reference_mask(g, o, ref_img, xl) if needs_reference_mask else None
 
     # encoders: the mode is which of them are wired ------------------------------------------------------
     applied = g.add("ColorizeDiffusionApplySketch", 3, {"sketch_strength": o.sketch_strength,
@@ -486,7 +486,7 @@ def build(stem: str, options: Options | None = None) -> Graph:
         else:
             links.update({"clip_vision": (clip, 0), "reference_mask": (ref_mask, 0), **tagger})
         if xl and family == "xlv2" and background is not None:      # the ReferenceNet reads the reference mask too
-            links["reference_mask"] = (_reference_mask(g, o, ref_img), 0)
+            links["reference_mask"] = (_reference_mask(g, o, ref_img, xl), 0)
         bg = g.add("ColorizeDiffusionBackgroundEncoder", 3,
                    {"reference_mask_threshold": o.reference_mask_threshold, "background_factor": o.background_factor,
                     "latent_copy": False}, links, color=_PURPLE)
@@ -538,9 +538,10 @@ def _sketch_mask(g: Graph, o: Options, sketch: int, size_base: int, resampling: 
     return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (sketch, 0)}, title="Sketch mask")
 
 
-def _reference_mask(g: Graph, o: Options, ref_img: int) -> int:
-    if o.masks == "isnet":
-        return g.add("ColorizeDiffusionReferenceMask", 2, {"dilate": True, "net_size": o.mask_net_size},
+def _reference_mask(g: Graph, o: Options, ref_img: int, xl: bool = False) -> int:
+    if o.masks == "isnet":       # the XL app dilates 21x21 and binarises; the SD2.1 app dilates 11x11
+        return g.add("ColorizeDiffusionReferenceMask", 2, {"dilate": True, "net_size": o.mask_net_size,
+                                                           "dilation": 21 if xl else 11, "binarize": xl},
                      {"reference": (ref_img, 0)})
     if o.masks == "files":
         return g.add("LoadImageMask", 0, {"image": o.reference_mask, "channel": o.mask_channel},

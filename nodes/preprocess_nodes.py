@@ -282,7 +282,7 @@ class ReferenceMask(io.ComfyNode):
             description=("Character mask of a (padded) reference. Without a mask input: ISNet (isnetis.safetensors) "
                          "the official way (long side to 1024 on a padded canvas, colours inverted, crop back, "
                          "clamp). With a mask input (e.g. BiRefNet/RMBG from another pack): that mask, fitted to the "
-                         "reference. Dilation = the app's 11x11 max-pool."),
+                         "reference. Dilation = the app's max-pool (SD2.1 app 11x11; XL app 21x21, then binarised)."),
             inputs=[
                 io.Image.Input("reference", tooltip="the reference (after Reference Pad when padding is used)"),
                 io.Boolean.Input("dilate", default=True, tooltip="11x11 max-pool as the app (dilate=True)"),
@@ -290,13 +290,17 @@ class ReferenceMask(io.ComfyNode):
                 io.Mask.Input("mask", optional=True, tooltip=(
                     "use this mask instead of ISNet (any MASK layout; a mask of the unpadded reference is padded "
                     "like the image)")),
+                io.Int.Input("dilation", default=masks.DILATE_KERNEL, min=1, max=63, step=2, optional=True,
+                             tooltip="max-pool size of the dilation: 11 as the SD2.1 app, 21 as the XL app"),
+                io.Boolean.Input("binarize", default=False, optional=True,
+                                 tooltip="the XL app: 1 where the dilated mask is above 0.5, else 0"),
             ],
             outputs=[io.Mask.Output(display_name="mask"), io.Mask.Output(display_name="mask_undilated")],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, reference, dilate=True, net_size=1024, mask=None):
+    def execute(cls, reference, dilate=True, net_size=1024, mask=None, dilation=masks.DILATE_KERNEL, binarize=False):
         image = convert.rgb(convert.check_image(reference, "reference"))
         if mask is not None:
             raw = _mask_for(image, mask, "mask").clamp(0, 1).expand(image.shape[0], -1, -1, -1)
@@ -308,7 +312,9 @@ class ReferenceMask(io.ComfyNode):
                 outs.append(isnet.reference_mask(net, x[i:i + 1], size=net_size, dilate=False).cpu())
                 _tick(pbar)
             raw = torch.cat(outs)
-        final = masks.dilate(raw).clamp(0, 1) if dilate else raw
+        final = masks.dilate(raw, int(dilation)).clamp(0, 1) if dilate else raw
+        if binarize:
+            final = (final > 0.5).to(final.dtype)
         return io.NodeOutput(_out_mask(final), _out_mask(raw))
 
 

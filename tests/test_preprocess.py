@@ -298,6 +298,13 @@ def test_reference_mask_node_with_external_mask():
     assert torch.equal(raw, m)
     assert dil[:, 10 - 5:30 + 5, 20 - 5:40 + 5].min() == 1 and dil[:, 0:4].max() == 0   # 11x11 dilation
     assert dil.sum() > raw.sum()
+    # the XL app: 21x21, then binarised at 0.5
+    soft = m[:1] * 0.6
+    xl, _ = P.ReferenceMask.execute(img, True, 1024, soft, dilation=21, binarize=True)
+    assert set(xl.unique().tolist()) == {0.0, 1.0}
+    assert xl[:, 10 - 10:30 + 10, 20 - 10:40 + 10].min() == 1 and xl.sum() > dil.sum()
+    low, _ = P.ReferenceMask.execute(img, True, 1024, m[:1] * 0.4, dilation=21, binarize=True)
+    assert low.max() == 0                     # 0.4 is below the XL app's 0.5
 
 
 def test_mask_overlay_modes():

@@ -161,3 +161,15 @@ def test_xlv2_background_at_a_size_the_official_code_cannot_run(encoders):
     out = _sample(model, pos, neg, latent, steps=1)
     assert out.shape == (1, 4, 20, 12) and torch.isfinite(out).all()
     assert math.isfinite(float(out.abs().mean()))
+
+
+def test_sd21_checkpoint_with_the_bigg_tower_is_refused(encoders):
+    """The SD2.1 families take ViT-H tokens: a reference encoded with the (tiny) bigG tower names both sides."""
+    clip, tagger = encoders
+    ckpt = load_checkpoint(str(ROOT.parent / "golden" / "models" / "v2-tiny.safetensors"), dtype=torch.float32)
+    sketch, picture, _, _ = _pictures()
+    (reference,) = node("ColorizeDiffusionEncodeReference", clip_vision=clip, image=picture, tagger=tagger)
+    with pytest.raises(ColorizerInputError, match=r"CLIP vision width/projection 96 does not match the checkpoint's "
+                                                  r"context dim 128.*clip_vision_h"):
+        node("ColorizeDiffusionApplySketch", model=ckpt.model, colorizer=ckpt.colorizer, sketch=_Sketch(sketch),
+             reference=reference)
