@@ -33,9 +33,13 @@ def xl_manifest_available() -> bool:
     return (env.GOLDEN.parent / "golden_xl" / "manifests" / "xlv2.tsv").is_file()
 
 
+XL_MANIFESTS = env.GOLDEN.parent / "golden_xl" / "manifests"
+
+
 def read_manifest(family: str = "v2") -> list[tuple[str, tuple]]:
     rows = []
-    with open(MANIFESTS / f"{family}.tsv") as f:
+    folder = XL_MANIFESTS if family in ("sdxl", "xlv2") else MANIFESTS
+    with open(folder / f"{family}.tsv") as f:
         next(f)
         for line in f:
             key, shape, dtype = line.rstrip("\n").split("\t")
@@ -92,6 +96,17 @@ def write_v2_file(directory: Path, seed: int = 0) -> Path:
     """The full-size v2 checkpoint (every manifest key). The name has no 'eps': v-prediction, as released."""
     path = Path(directory) / "v2-bench-random.safetensors"
     specs = read_manifest("v2")
+    if not _reuse(path, specs):
+        gen = torch.Generator().manual_seed(seed)
+        write_safetensors(path, specs, lambda k, s: random_tensor(k, s, gen))
+    return path
+
+
+def write_xl_file(directory: Path, seed: int = 2) -> Path:
+    """The full-size xlv2 checkpoint (every manifest key: UNet, LoRA, conv_fg, sketch encoder, projection,
+    ReferenceNet, VAE, DDPM buffers)."""
+    path = Path(directory) / "xlv2-bench-random.safetensors"
+    specs = read_manifest("xlv2")
     if not _reuse(path, specs):
         gen = torch.Generator().manual_seed(seed)
         write_safetensors(path, specs, lambda k, s: random_tensor(k, s, gen))

@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--attention", default="sdpa", choices=sorted(env.ATTENTION),
                     help="attention backend of both sides: sdpa (default) or comfy-cpu (sub-quadratic)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated full-size files here")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: load, encoders, steps, xl")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: load, encoders, steps, xl, xl-load")
     ap.add_argument("--xl-size", type=int, default=None,
                     help="image side for the XL step timings (default 512 on CPU; the XL app works at 1024)")
     a = ap.parse_args(argv)
@@ -116,6 +116,20 @@ def main(argv=None) -> int:
             log("\n[4] the same ratios estimated part by part: the pack's parts and what they replace, each timed "
                 "on its real inputs (fastest of 5)")
             estimates = components.run(ckpt, size, baseline_s=r["fastest_unpatched_s"], log=log)
+        if "xl-load" not in skip and models.xl_manifest_available():
+            from bench import load_memory
+
+            t = time.perf_counter()
+            xl_file = models.write_xl_file(workdir)
+            log(f"\n[6] XL loading: full-size random xlv2 file {xl_file.stat().st_size / 1024 ** 3:.2f} GiB written in "
+                f"{time.perf_counter() - t:.0f} s")
+            r = load_memory.measure("pack", xl_file)
+            gib = 1024 ** 3
+            log(f"  pack loader, xlv2 file: load {r['seconds']:.1f} s, peak anon +{r['anon_delta'] / gib:.2f} GiB "
+                f"({r['anon_over_file']:.3f}x file), peak RSS +{r['rss_delta'] / gib:.2f} GiB "
+                f"({r['rss_over_file']:.3f}x file)")
+            result["xl_load_peak_anon_over_file"] = r["anon_over_file"]
+
         if "xl" not in skip and models.xl_manifest_available():
             from bench import xl_step
 
@@ -132,7 +146,7 @@ def main(argv=None) -> int:
     keys = ["vanilla", "bg", "style", "full", "xl_vanilla", "xl_bg", "dualcfg_batched_vs_separate",
             "injection_over_vanilla",
             "encoder_runs_per_prompt",
-            "encoder_runs_requeue", "load_peak_anon_over_file", "load_peak_rss_over_comfy"]
+            "encoder_runs_requeue", "load_peak_anon_over_file", "load_peak_rss_over_comfy", "xl_load_peak_anon_over_file"]
     if estimates:
         log("ESTIMATE " + " ".join(f"{k}={v['estimate']:.3f}" for k, v in estimates.items()))
     log("RESULT " + " ".join(f"{k}={fmt(k)}" for k in keys))
