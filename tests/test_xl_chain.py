@@ -173,3 +173,28 @@ def test_sd21_checkpoint_with_the_bigg_tower_is_refused(encoders):
                                                   r"context dim 128.*clip_vision_h"):
         node("ColorizeDiffusionApplySketch", model=ckpt.model, colorizer=ckpt.colorizer, sketch=_Sketch(sketch),
              reference=reference)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_xlv2_background_runs_in_half_precision(dtype, encoders):
+    """The UNet, sketch encoder, projection and ReferenceNet in half precision (as the official app runs them):
+    no dtype clash anywhere on the way (RoPE in float64, RMSNorm in float32, banks cast to the attention's dtype),
+    a finite result close to the fp32 one."""
+    clip, tagger = encoders
+    name = "models/xlv2-tiny.safetensors"
+    results = {}
+    for dt in (torch.float32, dtype):
+        ckpt = load_checkpoint(str(ROOT / name), dtype=dt, heads=head_sizes(ROOT, name))
+        sketch, picture, mask, rmask = _pictures()
+        (reference,) = node("ColorizeDiffusionEncodeReference", clip_vision=clip, image=picture, tagger=tagger)
+        model, pos, neg, latent = node("ColorizeDiffusionApplySketch", model=ckpt.model, colorizer=ckpt.colorizer,
+                                       sketch=_Sketch(sketch), reference=reference)
+        pos, neg = node("ColorizeDiffusionSplitAttention", positive=pos, negative=neg, sketch_mask=mask,
+                        foreground_enhance=False)
+        pos, neg = node("ColorizeDiffusionBackgroundEncoder", positive=pos, negative=neg, vae=ckpt.vae,
+                        clip_vision=clip, tagger=tagger, reference_mask=rmask)
+        results[dt] = _sample(model, pos, neg, latent, steps=1)
+    half, full = results[dtype].float(), results[torch.float32]
+    assert torch.isfinite(half).all()
+    rel = ((half - full).pow(2).mean() / full.pow(2).mean()).sqrt().item()
+    assert rel < (0.05 if dtype == torch.float16 else 0.2), f"{dtype}: relative RMS {rel:.3g} against fp32"
