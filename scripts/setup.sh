@@ -29,7 +29,7 @@ HOST_VERSION="0.3.75"
 DEFAULT_FRONTEND_SPEC="comfyui-frontend-package==1.32.9"
 PACK_DIR_NAME="ComfyUI-ColorizeDiffusion"
 # Host requirements that are safe to skip (optional node groups, templates, docs) or installed separately.
-HOST_REQ_SKIP='comfyui-frontend-package|comfyui-workflow-templates|comfyui-embedded-docs|torchaudio|kornia|spandrel'
+HOST_REQ_SKIP='comfyui-frontend-package|comfyui-embedded-docs|torchaudio'
 DEV_SPEC="pytest"
 
 T0=$SECONDS

@@ -1,0 +1,181 @@
+"""Jobs over one or several ComfyUI servers: each server works on one job at a time; a server that stops answering,
+or fails a job for a reason outside it (interrupted, out of memory), gives its job back to the others; every job
+ends done once, skipped (its result exists) or failed with its reason."""
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .server import ComfyServer, Rejected, ServerDown
+from .workflow import WorkflowError, fill
+
+TRANSIENT = ("OutOfMemory", "out of memory", "InterruptProcessingException", "interrupted")
+
+
+@dataclass
+class Job:
+    sketch: Path
+    output: Path
+    attempts: int = 0
+    state: str = "pending"          # pending | done | skipped | failed
+    reason: str = ""
+    server: str = ""
+    seconds: float = 0.0
+    tried: set = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.sketch.name
+
+
+class JobFailed(Exception):
+    pass
+
+
+class ServerTrouble(Exception):
+    """The job did not finish for a reason that is the server's (interrupted, out of memory)."""
+
+
+class Scheduler:
+    def __init__(self, servers: list, prompt: dict, pictures: dict, models: dict, settings: dict, log,
+                 verbose: bool = False):
+        self.servers, self.prompt, self.pictures = servers, prompt, pictures
+        self.models, self.settings, self.log, self.verbose = models, settings, log, verbose
+        self.lock = threading.Lock()
+        self.pending: list[Job] = []
+        self.alive = set()
+        self.uploaded: dict = {}        # (server url, path) -> server file name
+
+    def run(self, jobs: list) -> None:
+        self.pending = [j for j in jobs if j.state == "pending"]
+        self.total = len(self.pending)
+        self.done = 0
+        self.alive = {s.url for s in self.servers}
+        threads = [threading.Thread(target=self._worker, args=(s,), daemon=True) for s in self.servers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for job in self.pending:          # left when every server went away
+            job.state, job.reason = "failed", "no server left to run it (" + ", ".join(
+                s.url for s in self.servers) + " stopped answering)"
+
+    def _next(self, server) -> Job | None:
+        with self.lock:
+            for i, job in enumerate(self.pending):
+                if server.url not in job.tried or len(job.tried) >= len(self.alive):
+                    return self.pending.pop(i)
+            return None
+
+    def _give_back(self, job: Job) -> None:
+        with self.lock:
+            self.pending.insert(0, job)
+
+    def _worker(self, server: ComfyServer) -> None:
+        while True:
+            job = self._next(server)
+            if job is None:
+                with self.lock:
+                    if not self.pending or server.url not in self.alive:
+                        return
+                time.sleep(0.2)
+                continue
+            job.attempts += 1
+            job.tried.add(server.url)
+            try:
+                self._run(server, job)
+            except ServerDown as exc:
+                with self.lock:
+                    self.alive.discard(server.url)
+                self.log(f"{server.url} stopped answering ({exc}); its job {job.name} goes to "
+                         f"{', '.join(sorted(self.alive)) or 'no other server'}")
+                self._give_back(job)
+                return
+            except ServerTrouble as exc:
+                if job.attempts > 2 * len(self.servers):
+                    job.state, job.reason = "failed", str(exc)
+                else:
+                    self.log(f"{job.name}: {exc} on {server.url}; trying again")
+                    self._give_back(job)
+            except (JobFailed, WorkflowError, Rejected) as exc:
+                job.state, job.reason = "failed", str(exc)
+                self.log(f"failed: {job.name}: {exc}")
+
+    @staticmethod
+    def _saved(server, prompt_id: str, wait: float = 30.0) -> list:
+        """The pictures a finished prompt saved. The server announces the end of a prompt just before it files
+        the prompt's history, so the history is asked again until it is there."""
+        deadline = time.monotonic() + wait
+        while True:
+            entry = server.history(prompt_id)
+            if entry.get("status", {}).get("completed") or _saved_pictures(entry) or time.monotonic() > deadline:
+                return _saved_pictures(entry)
+            time.sleep(0.1)
+
+    def _upload(self, server, path: Path) -> str:
+        key = (server.url, str(path))
+        if key not in self.uploaded:
+            self.uploaded[key] = server.upload(str(path))
+        return self.uploaded[key]
+
+    def _run(self, server: ComfyServer, job: Job) -> None:
+        t0 = time.perf_counter()
+        images = {"Sketch": self._upload(server, job.sketch)}
+        for title, path in self.pictures.items():
+            images[title] = self._upload(server, path)
+        # a prefix of its own per submission: the saving node then always runs (ComfyUI reports no picture for a
+        # prompt it serves wholly from its cache), while everything before it is still taken from the cache
+        prefix = f"colorize_client/{job.sketch.stem}_{uuid.uuid4().hex[:8]}"
+        prompt = fill(self.prompt, images=images, models=self.models, settings=self.settings, prefix=prefix)
+        events = server.events()
+        next(_ready(events), None)
+        prompt_id = server.queue(prompt)
+        for msg in events:
+            kind, data = msg.get("type"), msg.get("data", {})
+            if data.get("prompt_id") not in (None, prompt_id):
+                continue
+            if kind == "progress" and self.verbose:
+                self.log(f"  {job.name} on {server.url}: step {data.get('value')}/{data.get('max')}")
+            elif kind == "execution_error":
+                text = (f"{data.get('node_type', 'a node')} (node {data.get('node_id')}): "
+                        f"{data.get('exception_message', '').strip().splitlines()[0] if data.get('exception_message') else ''}")
+                if self.verbose:
+                    text += "\n" + "".join(data.get("traceback") or [])
+                if any(t in (data.get("exception_type", "") + data.get("exception_message", "")) for t in TRANSIENT):
+                    raise ServerTrouble(text)
+                raise JobFailed(text)
+            elif kind == "execution_interrupted":
+                raise ServerTrouble("interrupted on the server")
+            elif kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                break
+            elif kind == "execution_success":
+                break
+        saved = self._saved(server, prompt_id)
+        if not saved:
+            raise JobFailed("the workflow saved no picture")
+        data = server.download(saved[0])
+        tmp = job.output.with_name(job.output.name + ".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, job.output)          # complete or absent: a killed run leaves no half-written result
+        job.state, job.server, job.seconds = "done", server.url, time.perf_counter() - t0
+        with self.lock:
+            self.done += 1
+            n = self.done
+        self.log(f"[{n}/{self.total}] {job.name} -> {job.output} ({job.seconds:.1f} s on {server.url})")
+
+
+def _saved_pictures(entry: dict) -> list:
+    return [img for out in entry.get("outputs", {}).values() for img in out.get("images", [])
+            if img.get("type") == "output"]
+
+
+def _ready(events):
+    """Wait for the server's first status message, so nothing of the prompt is missed."""
+    for msg in events:
+        if msg.get("type") == "status":
+            yield msg
+            return
