@@ -189,3 +189,20 @@ def test_without_server_the_embedded_comfyui_runs_for_the_command(server, tmp_pa
     url = started[0].split(" on ")[1].split(" ")[0]
     from client.server import ComfyServer
     assert not ComfyServer(url).alive(), "the embedded server is still running after the command"
+
+
+def test_results_never_overwrite_inputs_or_each_other(tmp_path, capsys):
+    """Refused before anything is sent (nothing listens on the server's port)."""
+    d = tmp_path / "sketches"
+    _pictures(d, 1)
+    S.sketch_picture().save(d / "page_00.jpg")               # same name, another format: two distinct outputs
+    ref = _reference(tmp_path)
+    from client.cli import parser, plan
+
+    jobs = plan(parser().parse_args(["colorize", "--sketch", str(d), "--reference", str(ref), "--out", str(d)]))
+    assert sorted(j.output.name for j in jobs) == ["page_00_jpg_colorized.png", "page_00_png_colorized.png"]
+    evil = d / "page_00_colorized.png"                    # an input with the name the output would take
+    S.reference_picture().save(evil)
+    code = _client("colorize", "--sketch", d / "page_00.jpg", "--reference", evil, "--out", d,
+                   "--server", "http://127.0.0.1:9")
+    assert code == 2 and "page_00_colorized.png is an input" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The headless command and scripts/queue_folder.py never write over what the user gave, read `--out newdir/`
+"""The headless command never writes over what the user gave, read `--out newdir/`
 as a folder, use exactly the weight file given by path, leave the device choice to ComfyUI, and report bad
 arguments with exit code 2. No model runs here: the checks happen before anything is loaded."""
 from __future__ import annotations
@@ -207,35 +207,3 @@ def test_device_choice_is_left_to_comfyui(monkeypatch):
     monkeypatch.setattr(host, "accelerator_present", lambda: False)
     host.prepare()
     assert args.cpu is True
-
-
-# ----------------------------------------------------------------------------------------------------------
-# scripts/queue_folder.py: the same refusal, before anything is sent
-# ----------------------------------------------------------------------------------------------------------
-def _queue_folder():
-    spec = importlib.util.spec_from_file_location("queue_folder_under_test", REPO / "scripts" / "queue_folder.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_queue_folder_refuses_results_over_inputs(tmp_path, capsys):
-    q = _queue_folder()
-    d = tmp_path / "sketches"
-    _pic(d / "a.png")
-    r = _pic(tmp_path / "r.png")
-    server = "http://127.0.0.1:9"          # nothing listens: the refusal must come before any connection
-    assert q.main(["--server", server, "--sketches", str(d), "--reference", str(r), "--out", str(d)]) == 2
-    assert "would overwrite the sketch" in capsys.readouterr().err
-    _pic(d / "a.jpg")
-    assert q.main(["--server", server, "--sketches", str(d), "--reference", str(r),
-                   "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert "a.jpg" in err and "a.png" in err and "both be written" in err
-    assert not (tmp_path / "out").exists()
-    out = tmp_path / "o2"
-    ref = _pic(out / "b.png")
-    (d / "a.jpg").unlink()
-    _pic(d / "b.png")
-    assert q.main(["--server", server, "--sketches", str(d), "--reference", str(ref), "--out", str(out)]) == 2
-    assert "would overwrite the --reference picture" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Every example workflow end to end on CPU with the tiny models: in-process through ComfyUI's executor (the
-headless runner), over HTTP on the session server, through the headless command and scripts/queue_folder.py.
+headless runner), over HTTP on the session server and through the headless command (the HTTP client has its own
+tests, tests/test_client.py).
 
 The graphs are the shipped ones (headless.workflows.build) with e2e_support.variant_options: tiny checkpoint,
 tiny CLIP, a tiny VAE file through Load VAE, masks from the pictures, 64×64, 2 steps.
@@ -425,33 +426,3 @@ def test_http_interrupt_mid_sampling_leaves_next_run_correct(http):
     assert np.array_equal(first, after), "the run after an interrupt differs from an uninterrupted run"
 
 
-def test_queue_folder_script(http, tmp_path):
-    inp = http.base_dir / "input"
-    out = tmp_path / "results"
-    cmd = [sys.executable, str(REPO / "scripts" / "queue_folder.py"), "--server", http.url,
-           "--sketches", inp / S.BATCH_FOLDER, "--reference", inp / "reference.png", "--out", out,
-           "--checkpoint", S.TINY_CHECKPOINTS["v2"], "--clip-vision", S.TINY_CLIP, "--clip-heads", "4",
-           "--vae", S.TINY_VAE, "--width", "64", "--height", "64", "--steps", "2", "--seed", "11"]
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == BATCH
-    assert proc.stdout.split() == [str(out / n) for n in BATCH]
-    assert all(S.load_png(p).shape == (64, 64, 3) for p in out.iterdir())
-    # with an API-format file instead of --mode: the shipped copy with the tiny files swapped in
-    api = wf.build("vanilla", S.variant_options("vanilla", seed=11)).to_api()
-    (tmp_path / "wf.api.json").write_text(json.dumps(api))
-    out2 = tmp_path / "results2"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "queue_folder.py"), "--server", http.url,
-                           "--sketches", str(inp / "sketch.png"), "--reference", str(inp / "reference.png"),
-                           "--out", str(out2), "--workflow", str(tmp_path / "wf.api.json"), "--no-progress"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [p.name for p in out2.iterdir()] == ["sketch.png"]
-    # bad input: a clear message and exit code 2
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "queue_folder.py"), "--server", http.url,
-                           "--sketches", str(inp / "sketch.png"), "--reference", str(inp / "reference.png"),
-                           "--out", str(tmp_path / "x"), "--checkpoint", "missing.safetensors", "--no-progress"],
-                          capture_output=True, text=True, timeout=120)
-    # refused at validation (exit 2) by hosts that check V3 combos, stopped at the loader (exit 1) by 0.3.75;
-    # either way the file is named
-    assert proc.returncode in (1, 2) and "missing.safetensors" in proc.stderr, proc.stderr
