@@ -1,6 +1,6 @@
 """The pack's model folders, registered with ComfyUI in one place (relocatable through extra_model_paths.yaml).
 
-`register()` runs when the nodes are imported and when the headless command prepares the host before that.
+`register()` runs when the nodes are imported.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """How often each encoder runs: one prompt of 20 sampling steps, then re-queues, through ComfyUI's own executor.
 
-The graph is the shipped v2 "full enhance" example workflow (`headless.workflows`, built with 20 euler steps,
-dual guidance, masks from Convert Image to Mask instead of ISNet, and a Load VAE node), run in-process by the
-headless runner (`execution.PromptExecutor` with the classic cache, as a ComfyUI server runs a queue). Tiny
+The graph is the shipped v2 "full enhance" example workflow (`devtools.workflows`, built with 20 euler steps,
+dual guidance, masks from Convert Image to Mask instead of ISNet, and a Load VAE node), run in this process by
+devtools' executor driver (`execution.PromptExecutor` with the classic cache, as a ComfyUI server runs a queue). Tiny
 golden models stand in for the real weights (the counts do not depend on sizes); the VAE is a tiny random
 TAESD-layout file.
 
@@ -114,7 +114,7 @@ VAE = "bench-tiny-taesd.safetensors"
 
 def workflow(seed: int = 0) -> dict:
     """API-format prompt: the shipped v2 full-enhance workflow on the tiny models, dual guidance, 20 steps."""
-    from colorize_diffusion.headless import workflows as wf
+    from colorize_diffusion.devtools import workflows as wf
 
     options = wf.Options(checkpoint="v2-tiny.safetensors", clip_vision="tiny-vit-openclip.safetensors", clip_heads=4,
                          vae=VAE, masks="images", width=64, height=64, size_base=512, sampler="euler",
@@ -124,10 +124,10 @@ def workflow(seed: int = 0) -> dict:
 
 
 def _runner(tmp: Path):
-    """The headless runner (core extra nodes + the pack's nodes in this process), folders at the tiny files."""
+    """ComfyUI's executor in this process (core extra nodes + the pack's nodes), folders at the tiny files."""
     import folder_paths
 
-    from colorize_diffusion.headless.runner import Runner
+    from colorize_diffusion.devtools.executor import Runner
 
     runner = Runner()
     for sub in ("input", "output", "vae"):

@@ -1,67 +1,89 @@
 #!/usr/bin/env python3
-"""Write the example workflows from their one definition (headless/workflows.py).
+"""Write the example workflows from their one definition (devtools/workflows.py).
 
     .venv/bin/python scripts/build_workflows.py            # write every file
     .venv/bin/python scripts/build_workflows.py --check    # exit 1 if a shipped file differs (what the test does)
 
-Writes, per workflow in headless.workflows.WORKFLOWS:
+Writes, per workflow in devtools.workflows.WORKFLOWS:
     example_workflows/<stem>.json       UI (LiteGraph) format: ComfyUI's template browser lists it
     example_workflows/<stem>.jpg        a drawing of the graph (thumbnail; needs Pillow)
     tests/workflows/<stem>.api.json     API format (POST /prompt), for the tests
 
-The UI form is laid out from the nodes' /object_info, so this starts the ComfyUI host of the checkout
-(COMFYUI_DIR, else .host/ComfyUI from scripts/setup.sh) in this process, on the CPU.
+The UI form is laid out from the nodes' /object_info: this starts the embedded ComfyUI with the pack
+(scripts/run.sh, on a free loopback port, CPU) and asks it.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
+import types
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "_colorizediffusion"
 
 
-def load_pack():
-    """The pack as a package without importing ComfyUI (its root imports the nodes only inside a host)."""
+def load_workflows():
+    """devtools.workflows without importing the pack's nodes (nor ComfyUI): the repository as a bare package."""
     if PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACKAGE, REPO / "__init__.py",
-                                                      submodule_search_locations=[str(REPO)])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[PACKAGE] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[PACKAGE]
-
-
-def load_headless():
-    """headless.workflows (pure Python: the API form of every workflow needs no ComfyUI)."""
-    load_pack()
-    return importlib.import_module(f"{PACKAGE}.headless.workflows")
+        pkg = types.ModuleType(PACKAGE)
+        pkg.__path__ = [str(REPO)]
+        sys.modules[PACKAGE] = pkg
+    return importlib.import_module(f"{PACKAGE}.devtools.workflows")
 
 
 def object_info(wf) -> dict:
-    """/object_info of every node the workflows use, from the host of this checkout."""
-    import logging
-
-    host = importlib.import_module(f"{PACKAGE}.headless.host")
-    level = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)       # the host's warnings about optional extras it lacks
-    try:
-        host.setup(cpu=True)
-    finally:
-        logging.getLogger().setLevel(level)
+    """/object_info of every node the workflows use, from the embedded ComfyUI of this checkout."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, COLORIZEDIFFUSION_PORT=str(port), COLORIZEDIFFUSION_LISTEN="127.0.0.1")
+    with tempfile.TemporaryDirectory(prefix="build-workflows-") as base:
+        proc = subprocess.Popen(["bash", str(REPO / "scripts" / "run.sh"), "--cpu", "--disable-auto-launch",
+                                 "--base-directory", base, "--database-url", "sqlite:///:memory:",
+                                 "--disable-api-nodes"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            os.makedirs(os.path.join(base, "custom_nodes"), exist_ok=True)
+            link = os.path.join(base, "custom_nodes", "ComfyUI-ColorizeDiffusion")
+            if not os.path.exists(link):
+                os.symlink(REPO, link)
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=60) as resp:
+                        info = json.loads(resp.read())
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("the embedded ComfyUI did not start (run scripts/setup.sh first)")
+                    time.sleep(0.5)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
     used = {n.type for stem in wf.WORKFLOWS for n in wf.build(stem).nodes}
-    return host.object_info(sorted(used))
+    missing = sorted(used - set(info))
+    if missing:
+        raise RuntimeError(f"the embedded ComfyUI lacks the nodes {missing}")
+    return {name: info[name] for name in sorted(used)}
 
 
 def expected_files(thumbnails: bool = True, info: dict | None = None) -> dict[str, bytes]:
-    wf = load_headless()
+    wf = load_workflows()
     info = info if info is not None else object_info(wf)
     out = {path: text.encode() for path, text in wf.shipped_files(info).items()}
     if thumbnails:
-        thumbs = importlib.import_module(f"{PACKAGE}.headless.thumbnails")
+        thumbs = importlib.import_module(f"{PACKAGE}.devtools.thumbnails")
         for stem in wf.WORKFLOWS:
             out[f"example_workflows/{stem}.jpg"] = thumbs.render(wf.build(stem), info)
     return out
@@ -73,7 +95,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     files = expected_files(thumbnails=not args.check)
     stale = []
-    wf = load_headless()
+    wf = load_workflows()
     if args.check:
         for stem in wf.WORKFLOWS:
             if not (REPO / "example_workflows" / f"{stem}.jpg").is_file():

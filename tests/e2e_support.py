@@ -1,7 +1,7 @@
 """Shared by the workflow tests: tiny stand-in files and the test variant of every example workflow.
 
 The shipped workflows use the official files (checkpoints with their own VAE, clip_vision_h, ISNet weights).
-Tests run the same graphs (headless.workflows.build) with :func:`variant_options`:
+Tests run the same graphs (devtools.workflows.build) with :func:`variant_options`:
 
 * the tiny golden checkpoint of the workflow's family, the tiny OpenCLIP tower (heads 4);
 * ``vae``: a tiny random TAESD-layout VAE file (:func:`write_tiny_vae`) through the core ``Load VAE`` node, because
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from colorize_diffusion.headless import workflows as wf
+from colorize_diffusion.devtools import workflows as wf
 from conftest import GOLDEN
 
 TINY_CHECKPOINTS = {"v1": "mult-eps-tiny.safetensors", "v1.5": "switch-tiny.safetensors", "v2": "v2-tiny.safetensors",

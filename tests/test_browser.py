@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import e2e_support as S
-from colorize_diffusion.headless import workflows as wf
+from colorize_diffusion.devtools import workflows as wf
 from server_fixture import PACK_DIR_NAME, REPO
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

@@ -66,7 +66,7 @@ def test_the_client_imports_neither_the_pack_nor_comfyui():
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0]
         assert not [m for m in names if m.split(".")[0] in ("comfy", "comfy_api", "folder_paths", "nodes",
-                                                            "colorize_diffusion", "model_patches", "headless")], path
+                                                            "colorize_diffusion", "model_patches", "devtools")], path
     for path in list((REPO / "nodes").glob("*.py")) + list((REPO / "model_patches").rglob("*.py")):
         assert "client" not in {n.module for n in ast.walk(ast.parse(path.read_text()))
                                 if isinstance(n, ast.ImportFrom) and n.module}, path

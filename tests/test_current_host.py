@@ -292,8 +292,8 @@ def test_openclip_encode_image_on_a_host_without_the_old_clip_preprocess(monkeyp
     assert [tuple(s) for s in after["image_sizes"]] == [(3, clip.image_size, clip.image_size)] * 2
 
 
-def test_headless_runner_gives_the_executor_every_cache_argument():
-    from colorize_diffusion.headless.runner import Runner
+def test_in_process_executor_gets_every_cache_argument():
+    from colorize_diffusion.devtools.executor import Runner
 
     with host_emulation.executor_reads_ram_inactive():
         runner = Runner()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorize_diffusion.headless import workflows as wf
+from colorize_diffusion.devtools import workflows as wf
 from server_fixture import PACK_DIR_NAME, REPO
 
 EXAMPLES = REPO / "example_workflows"
@@ -57,7 +57,7 @@ def test_thumbnail_is_a_jpeg_drawing_of_the_graph(object_info, stem):
     assert path.is_file(), f"{path} missing: run scripts/build_workflows.py"
     with Image.open(path) as img:
         assert img.format == "JPEG" and img.size == (640, 400)
-    from colorize_diffusion.headless import thumbnails
+    from colorize_diffusion.devtools import thumbnails
     fresh = np.asarray(Image.open(io.BytesIO(thumbnails.render(wf.build(stem), object_info))).convert("L"),
                        dtype=float)
     shipped = np.asarray(Image.open(path).convert("L"), dtype=float)

@@ -1,8 +1,8 @@
 """Every example workflow end to end on CPU with the tiny models: in-process through ComfyUI's executor (the
-headless runner), over HTTP on the session server and through the headless command (the HTTP client has its own
-tests, tests/test_client.py).
+executor driver of devtools/) and over HTTP on the session server (the HTTP client has its own tests,
+tests/test_client.py).
 
-The graphs are the shipped ones (headless.workflows.build) with e2e_support.variant_options: tiny checkpoint,
+The graphs are the shipped ones (devtools.workflows.build) with e2e_support.variant_options: tiny checkpoint,
 tiny CLIP, a tiny VAE file through Load VAE, masks from the pictures, 64×64, 2 steps.
 """
 from __future__ import annotations
@@ -24,9 +24,8 @@ import torch
 import pytest
 
 import e2e_support as S
-from colorize_diffusion.headless import cli
-from colorize_diffusion.headless import runner as R
-from colorize_diffusion.headless import workflows as wf
+from colorize_diffusion.devtools import executor as R
+from colorize_diffusion.devtools import workflows as wf
 from conftest import COMFYUI_DIR, GOLDEN, REPO
 
 pytestmark = pytest.mark.skipif(not S.tiny_models_available(), reason=f"tiny golden models not found in {GOLDEN}")
@@ -221,100 +220,6 @@ def test_shipped_isnet_mask_nodes_run_with_random_weights(inproc):
             f.unlink()
     assert len(images) == 1 and images[0].shape == (S.SIZE, S.SIZE, 3)
 
-
-# ---------------------------------------------------------------------------------------------- headless
-def test_colorize_function_single_and_folder(inproc, tmp_path):
-    inp = inproc.root / "input"
-    opts = S.variant_options("vanilla")
-    one = R.colorize(inproc, "vanilla", opts, R.plan_jobs(inp / "sketch.png", tmp_path / "one.png"),
-                     reference=inp / "reference.png", progress=False)
-    assert one == [tmp_path / "one.png"] and S.load_png(one[0]).shape == (S.SIZE, S.SIZE, 3)
-    many = R.colorize(inproc, "vanilla", opts, R.plan_jobs(inp / S.BATCH_FOLDER, tmp_path / "many"),
-                      reference=inp / "reference.png", progress=False)
-    assert sorted(p.name for p in many) == BATCH
-    assert all(S.load_png(p).shape == (S.SIZE, S.SIZE, 3) for p in many)
-
-
-def _cli(capsys, *argv):
-    code = cli.main(list(map(str, argv)))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_cli_says_which_weights_are_missing(inproc, capsys, tmp_path):
-    inp = inproc.root / "input"
-    common = ["--sketch", inp / "sketch.png", "--reference", inp / "reference.png", "--out", tmp_path / "x.png",
-              "--no-progress"]
-    code, _, err = _cli(capsys, "colorize", *common)            # no official checkpoint in the models folder
-    assert code == cli.EXIT_USAGE
-    assert "v2-full.safetensors" in err and "tellurion/ColorizeDiffusion" in err and "colorizediffusion" in err
-    code, _, err = _cli(capsys, "colorize", *common, "--checkpoint", "v2-full.safetensors")
-    assert code == cli.EXIT_USAGE and "checkpoint v2-full.safetensors not found" in err and "huggingface" in err
-    code, _, err = _cli(capsys, "colorize", *common, "--checkpoint", S.TINY_CHECKPOINTS["v2"])
-    assert code == cli.EXIT_USAGE and "clip_vision_h.safetensors" in err and "clip_vision" in err
-    code, _, err = _cli(capsys, "colorize", *common, "--checkpoint", S.TINY_CHECKPOINTS["v2"],
-                        "--clip-vision", S.TINY_CLIP)
-    assert code == cli.EXIT_USAGE and "contains no VAE" in err and "--vae" in err
-    code, _, err = _cli(capsys, "colorize", *common, "--checkpoint", S.TINY_CHECKPOINTS["v2"], "--clip-vision",
-                        S.TINY_CLIP, "--vae", S.TINY_VAE, "--mode", "background")
-    assert code == cli.EXIT_USAGE
-    assert "sketch-segment.safetensors" in err and "isnetis.safetensors" in err and "huggingface.co" in err
-    code, _, err = _cli(capsys, "colorize", *common, "--checkpoint", S.TINY_CHECKPOINTS["v1"], "--clip-vision",
-                        S.TINY_CLIP, "--vae", S.TINY_VAE, "--mode", "style")
-    assert code == cli.EXIT_USAGE and "needs a ColorizeDiffusion v2 checkpoint" in err
-    assert not (tmp_path / "x.png").exists()
-
-
-def test_cli_runs_in_process_with_masks_from_files(inproc, capsys, tmp_path):
-    inp = inproc.root / "input"
-    code, out, err = _cli(capsys, "colorize", "--sketch", inp / "sketch.png", "--reference", inp / "reference.png",
-                          "--out", tmp_path / "bg.png", "--mode", "background",
-                          "--checkpoint", S.TINY_CHECKPOINTS["v1.5"], "--clip-vision", S.TINY_CLIP, "--clip-heads", 4,
-                          "--vae", S.TINY_VAE, "--sketch-mask", inp / "sketch.png",
-                          "--reference-mask", inp / "reference.png", "--width", 64, "--height", 64, "--steps", 2,
-                          "--seed", 5, "--no-progress")
-    assert code == 0, err
-    assert out.strip() == str(tmp_path / "bg.png") and S.load_png(tmp_path / "bg.png").shape == (64, 64, 3)
-    assert "v1.5" in err and "seed 5" in err
-
-
-def test_workflow_command_prints_the_shipped_api_json(capsys):
-    code, out, _ = _cli(capsys, "workflow", "--workflow", "full_enhance_v2", "--seed", "0")
-    assert code == 0
-    shipped = json.loads((REPO / "tests" / "workflows" / "full_enhance_v2.api.json").read_text())
-    assert json.loads(out) == shipped
-
-
-def test_python_dash_m_command_end_to_end(tmp_path, tiny_vae_file):
-    """`python -m colorize_diffusion colorize` in a fresh interpreter: bootstrap, folder mode, progress bar."""
-    base = tmp_path / "base"
-    _link_models(base / "models", tiny_vae_file)
-    S.write_inputs(tmp_path / "in")
-    out = tmp_path / "out"
-    # colorize_diffusion is importable through setup.sh's .pth; one OpenMP thread (tiny models, busy CI cores)
-    env = dict(os.environ, COMFYUI_DIR=str(COMFYUI_DIR), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "colorize_diffusion", "colorize", "--sketch", tmp_path / "in" / S.BATCH_FOLDER,
-           "--reference", tmp_path / "in" / "reference.png", "--out", out, "--base-directory", base,
-           "--checkpoint", S.TINY_CHECKPOINTS["v2"], "--clip-vision", S.TINY_CLIP, "--clip-heads", "4",
-           "--vae", S.TINY_VAE, "--mode", "style", "--width", "64", "--height", "64", "--steps", "2", "--seed", "3"]
-    t0 = time.monotonic()
-    proc = subprocess.run([str(c) for c in cmd], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == BATCH
-    assert proc.stdout.split() == [str(out / n) for n in BATCH]
-    assert "step" in proc.stderr and "2/2" in proc.stderr, "no progress bar on stderr"
-    assert not list((base / "output").glob("**/*.png")), "results must go to --out only"
-    print(f"python -m colorize_diffusion: {time.monotonic() - t0:.1f} s")
-
-
-def test_python_dash_m_reports_missing_host(tmp_path):
-    env = dict(os.environ, COMFYUI_DIR=str(tmp_path / "nowhere"))
-    S.write_inputs(tmp_path / "in")
-    proc = subprocess.run([sys.executable, "-m", "colorize_diffusion", "colorize", "--sketch",
-                           str(tmp_path / "in" / "sketch.png"), "--reference", str(tmp_path / "in" / "reference.png"),
-                           "--out", str(tmp_path / "o.png")], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == cli.EXIT_USAGE, proc.stderr[-2000:]
-    assert "no ComfyUI found" in proc.stderr and "make setup" in proc.stderr
 
 
 # ==========================================================================================================

@@ -2,8 +2,8 @@
 
 ``scripts/build_workflows.py`` writes ``example_workflows/<stem>.json`` (UI/LiteGraph format, what File→Save gives
 and what the template browser loads) and ``tests/workflows/<stem>.api.json`` (API format, what ``POST /prompt``
-takes) from :func:`build`; the headless command (:mod:`headless.runner`) builds its prompts with the same function;
-the HTTP client (``client/``) reads the written UI files.
+takes) from :func:`build`; the tests build their prompts with the same function, and the HTTP client (``client/``)
+reads the written UI files.
 
 A workflow is a graph: the mode is which nodes are wired after Apply Sketch (``model_patches/modes.py``, the one
 rule table). The API form needs nothing but this module; the UI form takes the nodes' ``/object_info`` (the
