@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .progress import Progress
 from .server import ComfyServer, Rejected, ServerDown
 from .workflow import WorkflowError, fill
 
@@ -42,7 +43,8 @@ class ServerTrouble(Exception):
 
 class Scheduler:
     def __init__(self, servers: list, prompt: dict, pictures: dict, models: dict, settings: dict, log,
-                 verbose: bool = False):
+                 verbose: bool = False, stream=None):
+        self.stream = stream
         self.servers, self.prompt, self.pictures = servers, prompt, pictures
         self.models, self.settings, self.log, self.verbose = models, settings, log, verbose
         self.lock = threading.Lock()
@@ -54,12 +56,14 @@ class Scheduler:
         self.pending = [j for j in jobs if j.state == "pending"]
         self.total = len(self.pending)
         self.done = 0
+        self.progress = Progress(self.total, self.stream)
         self.alive = {s.url for s in self.servers}
         threads = [threading.Thread(target=self._worker, args=(s,), daemon=True) for s in self.servers]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        self.progress.close()
         for job in self.pending:          # left when every server went away
             job.state, job.reason = "failed", "no server left to run it (" + ", ".join(
                 s.url for s in self.servers) + " stopped answering)"
@@ -89,6 +93,7 @@ class Scheduler:
             try:
                 self._run(server, job)
             except ServerDown as exc:
+                self.progress.dropped(job.name)
                 with self.lock:
                     self.alive.discard(server.url)
                 self.log(f"{server.url} stopped answering ({exc}); its job {job.name} goes to "
@@ -96,12 +101,14 @@ class Scheduler:
                 self._give_back(job)
                 return
             except ServerTrouble as exc:
+                self.progress.dropped(job.name)
                 if job.attempts > 2 * len(self.servers):
                     job.state, job.reason = "failed", str(exc)
                 else:
                     self.log(f"{job.name}: {exc} on {server.url}; trying again")
                     self._give_back(job)
             except (JobFailed, WorkflowError, Rejected) as exc:
+                self.progress.finished(job.name)
                 job.state, job.reason = "failed", str(exc)
                 self.log(f"failed: {job.name}: {exc}")
 
@@ -138,8 +145,10 @@ class Scheduler:
             kind, data = msg.get("type"), msg.get("data", {})
             if data.get("prompt_id") not in (None, prompt_id):
                 continue
-            if kind == "progress" and self.verbose:
-                self.log(f"  {job.name} on {server.url}: step {data.get('value')}/{data.get('max')}")
+            if kind == "progress":
+                self.progress.step(job.name, int(data.get("value", 0)), int(data.get("max", 0)), server.url)
+                if self.verbose:
+                    self.log(f"  {job.name} on {server.url}: step {data.get('value')}/{data.get('max')}")
             elif kind == "execution_error":
                 text = (f"{data.get('node_type', 'a node')} (node {data.get('node_id')}): "
                         f"{data.get('exception_message', '').strip().splitlines()[0] if data.get('exception_message') else ''}")
@@ -162,6 +171,7 @@ class Scheduler:
         tmp.write_bytes(data)
         os.replace(tmp, job.output)          # complete or absent: a killed run leaves no half-written result
         job.state, job.server, job.seconds = "done", server.url, time.perf_counter() - t0
+        self.progress.finished(job.name)
         with self.lock:
             self.done += 1
             n = self.done

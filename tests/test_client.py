@@ -206,3 +206,25 @@ def test_results_never_overwrite_inputs_or_each_other(tmp_path, capsys):
     code = _client("colorize", "--sketch", d / "page_00.jpg", "--reference", evil, "--out", d,
                    "--server", "http://127.0.0.1:9")
     assert code == 2 and "page_00_colorized.png is an input" in capsys.readouterr().err
+
+
+def test_progress_shows_an_overall_bar_and_one_per_running_job():
+    import io
+
+    from client.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()
+    p = Progress(3, out)
+    p.step("page_00.png", 5, 20, "http://gpu1:8188")
+    p.step("page_01.png", 20, 20, "http://gpu2:8188")
+    p.finished("page_01.png")
+    last = out.getvalue().split("\r\x1b[2K")[-1]
+    assert last.startswith("[####........] 1/3")
+    assert "page_00.png [##......] 5/20 @gpu1:8188" in last and "page_01" not in last
+    quiet = io.StringIO()                  # not a terminal: nothing drawn (the finished jobs are logged as lines)
+    Progress(2, quiet).step("a.png", 1, 2, "http://x")
+    assert quiet.getvalue() == ""
