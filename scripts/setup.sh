@@ -173,6 +173,24 @@ else
     write_stamp frontend "$FRONTEND_SPEC"
 fi
 
+# ComfyUI's two audio node files need torchaudio, which has no build for the pinned torch on the package index.
+# In the managed host they are left out cleanly (a file that offers no nodes stands in, the original is kept
+# beside it), so a healthy start logs no IMPORT FAILED; with torchaudio installed the originals come back.
+if [[ "$MANAGED_HOST" == 1 ]]; then
+    for f in nodes_audio.py nodes_audio_encoder.py; do
+        path="$COMFYUI_DIR/comfy_extras/$f"
+        if "$PY" -c 'import torchaudio' >/dev/null 2>&1; then
+            [[ -f "$path.needs-torchaudio" ]] && mv -f "$path.needs-torchaudio" "$path"
+        elif [[ -f "$path" && ! -f "$path.needs-torchaudio" ]]; then
+            mv "$path" "$path.needs-torchaudio"
+            printf '%s\n' '"""Left out by scripts/setup.sh of ComfyUI-ColorizeDiffusion: no torchaudio build exists for this' \
+                'torch, so the audio nodes are not offered. The original file is beside this one (*.needs-torchaudio)."""' \
+                'NODE_CLASS_MAPPINGS = {}' >"$path"
+            say "host: audio nodes left out ($f: no torchaudio for this torch)"
+        fi
+    done
+fi
+
 # ---------------------------------------------------------------------------------------------
 # 5. This pack's requirements, then the test tools
 # ---------------------------------------------------------------------------------------------
