@@ -117,7 +117,6 @@ def run(args, log=print) -> int:
             extra["Background"] = args.background
         elif "Background" in need:
             raise UsageError(f"the {args.workflow or args.mode} workflow needs a background picture: --background")
-        args.out.mkdir(parents=True, exist_ok=True)
         for job in jobs:
             if job.output.exists() and not args.overwrite:
                 try:

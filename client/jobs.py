@@ -167,6 +167,7 @@ class Scheduler:
         if not saved:
             raise JobFailed("the workflow saved no picture")
         data = server.download(saved[0])
+        job.output.parent.mkdir(parents=True, exist_ok=True)     # only once there is a result to write
         tmp = job.output.with_name(job.output.name + ".part")
         tmp.write_bytes(data)
         os.replace(tmp, job.output)          # complete or absent: a killed run leaves no half-written result

@@ -159,6 +159,11 @@ def test_bad_arguments_say_one_line_and_leave_the_output_alone(server, tmp_path,
     assert not out.exists()
     assert _client(*base, "--sketch", sketch, "--mode", "background") == 2
     assert "needs a background picture" in capsys.readouterr().err and not out.exists()
+    # a mode the checkpoint's family has no network for: the node's own message, one line, no output folder
+    v1 = [a if a != "v2-tiny.safetensors" else S.TINY_CHECKPOINTS["v1"] for a in base]
+    assert _client(*v1, "--sketch", sketch, "--mode", "style") == 1
+    text = capsys.readouterr().out
+    assert "ColorizeDiffusion Style Encoder needs a ColorizeDiffusion v2 checkpoint" in text and not out.exists()
 
     # a damaged picture in a folder fails its own job only; the exit code says so
     folder = _pictures(tmp_path / "mixed", 2)
