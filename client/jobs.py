@@ -54,6 +54,7 @@ class Scheduler:
 
     def run(self, jobs: list) -> None:
         self.pending = [j for j in jobs if j.state == "pending"]
+        self.in_flight = 0              # taken by a worker and not yet done, failed or given back
         self.total = len(self.pending)
         self.done = 0
         self.progress = Progress(self.total, self.stream)
@@ -72,19 +73,25 @@ class Scheduler:
         with self.lock:
             for i, job in enumerate(self.pending):
                 if server.url not in job.tried or len(job.tried) >= len(self.alive):
+                    self.in_flight += 1
                     return self.pending.pop(i)
             return None
 
     def _give_back(self, job: Job) -> None:
         with self.lock:
             self.pending.insert(0, job)
+            self.in_flight -= 1
+
+    def _settled(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
 
     def _worker(self, server: ComfyServer) -> None:
         while True:
             job = self._next(server)
             if job is None:
-                with self.lock:
-                    if not self.pending or server.url not in self.alive:
+                with self.lock:       # stay while another server's job may still come back
+                    if (not self.pending and not self.in_flight) or server.url not in self.alive:
                         return
                 time.sleep(0.2)
                 continue
@@ -104,6 +111,7 @@ class Scheduler:
                 self.progress.dropped(job.name)
                 if job.attempts > 2 * len(self.servers):
                     job.state, job.reason = "failed", str(exc)
+                    self._settled()
                 else:
                     self.log(f"{job.name}: {exc} on {server.url}; trying again")
                     self._give_back(job)
@@ -111,6 +119,9 @@ class Scheduler:
                 self.progress.finished(job.name)
                 job.state, job.reason = "failed", str(exc)
                 self.log(f"failed: {job.name}: {exc}")
+                self._settled()
+            else:
+                self._settled()
 
     @staticmethod
     def _saved(server, prompt_id: str, wait: float = 30.0) -> list:
