@@ -191,7 +191,9 @@ def read_sidecar_config(path: str) -> dict:
     Returns ``{"heads": int, "quick_gelu": bool, "text_heads": int}`` (keys only when present)."""
     side = os.path.splitext(path)[0] + ".json"
     if not os.path.isfile(side):
-        return {}
+        side = os.path.join(os.path.dirname(path), "config.json")      # a transformers model folder
+        if not os.path.isfile(side):
+            return {}
     try:
         with open(side, encoding="utf-8") as f:
             cfg = json.load(f)
@@ -199,7 +201,8 @@ def read_sidecar_config(path: str) -> dict:
         log.warning("ColorizeDiffusion: ignoring unreadable sidecar %s (%s)", side, exc)
         return {}
     out = {}
-    hf = cfg.get("config") if isinstance(cfg, dict) else None
+    hf = cfg.get("config", cfg) if isinstance(cfg, dict) else None
+    hf = hf.get("vision_config", hf) if isinstance(hf, dict) else None
     if isinstance(hf, dict) and "num_attention_heads" in hf:      # transformers CLIPVisionConfig form
         out["heads"] = int(hf["num_attention_heads"])
     cfg = cfg.get("open_clip_model_cfg", cfg)

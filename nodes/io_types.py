@@ -11,6 +11,7 @@ ColorizerReference = io.Custom("COLORIZER_REFERENCE")    # CLIP tokens and pictu
 TextTower = io.Custom("COLORIZER_TEXT_TOWER")            # OpenCLIP text tower for text manipulation
 Manipulations = io.Custom("COLORIZER_MANIPULATIONS")     # rows of text manipulations, applied in order
 WDTagger = io.Custom("COLORIZER_WD_TAGGER")              # XL: the WD SwinV2 tagger (second half of the reference)
+ReferencePool = io.Custom("COLORIZER_REFERENCE_POOL")    # chapters: a pool's patches and their embeddings
 
 
 def fraction(id_: str, default: float, tooltip: str, step: float = 0.05, lo: float = 0.0, hi: float = 1.0):

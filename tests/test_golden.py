@@ -49,6 +49,12 @@ def test_golden_case(golden):
         report = check_preprocess_case(case, got, expected)
         print(f"\n{golden.test_id}: max abs error per key " +
               ", ".join(f"{k}={v:.2e}" for k, v in report.items()))
+    elif "canvas.sha256" in case.get("expected", {}):      # the retrieval format: pictures by digest
+        from golden_support import rap_runner
+        got = rap_runner.run(case, inputs, golden.case_dir, golden.base)
+        report = rap_runner.check(case, got, expected)
+        print(f"\n{golden.test_id}: exact pictures, canvas and mask; embeddings/cosine max|R-E|/rms(E) = "
+              f"{max(report.values()):.2e}")
     else:
         run = _model_runner(case, inputs)
         got = run(case, inputs, golden.case_dir, golden.base)

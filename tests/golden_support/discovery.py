@@ -12,7 +12,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_GOLDEN = REPO.parent / "shared" / "golden"
-SHARED_ROOTS = (SHARED_GOLDEN, REPO.parent / "shared" / "golden_xl")
+SHARED_ROOTS = (SHARED_GOLDEN, REPO.parent / "shared" / "golden_xl", REPO.parent / "shared" / "golden_rap")
 ENV_VAR = "COLORIZEDIFFUSION_GOLDEN_DIRS"
 
 
@@ -29,7 +29,8 @@ class GoldenCase:
     @property
     def test_id(self) -> str:
         kind = "preprocess" if self.preprocess else "model"
-        return f"{kind}:{self.case_dir.parent.parent.name}/{self.case_dir.name}"
+        root = self.case_dir.parent if self.case_dir.parent == self.base else self.case_dir.parent.parent
+        return f"{kind}:{root.name}/{self.case_dir.name}"
 
     def load(self):
         from safetensors.torch import load_file
@@ -59,12 +60,23 @@ def _case_dirs(cases_dir: Path) -> list[Path]:
     return sorted(p for p in cases_dir.iterdir() if (p / "case.json").is_file())
 
 
+def _indexed_case_dirs(root: Path) -> list[Path]:
+    index = root / "index.json"
+    if (root / "cases").is_dir() or not index.is_file():
+        return []
+    data = json.loads(index.read_text())
+    names = [c["name"] for c in data.get("cases", [])] if isinstance(data, dict) else []
+    return [root / n for n in names if (root / n / "case.json").is_file()]
+
+
 def discover_cases() -> list[GoldenCase]:
     found = []
     for root in golden_roots():
         if not root.is_dir():
             raise FileNotFoundError(f"{ENV_VAR} names {root}, which is not a folder")
         for d in _case_dirs(root / "cases"):
+            found.append(GoldenCase(d, root, preprocess=False))
+        for d in _indexed_case_dirs(root):          # a root whose index.json lists case folders beside it
             found.append(GoldenCase(d, root, preprocess=False))
         for d in _case_dirs(root / "preprocess" / "cases"):
             found.append(GoldenCase(d, root / "preprocess", preprocess=True))

@@ -1,0 +1,90 @@
+"""Chapters: ColorFlow's retrieval through the pack's nodes (Reference Pool, Retrieve References) with the golden
+set's tiny image encoder: the canvas equals the golden one, the pool is encoded once for any number of pages, and
+bad input gets a clear message."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from colorize_diffusion.errors import ColorizerInputError
+from colorize_diffusion.model_patches import clip_tokens
+from colorize_diffusion.nodes.reference_nodes import load_vision_file
+
+from chain_support import node
+
+RAP = Path(__file__).resolve().parents[2] / "shared" / "golden_rap"
+pytestmark = pytest.mark.skipif(not RAP.is_dir(), reason="../shared/golden_rap is not present")
+CASE = RAP / "rap_p2_512x800_pool3"
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_vision_file(str(RAP / "tiny_clip_vision" / "model.safetensors"))
+
+
+def _case():
+    case = json.loads((CASE / "case.json").read_text())
+    return case, load_file(str(CASE / "inputs.safetensors")), load_file(str(CASE / "expected.safetensors"))
+
+
+def _pool_folder(tmp_path, inputs, n):
+    folder = tmp_path / "pool"
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in range(n):
+        u8 = (inputs[f"reference.{r}"].double() * 255).round().to(torch.uint8).numpy()
+        Image.fromarray(u8).save(folder / f"ref_{r}.png")
+    return folder
+
+
+def test_nodes_give_the_golden_canvas_and_encode_the_pool_once(encoder, tmp_path, monkeypatch):
+    case, inputs, expected = _case()
+    calls = []
+    original = clip_tokens.encode_full
+    monkeypatch.setattr(clip_tokens, "encode_full", lambda cv, px: calls.append(px.shape[0]) or original(cv, px))
+    folder = _pool_folder(tmp_path, inputs, case["parameters"]["references"])
+    (pool,) = node("ColorizeDiffusionReferencePool", clip_vision=encoder, resolution="512x800", folder=str(folder))
+    assert calls == [15]                                   # 3 references x 5 patches, one batch
+    page = inputs["query"][None]
+    pages = torch.cat([page, page, page])                  # a chapter of three pages
+    canvas, mask, reference, matches, preview = node("ColorizeDiffusionRetrieveReferences", pool=pool,
+                                                     clip_vision=encoder, page=pages, top_k=3)
+    assert calls == [15, 4, 4, 4], "the pool was encoded again for a page"
+    u8 = (canvas[0] * 255).round().to(torch.uint8).numpy()
+    assert hashlib.sha256(u8.tobytes()).digest() == bytes(expected["canvas.sha256"].tolist())
+    m = (mask[0] * 255).round().to(torch.uint8).numpy()
+    assert np.array_equal(m, expected["mask.rows_unique"][expected["mask.row_index"]].numpy())
+    assert json.loads(matches)[0]["indices"] == expected["topk_indices"].tolist()
+    assert reference.shape == (3, 800, 512, 3) and preview.shape == canvas.shape
+    assert not torch.equal(preview, canvas)               # the boxes and labels are drawn
+
+
+def test_bad_pools_and_pages_are_named(encoder, tmp_path):
+    case, inputs, _ = _case()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ColorizerInputError, match="the reference pool is empty"):
+        node("ColorizeDiffusionReferencePool", clip_vision=encoder, resolution="512x800", folder=str(empty))
+    broken = _pool_folder(tmp_path, inputs, 1)
+    data = (broken / "ref_0.png").read_bytes()
+    (broken / "ref_0.png").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ColorizerInputError, match="ref_0.png cannot be read"):
+        node("ColorizeDiffusionReferencePool", clip_vision=encoder, resolution="512x800", folder=str(broken))
+    with pytest.raises(ColorizerInputError, match="folder 'nowhere' not found"):
+        node("ColorizeDiffusionReferencePool", clip_vision=encoder, resolution="512x800", folder="nowhere")
+    grey = torch.rand(1, 60, 40, 1).expand(1, 60, 40, 3).contiguous()
+    (grey_pool,) = node("ColorizeDiffusionReferencePool", clip_vision=encoder, resolution="512x800", images=grey)
+    with pytest.raises(ColorizerInputError, match="every pool picture is grey"):
+        node("ColorizeDiffusionRetrieveReferences", pool=grey_pool, clip_vision=encoder,
+             page=torch.rand(1, 80, 50, 3), top_k=3)
+    (pool,) = node("ColorizeDiffusionReferencePool", clip_vision=encoder, resolution="512x800",
+                   folder=str(_pool_folder(tmp_path / "ok", inputs, 1)))
+    with pytest.raises(ColorizerInputError, match="10x10 pixels: too small"):
+        node("ColorizeDiffusionRetrieveReferences", pool=pool, clip_vision=encoder, page=torch.rand(1, 10, 10, 3),
+             top_k=3)
