@@ -1,7 +1,9 @@
-"""Chapters: ColorFlow's retrieval of reference patches from a pool, per page (preprocess/retrieval.py).
+"""Chapters: ColorFlow's retrieval of reference patches from a pool, per page (preprocess/retrieval.py), and the
+colours put back under the original page (preprocess/composite.py).
 
 Reference Pool encodes the pool's patches once (per pool and page size); Retrieve References gives, per page,
-ColorFlow's canvas and inpaint mask, a retrieved reference for ColorizeDiffusion, the matches and a preview.
+ColorFlow's canvas and inpaint mask, a retrieved reference for ColorizeDiffusion, the matches and a preview;
+Colour Under Page combines the generated colours with the page at its own resolution.
 """
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError
 from ..model_patches import clip_tokens
-from ..preprocess import convert
+from ..preprocess import composite, convert
 from ..preprocess import retrieval as rap
-from .io_types import CATEGORY, ReferencePool
+from .io_types import CATEGORY, ColorizerSketch, ReferencePool
 
 RESOLUTIONS = {"640x640": (640, 640), "512x800": (512, 800), "800x512": (800, 512)}
 
@@ -157,4 +159,48 @@ class RetrieveReferences(io.ComfyNode):
                              json.dumps(matches), to_image(previews))
 
 
-NODES = [ReferencePoolNode, RetrieveReferences]
+
+
+class ColourUnderPage(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionColourUnderPage", display_name="ColorizeDiffusion Colour Under Page",
+            category=CATEGORY,
+            description=("Puts the colours under the original page at the page's own resolution: the generated "
+                         "picture is cut back to the drawing (Prepare Sketch's letterbox undone), resized to the page "
+                         "and combined with the page's lines (multiply, or keep the page's luminance), so lettering, "
+                         "screentone and fine lines stay as drawn; black stays exactly black. Also the flat colour and "
+                         "the lines as RGBA layers for a paint program."),
+            inputs=[
+                io.Image.Input("colours", tooltip="the decoded picture of this sketch's sampling"),
+                io.Image.Input("page", tooltip="the original page, as given to Prepare Sketch (same batch)"),
+                ColorizerSketch.Input("sketch", tooltip="Prepare Sketch's colorizer_sketch (its crop box)"),
+                io.Combo.Input("mode", options=list(composite.MODES), default="multiply",
+                               tooltip="multiply: colour x page; luminance: the page's lightness, the model's hue"),
+            ],
+            outputs=[io.Image.Output(display_name="page"), io.Image.Output(display_name="colour_layer"),
+                     io.Image.Output(display_name="line_layer")],
+        )
+
+    @classmethod
+    def execute(cls, colours, page, sketch, mode="multiply"):
+        colours = convert.rgb(convert.check_image(colours, "colours"))
+        pages = convert.rgb(convert.check_image(page, "page"))
+        if colours.shape[0] not in (1, pages.shape[0]) and pages.shape[0] != 1:
+            raise ColorizerInputError(f"{colours.shape[0]} pictures for {pages.shape[0]} pages: give one, or one per "
+                                      "page")
+        n = max(colours.shape[0], pages.shape[0])
+        outs, flats, lines = [], [], []
+        for i in range(n):
+            pg = pages[min(i, pages.shape[0] - 1)].float()
+            colour = composite.colours_at_page(colours[min(i, colours.shape[0] - 1)], sketch.crop_box,
+                                               tuple(pg.shape[:2]))
+            outs.append(composite.combine(colour, pg, mode))
+            flat, line = composite.layers(colour, pg)
+            flats.append(flat)
+            lines.append(line)
+        return io.NodeOutput(torch.stack(outs), torch.stack(flats), torch.stack(lines))
+
+
+NODES = [ReferencePoolNode, RetrieveReferences, ColourUnderPage]
