@@ -34,6 +34,7 @@ SIZE_BASE = {"v1": 512, "v1.5": 512, "v2": 768, "sdxl": 1024, "xlv2": 1024}   # 
 # The XL app's defaults where they differ from the SD2.1 app's (reference-app.md §1.7, §1.11)
 XL_DEFAULTS = {"sampler": "dpmpp_3m_sde", "scheduler": "exponential", "clip_vision": CLIP_VISION_XL}
 SKETCH_FOLDER = "colorizediffusion_sketches"      # input/ subfolder read by the batch workflow
+POOL_FOLDER = "colorizediffusion_pool"            # input/ subfolder: the chapter workflow's reference pool
 PACK_TITLE = "ColorizeDiffusion"
 EXAMPLE_SKETCH = "colorizediffusion_sketch.png"   # the pack's own pictures (example_inputs/), copied to input/
 EXAMPLE_REFERENCE = "colorizediffusion_reference.png"
@@ -89,6 +90,7 @@ class WorkflowSpec:
     background: bool = False   # a separate background picture
     similarity: bool = False   # text manipulation of the reference and attention injection
     sketch_levels: bool = False   # the XL app's per-level sketch strengths (Sketch strength 1..4)
+    chapter: bool = False      # a folder of pages, references retrieved per page from a pool, colours under the page
 
 
 WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
@@ -117,6 +119,10 @@ WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
     WorkflowSpec("batch_sketches", "Many sketches, one reference (v2)", "v2", "vanilla",
                  f"Every picture in input/{SKETCH_FOLDER}/ coloured with one reference; one result per sketch.",
                  batch=True),
+    WorkflowSpec("chapter_v2", "A chapter from a reference pool (v2)", "v2", "vanilla",
+                 f"Every page in input/{SKETCH_FOLDER}/ coloured with references retrieved for it from the pool in "
+                 f"input/{POOL_FOLDER}/ (ColorFlow's retrieval, the pool encoded once); the colours are put under the "
+                 "original page at its own resolution, lines and lettering kept.", batch=True, chapter=True),
     WorkflowSpec("vanilla_xl", "Colorize a sketch from a reference (XL)", "xlv2", "vanilla",
                  "ColorizeDiffusion XL at 1024 px: the reference is read by CLIP bigG and the WD tagger together. "
                  "Works with sdxl and xlv2 checkpoints."),
@@ -154,6 +160,7 @@ class Options:
     reference_mask: str = "reference_mask.png"
     mask_channel: str = "red"                # channel of the mask pictures (masks files/images)
     sketch_folder: str = SKETCH_FOLDER       # batch workflow: input/ subfolder
+    pool_folder: str = POOL_FOLDER           # chapter workflow: input/ subfolder of the reference pool
     width: int = 0                           # 0: from the sketch's aspect ratio and size_base
     height: int = 0
     size_base: int | None = None             # None: SIZE_BASE[family]
@@ -426,7 +433,8 @@ def build(stem: str, options: Options | None = None) -> Graph:
     else:
         sketch_img = g.add("LoadImage", 0, {"image": o.sketch}, title="Sketch", color=_GREEN)
         sketch_links = {"image": (sketch_img, 0), "transparency_mask": (sketch_img, 1)}
-    ref_img = g.add("LoadImage", 0, {"image": o.reference}, title="Reference", color=_GREEN)
+    ref_img = g.add("LoadImage", 0, {"image": o.reference}, title="Reference", color=_GREEN) \
+        if not spec.chapter else None
     bg_img = g.add("LoadImage", 0, {"image": background_file}, title="Background", color=_GREEN) \
         if background_file is not None else None
 
@@ -446,8 +454,16 @@ def build(stem: str, options: Options | None = None) -> Graph:
                    {"method": "none", "polarity": "auto", "width": o.width, "height": o.height,
                     "size_base": size_base, "monochrome": "auto", "extract_size": 512,
                     "resampling": "pillow" if xl else "tensor"}, sketch_links)
+    if spec.chapter:          # a reference per page, retrieved from the pool (encoded once for the chapter)
+        pool = g.add("ColorizeDiffusionReferencePool", 2, {"resolution": "512x800", "folder": o.pool_folder},
+                     {"clip_vision": (clip, 0)})
+        retrieved = g.add("ColorizeDiffusionRetrieveReferences", 2, {"top_k": 3},
+                          {"pool": (pool, 0), "clip_vision": (clip, 0), "page": (sketch_img, 0)})
+        ref_source = (retrieved, 2)
+    else:
+        ref_source = (ref_img, 0)
     reference = g.add("ColorizeDiffusionEncodeReference", 2, {},
-                      {"clip_vision": (clip, 0), "image": (ref_img, 0), **tagger})
+                      {"clip_vision": (clip, 0), "image": ref_source, **tagger})
     if spec.similarity:
         tower = g.add("ColorizeDiffusionLoadTextTower", 1, {"clip_name": o.text_tower, "heads": o.text_heads},
                       color=_BLUE)
@@ -517,6 +533,9 @@ def build(stem: str, options: Options | None = None) -> Graph:
                                                      "sampler": (sampler, 0), "sigmas": (sigmas, 0),
                                                      "latent_image": (applied, 3)})
     image = g.add("VAEDecode", 5, {}, {"samples": (samples, 0), "vae": vae})
+    if spec.chapter:          # the colours under the original page, at its own resolution
+        image = g.add("ColorizeDiffusionColourUnderPage", 5, {"mode": "multiply"},
+                      {"colours": (image, 0), "page": (sketch_img, 0), "sketch": (sketch, 3)})
     g.add("SaveImage", 5, {"filename_prefix": o.filename_prefix or f"ColorizeDiffusion/{stem}"},
           {"images": (image, 0)})
     g.note = _note(g, family, background_file)
@@ -566,7 +585,8 @@ def _note(g: Graph, family: str, background_file: str | None) -> str:
         if node_type in g.node_types:
             files.append(f"- {name}: models/colorizediffusion/preprocessors/")
     pictures = ("the pictures in input/" + SKETCH_FOLDER + "/" if g.spec.batch else "Sketch") + \
-        ", Reference" + (", Background" if background_file else "")
+        (f", the reference pool in input/{POOL_FOLDER}/" if g.spec.chapter else ", Reference") + \
+        (", Background" if background_file else "")
     return "\n".join([
         g.spec.title, "", g.spec.description, "",
         "Model files (Run offers the downloads when they are missing):", *files, "",

@@ -32,6 +32,7 @@ TINY_TEXT_TOWER = "tiny-openclip-full.safetensors"   # with tiny-openclip-full.j
 TINY_VAE = "tiny-taesd.safetensors"
 SIZE = 64
 BATCH_FOLDER = "e2e_sketches"     # not the pack's own example folder, which the server also has
+POOL_FOLDER = "e2e_pool"
 
 
 def variant_options(stem: str, **changes) -> wf.Options:
@@ -42,7 +43,7 @@ def variant_options(stem: str, **changes) -> wf.Options:
                 masks="images", width=SIZE, height=SIZE, steps=2, seed=1234, seed_control="fixed",
                 filename_prefix=f"test/{stem}", sketch="sketch.png", reference="reference.png",
                 text_tower=TINY_TEXT_TOWER,
-                sketch_folder=BATCH_FOLDER)
+                sketch_folder=BATCH_FOLDER, pool_folder=POOL_FOLDER)
     base.update(changes)
     if base.get("background") is None and spec.background:      # the test's own background picture
         base["background"] = "background.png"
@@ -125,6 +126,10 @@ def write_inputs(folder: Path) -> dict[str, Path]:
     sketch_picture().save(files["sketch"])
     reference_picture().save(files["reference"])
     reference_picture(60, 90, seed=5).save(files["background"])
+    pool = folder / POOL_FOLDER
+    pool.mkdir(exist_ok=True)
+    reference_picture().save(pool / "a.png")
+    reference_picture(60, 90, seed=7).save(pool / "b.png")
     batch = folder / BATCH_FOLDER
     batch.mkdir(exist_ok=True)
     sketch_picture(64, 64, shift=0).save(batch / "a.png")

@@ -122,8 +122,12 @@ def test_the_wired_encoders_are_the_mode_and_the_defaults_are_official(stem):
         assert ksel["sampler_name"] == "dpmpp_3m_sde" and sched["scheduler"] == "exponential"
         assert prepare["size_base"] == 1024
     assert "VAELoader" not in by_type, "the official checkpoints contain their VAE"
-    pictures = {v["image"] for v in by_type["LoadImage"]}
-    assert wf.EXAMPLE_REFERENCE in pictures and (wf.EXAMPLE_SKETCH in pictures) != spec.batch
+    pictures = {v["image"] for v in by_type.get("LoadImage", [])}
+    assert (wf.EXAMPLE_REFERENCE in pictures) != spec.chapter and (wf.EXAMPLE_SKETCH in pictures) != spec.batch
+    if spec.chapter:     # the references come from the pool the pack ships, retrieved per page
+        (pool,) = by_type["ColorizeDiffusionReferencePool"]
+        assert list((REPO / "example_workflows" / "input" / pool["folder"]).glob("*.png"))
+        assert "ColorizeDiffusionColourUnderPage" in by_type
     for name in pictures:      # the pack ships every picture its workflows load
         assert (REPO / "example_workflows" / "input" / name).is_file(), name
 
