@@ -57,20 +57,27 @@ def _hwc(x):
     return x[None] if x.ndim == 3 else x
 
 
-def run(case, inputs, case_dir, root):
-    ckpt = loaded(str(root / case["checkpoint"]), case["prediction_type"])
-    clip = clip_tokens.load_openclip_vision(str(root / case["clip"]), heads=tower_heads(root / case["clip"]))
+def prepared_pictures(case, inputs, resampling: str = "tensor"):
+    """The user's pictures as the app prepares them, through Prepare Sketch and Reference Pad:
+    (COLORIZER_SKETCH, reference IMAGE, background IMAGE or None)."""
     height, width = param(case, "Height"), param(case, "Width")
     pad = param(case, "Reference padding scale", 1.0)
-
     sketch = _node("ColorizeDiffusionPrepareSketch")(
-        image=_hwc(inputs["sketch_image"]), width=width, height=height, polarity="invert", method="none")[3]
+        image=_hwc(inputs["sketch_image"]), width=width, height=height, polarity="invert", method="none",
+        resampling=resampling)[3]
     ref_image = _hwc(inputs["reference_image"])
     bg_image = _hwc(inputs["background_image"]) if "background_image" in inputs else None
     if pad != 1.0:
         ref_image = _node("ColorizeDiffusionReferencePad")(image=ref_image, pad_scale=pad)[0]
         if bg_image is not None:
             bg_image = _node("ColorizeDiffusionReferencePad")(image=bg_image, pad_scale=pad)[0]
+    return sketch, ref_image, bg_image
+
+
+def run(case, inputs, case_dir, root):
+    ckpt = loaded(str(root / case["checkpoint"]), case["prediction_type"])
+    clip = clip_tokens.load_openclip_vision(str(root / case["clip"]), heads=tower_heads(root / case["clip"]))
+    sketch, ref_image, bg_image = prepared_pictures(case, inputs)
     encode = _node("ColorizeDiffusionEncodeReference")
     reference = original_reference = encode(clip_vision=clip, image=ref_image)[0]
     manipulated = {}

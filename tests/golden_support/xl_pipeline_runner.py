@@ -17,7 +17,7 @@ from colorize_diffusion.model_patches.conditioning import sketch_unconditional
 from colorize_diffusion.nodes.reference_nodes import load_vision_file
 
 from .model_eval import guided_step, param
-from .pipeline_runner import LatentStandIn, _conditioning_tensors, _hwc, _mask, _node
+from .pipeline_runner import LatentStandIn, _conditioning_tensors, _mask, _node, prepared_pictures
 from .xl_runner import checkpoint_of, level_strengths
 
 XL_LATENT_SCALE = 0.13025
@@ -35,17 +35,7 @@ def run(case, inputs, case_dir, root):
     ckpt = checkpoint_of(case, root)
     clip = load_vision_file(str(root / case["clip"]))
     tagger = xl_reference.load_tagger(str(root / case["tagger"]))
-    height, width = param(case, "Height"), param(case, "Width")
-    pad = param(case, "Reference padding scale", 1.0)
-    sketch = _node("ColorizeDiffusionPrepareSketch")(
-        image=_hwc(inputs["sketch_image"]), width=width, height=height, polarity="invert", method="none",
-        resampling="pillow")[3]
-    ref_image = _hwc(inputs["reference_image"])
-    bg_image = _hwc(inputs["background_image"]) if "background_image" in inputs else None
-    if pad != 1.0:
-        ref_image = _node("ColorizeDiffusionReferencePad")(image=ref_image, pad_scale=pad)[0]
-        if bg_image is not None:
-            bg_image = _node("ColorizeDiffusionReferencePad")(image=bg_image, pad_scale=pad)[0]
+    sketch, ref_image, bg_image = prepared_pictures(case, inputs, resampling="pillow")
     encode = _node("ColorizeDiffusionEncodeReference")
     reference = encode(clip_vision=clip, image=ref_image, tagger=tagger)[0]
     background = encode(clip_vision=clip, image=bg_image, tagger=tagger)[0] if bg_image is not None else None
