@@ -180,13 +180,14 @@ class BankSelfAttention(nn.Module):
         step = transformer_options.get(STEP_KEY)
         if step is None or step.banks is None or step.mask is None:
             return self._wrapped[0](x, context=context, value=value, mask=mask, transformer_options=transformer_options)
-        bank = step.banks.rows(self.bank_index, x.shape[0]).to(x.dtype)
+        bank = step.banks.bank(self.bank_index).to(device=x.device, dtype=x.dtype)
         hw = tuple(transformer_options["activations_shape"][-2:])
         own, to_bank = step.cached(("bank groups", self.mask_scale, hw, x.dtype), lambda: self._groups(step, hw, x.dtype))
         q = self.to_q(x)
         ctx = x if context is None else context
         k_own, v_own = self.to_k(ctx), self.to_v(ctx if value is None else value)
-        k_bank, v_bank = self.to_k(bank), self.to_v(bank)
+        # projected once per stored bank row, then shared by every pass and picture of the call
+        k_bank, v_bank = (step.banks.expand_rows(t, x.shape[0]) for t in (self.to_k(bank), self.to_v(bank)))
         out = torch.empty_like(q)
         for groups, k, v in ((own, k_own, v_own), (to_bank, k_bank, v_bank)):
             for rows, tokens in groups:

@@ -82,13 +82,17 @@ class Banks:
     def __len__(self):
         return len(self.banks)
 
-    def rows(self, index: int, n: int) -> torch.Tensor:
-        bank = self.banks[index]
-        if bank.shape[0] == 1:
-            return bank.expand(n, -1, -1)
-        if n % bank.shape[0]:
-            raise ValueError(f"{n} rows cannot take banks of batch {bank.shape[0]}")
-        return bank.repeat(n // bank.shape[0], 1, 1)
+    def bank(self, index: int) -> torch.Tensor:
+        return self.banks[index]
+
+    @staticmethod
+    def expand_rows(t: torch.Tensor, n: int) -> torch.Tensor:
+        """`t` [b, N, C] given to a call of `n` rows (passes × pictures): b = 1 is shared, otherwise repeated."""
+        if t.shape[0] == 1:
+            return t.expand(n, -1, -1)
+        if n % t.shape[0]:
+            raise ValueError(f"{n} rows cannot take banks of batch {t.shape[0]}")
+        return t.repeat(n // t.shape[0], 1, 1)
 
     def to(self, *args, **kwargs):
         return Banks([b.to(*args, **kwargs) for b in self.banks])
