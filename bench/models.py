@@ -92,25 +92,25 @@ def _reuse(path: Path, specs) -> bool:
     return path.is_file() and want < path.stat().st_size <= want + 8 + 64 * len(specs) + 4096 * 64
 
 
-def write_v2_file(directory: Path, seed: int = 0) -> Path:
-    """The full-size v2 checkpoint (every manifest key). The name has no 'eps': v-prediction, as released."""
-    path = Path(directory) / "v2-bench-random.safetensors"
-    specs = read_manifest("v2")
+def _write_family(directory: Path, family: str, name: str, seed: int) -> Path:
+    """Every key of the family's manifest as a full-size random file (reused when an earlier run left it)."""
+    path = Path(directory) / name
+    specs = read_manifest(family)
     if not _reuse(path, specs):
         gen = torch.Generator().manual_seed(seed)
         write_safetensors(path, specs, lambda k, s: random_tensor(k, s, gen))
     return path
+
+
+def write_v2_file(directory: Path, seed: int = 0) -> Path:
+    """The full-size v2 checkpoint (every manifest key). The name has no 'eps': v-prediction, as released."""
+    return _write_family(directory, "v2", "v2-bench-random.safetensors", seed)
 
 
 def write_xl_file(directory: Path, seed: int = 2) -> Path:
     """The full-size xlv2 checkpoint (every manifest key: UNet, LoRA, conv_fg, sketch encoder, projection,
     ReferenceNet, VAE, DDPM buffers)."""
-    path = Path(directory) / "xlv2-bench-random.safetensors"
-    specs = read_manifest("xlv2")
-    if not _reuse(path, specs):
-        gen = torch.Generator().manual_seed(seed)
-        write_safetensors(path, specs, lambda k, s: random_tensor(k, s, gen))
-    return path
+    return _write_family(directory, "xlv2", "xlv2-bench-random.safetensors", seed)
 
 
 def plain_sd2_specs() -> list[tuple[str, tuple]]:
