@@ -9,7 +9,9 @@ measured side by side. See docs/performance.md for the figures and what they mea
 2. encoder runs per prompt / per re-queue through ComfyUI's executor (tiny golden models);
 3. per-step UNet time, patched vs unpatched, for vanilla / background / style / full at size² px, an A/A pair
    (the run's resolution), and dual guidance as one 3-way batch vs three passes;
-4. the same ratios estimated from the patched parts timed one by one (bench/components.py): low noise.
+4. the same ratios estimated from the patched parts timed one by one (bench/components.py): low noise;
+5.-6. XL step time and loading memory;
+7. chapters: pool encodings per run through the executor, retrieval time per page against the step time.
 
 The full-size files (7.0 GB + 3.8 GB) are written to a temporary folder and removed afterwards, unless
 --workdir names a folder to keep (and reuse) them in. The last line printed is machine-readable (RESULT ...).
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument("--attention", default="sdpa", choices=sorted(env.ATTENTION),
                     help="attention backend of both sides: sdpa (default) or comfy-cpu (sub-quadratic)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated full-size files here")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: load, encoders, steps, xl, xl-load")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: load, encoders, steps, xl, xl-load, chapter")
     ap.add_argument("--xl-size", type=int, default=None,
                     help="image side for the XL step timings (default 512 on CPU; the XL app works at 1024)")
     a = ap.parse_args(argv)
@@ -74,6 +76,7 @@ def main(argv=None) -> int:
         workdir = Path(tmp)
     workdir.mkdir(parents=True, exist_ok=True)
     result, estimates = {}, {}
+    unpatched_step_s = None
     try:
         t = time.perf_counter()
         v2_file = models.write_v2_file(workdir) if {"load", "steps"} - skip else None
@@ -110,6 +113,7 @@ def main(argv=None) -> int:
                 result[mode] = r["steps"][mode]["ratio"]
             result["dualcfg_batched_vs_separate"] = r["dual"]["ratio"]
             result["injection_over_vanilla"] = r["injection"]["ratio"]
+            unpatched_step_s = min(r["fastest_unpatched_s"].values())     # the vanilla context (256 tokens)
 
             from bench import components
 
@@ -137,6 +141,15 @@ def main(argv=None) -> int:
             log(f"\n[5] XL per-step UNet time, full-size xlv2 UNet (random weights in RAM), {xl_size}x{xl_size} px")
             r = xl_step.run(xl_size, rounds, log)
             result["xl_vanilla"], result["xl_bg"] = r["vanilla"]["ratio"], r["bg"]["ratio"]
+        if "chapter" not in skip:
+            from bench import retrieval
+
+            log(f"\n[7] chapters: ColorFlow's retrieval, the chapter workflow over {retrieval.PAGES} pages through the "
+                "executor (tiny models)")
+            result.update(retrieval.count_pool_encodings(log))
+            log("  full-size CLIP ViT-H/14 (random weights), ColorFlow's 512x800")
+            r = retrieval.time_retrieval(workdir, unpatched_step_s, log)
+            result["retrieval_page_over_step"] = r["retrieval_page_over_step"]
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -146,7 +159,8 @@ def main(argv=None) -> int:
     keys = ["vanilla", "bg", "style", "full", "xl_vanilla", "xl_bg", "dualcfg_batched_vs_separate",
             "injection_over_vanilla",
             "encoder_runs_per_prompt",
-            "encoder_runs_requeue", "load_peak_anon_over_file", "load_peak_rss_over_comfy", "xl_load_peak_anon_over_file"]
+            "encoder_runs_requeue", "load_peak_anon_over_file", "load_peak_rss_over_comfy", "xl_load_peak_anon_over_file",
+            "pool_encodings_per_run", "pool_encodings_requeue", "retrieval_page_over_step"]
     if estimates:
         log("ESTIMATE " + " ".join(f"{k}={v['estimate']:.3f}" for k, v in estimates.items()))
     log("RESULT " + " ".join(f"{k}={fmt(k)}" for k in keys))

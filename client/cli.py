@@ -9,7 +9,7 @@ from pathlib import Path
 from . import pictures as pics
 from .jobs import Job, Scheduler
 from .server import ComfyServer, Rejected, ServerDown
-from .workflow import MODES, WorkflowError, load_ui, pictures as picture_nodes, to_api
+from .workflow import MODES, WorkflowError, load_ui, pictures as picture_nodes, takes_pool, to_api
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 MODEL_WIDGETS = {"checkpoint": ("ColorizeDiffusionCheckpointLoader", "ckpt_name"),
@@ -32,10 +32,13 @@ def parser() -> argparse.ArgumentParser:
         "(scripts/run.sh) is started for the run; --server repeated spreads the sketches over several servers. "
         "Re-running the same command skips the sketches whose result exists."))
     c.add_argument("--sketch", required=True, type=Path, help="a line drawing, or a folder of them")
-    c.add_argument("--reference", required=True, type=Path, help="the colour reference")
+    refs = c.add_mutually_exclusive_group(required=True)
+    refs.add_argument("--reference", type=Path, help="the colour reference")
+    refs.add_argument("--pool", type=Path, help="a folder of colour references: each page gets the references "
+                      "retrieved for it from the pool (ColorFlow's retrieval; mode chapter by default)")
     c.add_argument("--background", type=Path, help="a background picture (modes with one)")
     c.add_argument("--out", required=True, type=Path, help="output folder (created); <sketch name>_colorized.png")
-    c.add_argument("--mode", default="vanilla", help=f"{', '.join(MODES)}; or --workflow")
+    c.add_argument("--mode", help=f"{', '.join(MODES)} (default: vanilla, with --pool chapter); or --workflow")
     c.add_argument("--workflow", help="a workflow .json saved from ComfyUI instead of a mode")
     c.add_argument("--server", action="append", default=[], metavar="URL",
                    help="a running ComfyUI with the pack (repeat for several); none: the embedded one")
@@ -58,7 +61,8 @@ def parser() -> argparse.ArgumentParser:
 def plan(args) -> list:
     """Jobs for the sketches; refuses outputs that would overwrite an input or each other."""
     sketches = pics.sketches_of(args.sketch)
-    inputs = {p.resolve() for p in sketches} | {args.reference.resolve()} | (
+    inputs = {p.resolve() for p in sketches} | {p.resolve() for p in pool_pictures(args)} | (
+        {args.reference.resolve()} if args.reference else set()) | (
         {args.background.resolve()} if args.background else set())
     names: dict = {}
     jobs = []
@@ -70,6 +74,14 @@ def plan(args) -> list:
         names[out] = s
         jobs.append(Job(s, out))
     return jobs
+
+
+def pool_pictures(args) -> list:
+    if args.pool is None:
+        return []
+    if not args.pool.is_dir():
+        raise UsageError(f"--pool {args.pool}: not a folder (a folder of colour references)")
+    return pics.sketches_of(args.pool)
 
 
 def check_models(info: dict, prompt: dict, models: dict, server: ComfyServer) -> None:
@@ -91,7 +103,11 @@ def run(args, log=print) -> int:
     for path, what in ((args.reference, "reference"), (args.background, "background")):
         if path is not None:
             pics.check(path)
-    ui = load_ui(args.workflow or args.mode)
+    workflow = args.workflow or args.mode or ("chapter" if args.pool else "vanilla")
+    ui = load_ui(workflow)
+    pool = pool_pictures(args)
+    for path in pool:
+        pics.check(path)
     jobs = plan(args)
     servers = [ComfyServer(u) for u in args.server]
     embedded = None
@@ -110,13 +126,18 @@ def run(args, log=print) -> int:
         models["clip_heads"] = args.clip_heads
         check_models(info, prompt, models, live[0])
         need = set(picture_nodes(prompt))
-        extra = {"Reference": args.reference}
+        if takes_pool(prompt) != (args.pool is not None):
+            raise UsageError(f"the {workflow} workflow retrieves its references from a pool: --pool DIR"
+                             if takes_pool(prompt) else
+                             f"the {workflow} workflow takes one reference (--reference); --pool needs a workflow "
+                             "with a Reference Pool node, e.g. --mode chapter")
+        extra = {"Reference": args.reference} if args.reference is not None else {}
         if args.background is not None:
             if "Background" not in need:
-                raise UsageError(f"the {args.workflow or args.mode} workflow takes no background picture")
+                raise UsageError(f"the {workflow} workflow takes no background picture")
             extra["Background"] = args.background
         elif "Background" in need:
-            raise UsageError(f"the {args.workflow or args.mode} workflow needs a background picture: --background")
+            raise UsageError(f"the {workflow} workflow needs a background picture: --background")
         for job in jobs:
             if job.output.exists() and not args.overwrite:
                 try:
@@ -133,7 +154,7 @@ def run(args, log=print) -> int:
         settings = {k: getattr(args, k) for k in ("seed", "steps", "width", "height", "reference_scale",
                                                   "sketch_scale")}
         t0 = time.perf_counter()
-        Scheduler(live, prompt, extra, models, settings, log, args.verbose).run(jobs)
+        Scheduler(live, prompt, extra, models, settings, log, args.verbose, pool=pool).run(jobs)
         return summary(jobs, time.perf_counter() - t0, log)
     finally:
         if embedded is not None:

@@ -3,6 +3,7 @@ or fails a job for a reason outside it (interrupted, out of memory), gives its j
 ends done once, skipped (its result exists) or failed with its reason."""
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import uuid
@@ -43,8 +44,10 @@ class ServerTrouble(Exception):
 
 class Scheduler:
     def __init__(self, servers: list, prompt: dict, pictures: dict, models: dict, settings: dict, log,
-                 verbose: bool = False, stream=None):
+                 verbose: bool = False, stream=None, pool: list | None = None):
         self.stream = stream
+        self.pool = pool or []          # reference pool pictures: one folder of each server's input/
+        self.pool_folders: dict = {}    # server url -> that folder
         self.servers, self.prompt, self.pictures = servers, prompt, pictures
         self.models, self.settings, self.log, self.verbose = models, settings, log, verbose
         self.lock = threading.Lock()
@@ -140,15 +143,33 @@ class Scheduler:
             self.uploaded[key] = server.upload(str(path))
         return self.uploaded[key]
 
+    def _pool_folder(self, server) -> str | None:
+        """The pool uploaded once per server into a folder named by the pool's content: the server's Reference
+        Pool node reads it, encodes it for the first page and keeps it cached for the following ones."""
+        if not self.pool:
+            return None
+        with self.lock:
+            folder = self.pool_folders.get(server.url)
+        if folder is None:
+            digest = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in self.pool))
+            folder = f"colorize_client_pool/{digest.hexdigest()[:16]}"
+            for path in self.pool:
+                server.upload(str(path), subfolder=folder)
+            with self.lock:
+                self.pool_folders[server.url] = folder
+        return folder
+
     def _run(self, server: ComfyServer, job: Job) -> None:
         t0 = time.perf_counter()
         images = {"Sketch": self._upload(server, job.sketch)}
         for title, path in self.pictures.items():
             images[title] = self._upload(server, path)
+        pool = self._pool_folder(server)
         # a prefix of its own per submission: the saving node then always runs (ComfyUI reports no picture for a
         # prompt it serves wholly from its cache), while everything before it is still taken from the cache
         prefix = f"colorize_client/{job.sketch.stem}_{uuid.uuid4().hex[:8]}"
-        prompt = fill(self.prompt, images=images, models=self.models, settings=self.settings, prefix=prefix)
+        prompt = fill(self.prompt, images=images, models=self.models, settings=self.settings, prefix=prefix,
+                      pool=pool)
         events = server.events()
         next(_ready(events), None)
         prompt_id = server.queue(prompt)

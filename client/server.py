@@ -67,21 +67,25 @@ class ComfyServer:
     def object_info(self) -> dict:
         return self.get_json("/object_info", timeout=120)
 
-    def upload(self, path: str) -> str:
-        """Upload a picture under a name made from its content (re-runs reuse it); returns that name."""
+    def upload(self, path: str, subfolder: str = "") -> str:
+        """Upload a picture under a name made from its content (re-runs reuse it), into `subfolder` of the
+        server's input folder; returns the name a Load Image node takes ("subfolder/name")."""
         data = open(path, "rb").read()
         ext = os.path.splitext(path)[1].lower() or ".png"
         name = f"cd_{hashlib.sha256(data).hexdigest()[:20]}{ext}"
         boundary = uuid.uuid4().hex
+        fields = {"overwrite": "true", "subfolder": subfolder}
         parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
-                 f"Content-Type: application/octet-stream\r\n\r\n".encode(), data, b"\r\n",
-                 f"--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n".encode(),
-                 f"--{boundary}--\r\n".encode()]
+                 f"Content-Type: application/octet-stream\r\n\r\n".encode(), data, b"\r\n"]
+        parts += [f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode()
+                  for k, v in fields.items() if v]
+        parts.append(f"--{boundary}--\r\n".encode())
         status, body = self._request("/upload/image", b"".join(parts),
                                      {"Content-Type": f"multipart/form-data; boundary={boundary}"})
         if status != 200:
             raise Rejected(f"upload of {os.path.basename(path)}: HTTP {status} {body[:200]!r}")
-        return json.loads(body)["name"]
+        answer = json.loads(body)
+        return f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
 
     def queue(self, prompt: dict) -> str:
         status, body = self.post_json("/prompt", {"prompt": prompt, "client_id": self.client_id})

@@ -13,7 +13,9 @@ FRONTEND_ONLY = {"Note", "MarkdownNote"}
 MODES = {"vanilla": "vanilla", "foreground-background": "foreground_background_v1_5",
          "background": "background_enhance_v2", "style": "style_enhance_v2", "full": "full_enhance_v2",
          "full-background": "full_enhance_background_v2", "xl": "vanilla_xl", "xl-background": "background_enhance_xl",
-         "xl-background-picture": "background_picture_xl"}
+         "xl-background-picture": "background_picture_xl", "chapter": "chapter_v2"}
+FOLDER_LOADERS = {"LoadImageDataSetFromFolder"}     # a workflow's folder of sketches: one sketch per job here
+POOL_NODE = "ColorizeDiffusionReferencePool"
 
 
 class WorkflowError(Exception):
@@ -73,14 +75,29 @@ def to_api(ui: dict, object_info: dict) -> dict:
 
 
 def pictures(prompt: dict) -> dict:
-    """Load Image nodes by title ("Sketch", "Reference", "Background", ...)."""
-    return {n["_meta"]["title"]: key for key, n in prompt.items() if n["class_type"] == "LoadImage"}
+    """Load Image nodes by title ("Sketch", "Reference", "Background", ...); a folder of sketches counts as the
+    Sketch (each job gives it one)."""
+    found = {n["_meta"]["title"]: key for key, n in prompt.items() if n["class_type"] == "LoadImage"}
+    for key, n in prompt.items():
+        if n["class_type"] in FOLDER_LOADERS:
+            found["Sketch"] = key
+    return found
 
 
-def fill(prompt: dict, *, images: dict, models: dict, settings: dict, prefix: str) -> dict:
-    """A copy of `prompt` with the uploaded pictures (title -> server name), model files, settings and the output
-    prefix filled in. Settings: seed, steps, width, height, reference_scale, sketch_scale."""
+def takes_pool(prompt: dict) -> bool:
+    return any(n["class_type"] == POOL_NODE for n in prompt.values())
+
+
+def fill(prompt: dict, *, images: dict, models: dict, settings: dict, prefix: str, pool: str | None = None) -> dict:
+    """A copy of `prompt` with the uploaded pictures (title -> server name), the reference pool (a folder of the
+    server's input/), model files, settings and the output prefix filled in. Settings: seed, steps, width, height,
+    reference_scale, sketch_scale."""
     p = json.loads(json.dumps(prompt))
+    for key, node in p.items():
+        if node["class_type"] in FOLDER_LOADERS:       # the job's one sketch instead of the workflow's folder
+            p[key] = {"class_type": "LoadImage", "inputs": {}, "_meta": {"title": "Sketch"}}
+        if node["class_type"] == POOL_NODE and pool is not None:
+            node["inputs"]["folder"] = pool
     by_title = pictures(p)
     for title, name in images.items():
         if title not in by_title:

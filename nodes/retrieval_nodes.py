@@ -33,18 +33,27 @@ def _embedder(clip_vision):
     return embed
 
 
+PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def _folder_path(folder: str) -> str:
+    import folder_paths
+
+    return folder if os.path.isabs(folder) else os.path.join(folder_paths.get_input_directory(), folder)
+
+
+def _folder_pictures(path: str) -> list:
+    return [n for n in sorted(os.listdir(path)) if os.path.splitext(n)[1].lower() in PICTURE_EXTENSIONS]
+
+
 def _read_folder(folder: str) -> list:
     from PIL import Image
 
-    import folder_paths
-
-    path = folder if os.path.isabs(folder) else os.path.join(folder_paths.get_input_directory(), folder)
+    path = _folder_path(folder)
     if not os.path.isdir(path):
         raise ColorizerInputError(f"reference pool folder {folder!r} not found (a folder of input/, or a full path)")
     pictures = []
-    for name in sorted(os.listdir(path)):
-        if os.path.splitext(name)[1].lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
-            continue
+    for name in _folder_pictures(path):
         try:
             with Image.open(os.path.join(path, name)) as im:
                 pictures.append(np.asarray(im.convert("RGB")))
@@ -72,6 +81,16 @@ class ReferencePoolNode(io.ComfyNode):
             ],
             outputs=[ReferencePool.Output(display_name="pool")],
         )
+
+    @classmethod
+    def fingerprint_inputs(cls, clip_vision=None, resolution="512x800", folder="", images=None):
+        """The folder's pictures (names, sizes, times): a picture added to or changed in the pool re-encodes it;
+        an unchanged pool stays cached for every page of the chapter."""
+        path = _folder_path(folder) if folder.strip() else ""
+        if not path or not os.path.isdir(path):
+            return folder
+        stats = [(n, os.stat(os.path.join(path, n))) for n in _folder_pictures(path)]
+        return json.dumps([(n, st.st_size, st.st_mtime_ns) for n, st in stats])
 
     @classmethod
     def execute(cls, clip_vision, resolution="512x800", folder="", images=None):

@@ -102,6 +102,13 @@ async function main() {
         const file = await resp.json();
         const missing = file.nodes.filter((n) => !LiteGraph.registered_node_types[n.type]).map((n) => n.type);
         await app.loadGraphData(file, true, true, stem);
+        // the missing-models dialog opens asynchronously (slow on a busy 2-core machine): wait until it lists
+        // every model of the file, or 20 s
+        const want = (file.models || []).length;
+        const listed = () => [...document.querySelectorAll('.p-dialog')].map((d) => d.innerText)
+          .filter((t) => t.includes('Missing')).map((t) => t.split('Download').length - 1);
+        for (let t = 0; t < 200 && !(want === 0 || listed().some((n) => n >= want)); t++)
+          await new Promise((res) => setTimeout(res, 100));
         await new Promise((res) => setTimeout(res, 300));
         const problems = [];
         for (const node of app.graph.nodes) {

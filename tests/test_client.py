@@ -257,3 +257,54 @@ def test_a_job_given_back_late_is_still_run_by_the_server_left(tmp_path):
     jobs = [Job(tmp_path / f"{i}.png", tmp_path / f"{i}_out.png") for i in range(2)]
     Simulated([slow, fast], {}, {}, {}, {}, lambda line: None).run(jobs)
     assert [j.state for j in jobs] == ["done", "done"] and {j.server for j in jobs} == {"http://fast"}
+
+
+def test_a_chapter_from_a_pool_keeps_each_page_size_and_encodes_the_pool_once(server, tmp_path, capsys):
+    """--pool: each page's references are retrieved from the pool on the server (the chapter workflow); the pool
+    is uploaded once into a folder named by its content and encoded once: the following pages take the Reference
+    Pool node from ComfyUI's cache. Each result has its page's size, the page's black lines kept."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    sizes = {"p1.png": (100, 70), "p2.png": (90, 64), "p3.png": (100, 70)}
+    for i, (name, (h, w)) in enumerate(sizes.items()):
+        S.sketch_picture(h, w, shift=2 * i).save(pages / name)
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    S.reference_picture().save(pool / "a.png")
+    S.reference_picture(60, 90, seed=7).save(pool / "b.png")
+    out = tmp_path / "out"
+    before = set(server.get_json("/history"))
+    assert _client("colorize", "--sketch", pages, "--pool", pool, "--out", out, "--server", server.url, *TINY) == 0
+    for name, (h, w) in sizes.items():
+        page = np.asarray(Image.open(pages / name).convert("RGB"))
+        img = np.asarray(Image.open(out / name.replace(".png", "_colorized.png")).convert("RGB"))
+        assert img.shape == (h, w, 3)
+        black = page.max(-1) == 0
+        assert black.any() and (img[black] == 0).all()
+        assert img[~black].std() > 1
+    entries = [e for k, e in server.get_json("/history").items() if k not in before]
+    assert len(entries) == 3
+    pool_ids = {k for e in entries for k, n in e["prompt"][2].items()
+                if n["class_type"] == "ColorizeDiffusionReferencePool"}
+    folders = {n["inputs"]["folder"] for e in entries for n in e["prompt"][2].values()
+               if n["class_type"] == "ColorizeDiffusionReferencePool"}
+    assert len(pool_ids) == 1 and len(folders) == 1 and next(iter(folders)).startswith("colorize_client_pool/")
+
+    def cached(entry):
+        return {n for kind, data in entry["status"]["messages"] if kind == "execution_cached" for n in data["nodes"]}
+    entries.sort(key=lambda e: e["prompt"][0])
+    assert [bool(pool_ids & cached(e)) for e in entries] == [False, True, True], "the pool was encoded again"
+
+    # --pool with a one-reference workflow, or a pool that is not a folder of pictures: one line each
+    assert _client("colorize", "--sketch", pages, "--pool", pool, "--mode", "vanilla", "--out", tmp_path / "o2",
+                   "--server", server.url, *TINY) == 2
+    assert "--pool needs a workflow with a Reference Pool node" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _client("colorize", "--sketch", pages, "--pool", empty, "--out", tmp_path / "o3", "--server", server.url,
+                   *TINY) == 2
+    assert "holds no pictures" in capsys.readouterr().err
+    assert _client("colorize", "--sketch", pages, "--mode", "chapter", "--reference", pool / "a.png", "--out",
+                   tmp_path / "o4", "--server", server.url, *TINY) == 2
+    assert "retrieves its references from a pool: --pool DIR" in capsys.readouterr().err
+    assert not any((tmp_path / o).exists() for o in ("o2", "o3", "o4"))

@@ -88,3 +88,23 @@ def test_bad_pools_and_pages_are_named(encoder, tmp_path):
     with pytest.raises(ColorizerInputError, match="10x10 pixels: too small"):
         node("ColorizeDiffusionRetrieveReferences", pool=pool, clip_vision=encoder, page=torch.rand(1, 10, 10, 3),
              top_k=3)
+
+
+def test_a_changed_pool_folder_is_encoded_again_an_unchanged_one_stays_cached(tmp_path):
+    """ComfyUI re-runs a node whose fingerprint changed: the Reference Pool's is its folder's pictures."""
+    from colorize_diffusion.nodes.retrieval_nodes import ReferencePoolNode
+
+    _, inputs, _ = _case()
+    folder = _pool_folder(tmp_path, inputs, 2)
+
+    def fingerprint():
+        return ReferencePoolNode.fingerprint_inputs(clip_vision=None, resolution="512x800", folder=str(folder))
+    first = fingerprint()
+    assert fingerprint() == first
+    (folder / "notes.txt").write_text("not a picture")
+    assert fingerprint() == first
+    Image.new("RGB", (40, 60), "red").save(folder / "ref_9.png")
+    second = fingerprint()
+    assert second != first
+    (folder / "ref_0.png").write_bytes((folder / "ref_1.png").read_bytes())       # a picture replaced
+    assert fingerprint() not in (first, second)
