@@ -15,6 +15,9 @@ CASES = discover_cases()
 
 def _model_runner(case: dict, inputs: dict):
     level = case["level"]
+    from golden_support import colorflow_runner
+    if colorflow_runner.is_colorflow_case(case):        # ColorFlow's colorizers and super-resolution
+        return colorflow_runner.run
     if "tagger" in case:                   # the XL case format (CLIP bigG + WD tagger encoders)
         from golden_support import xl_runner
         return xl_runner.run

@@ -12,7 +12,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_GOLDEN = REPO.parent / "shared" / "golden"
-SHARED_ROOTS = (SHARED_GOLDEN, REPO.parent / "shared" / "golden_xl", REPO.parent / "shared" / "golden_rap")
+SHARED_ROOTS = (SHARED_GOLDEN, REPO.parent / "shared" / "golden_xl", REPO.parent / "shared" / "golden_rap",
+                REPO.parent / "shared" / "golden_colorflow")
 ENV_VAR = "COLORIZEDIFFUSION_GOLDEN_DIRS"
 
 
