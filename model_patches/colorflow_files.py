@@ -97,7 +97,10 @@ def lora_weight_patches(path: str, module_to_key: dict, model_weights: dict) -> 
                                  f"{' ...' if len(unknown) > 3 else ''} ({len(unknown)}): the LoRA belongs to "
                                  "another base")
     for module, (a, b) in pairs.items():
-        weight = model_weights.get(module_to_key[module])
+        target = module_to_key[module]
+        weight = model_weights.get(target) if isinstance(target, str) else None
+        if isinstance(target, tuple) and target[0] in model_weights:
+            weight = model_weights[target[0]].narrow(*target[1])
         if weight is not None and (b.shape[0] != weight.shape[0] or a.shape[1] != weight.shape[1]):
             raise ColorizerLoadError(f"{name}: {module} is {tuple(b.shape[:1]) + tuple(a.shape[1:2])} but the base's "
                                      f"weight is {tuple(weight.shape[:2])}: the LoRA belongs to another base size")
@@ -141,3 +144,15 @@ def load_guider(folder: ColorFlowFolder):
     check_keys(name, f"the ColorGuider of its config.json ({folder.family})", sd, net.state_dict(), ignore)
     net.load_state_dict({k: v for k, v in sd.items() if k not in ignore})
     return net.eval()
+
+
+def pixart_lora_key_map(model) -> dict:
+    """Diffusers module name -> ComfyUI weight key (or (key, (dim, offset, size)) for a slice of a fused qkv/kv
+    weight) of ComfyUI's PixArt-alpha model."""
+    import comfy.utils
+
+    config = model.model_config.unet_config
+    mapping = comfy.utils.pixart_to_diffusers({"depth": len(model.diffusion_model.blocks),
+                                               "hidden_size": config.get("hidden_size", 1152)},
+                                              output_prefix="diffusion_model.")
+    return {k[: -len(".weight")]: v for k, v in mapping.items() if k.endswith(".weight")}

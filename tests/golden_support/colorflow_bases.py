@@ -54,3 +54,38 @@ def sd15(root: Path):
     mapping = {k: v for k, v in comfy.utils.unet_to_diffusers(unet_config).items()}
     _load(model, sd, mapping, "tiny SD1.5 UNet")
     return _patcher(model)
+
+
+def pixart(root: Path):
+    import comfy.model_base
+    import comfy.supported_models
+    import comfy.utils
+
+    folder = Path(root) / "models" / "pixart_base" / "transformer"
+    cfg = json.loads((folder / "config.json").read_text())
+    sd = load_file(str(folder / "diffusion_pytorch_model.safetensors"))
+    unet_config = {"image_model": "pixart_alpha", "num_heads": cfg["num_attention_heads"],
+                   "patch_size": cfg["patch_size"], "hidden_size": cfg["num_attention_heads"] * cfg["attention_head_dim"],
+                   "in_channels": cfg["in_channels"], "depth": cfg["num_layers"], "model_max_length": 120,
+                   "caption_channels": cfg["caption_channels"], "micro_condition": True}
+    model_config = comfy.supported_models.PixArtAlpha(unet_config)
+    model_config.set_inference_dtype(torch.float32, None)
+    model = comfy.model_base.PixArt(model_config)
+    mapping = comfy.utils.pixart_to_diffusers({"depth": cfg["num_layers"], "hidden_size": unet_config["hidden_size"]})
+    own = model.diffusion_model.state_dict()
+    moved = {}
+    for key, target in mapping.items():
+        if key not in sd:
+            continue
+        if isinstance(target, tuple):            # a slice of a fused weight (qkv, kv)
+            name, (dim, offset, size) = target
+            moved.setdefault(name, torch.zeros_like(own[name])).narrow(dim, offset, size).copy_(sd[key])
+        else:
+            moved[target] = sd[key]
+    unread = sorted(k for k in sd if k not in mapping)
+    # the caption embedder's unconditional embedding is only used when training drops captions
+    missing = sorted(k for k in own if k not in moved and not k.endswith("y_embedder.y_embedding"))
+    assert not unread and not missing, f"tiny PixArt transformer: unread {unread[:5]}, missing {missing[:5]}"
+    moved.update({k: v for k, v in own.items() if k not in moved})
+    model.diffusion_model.load_state_dict(moved, strict=True)
+    return _patcher(model)
