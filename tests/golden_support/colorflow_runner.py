@@ -32,15 +32,10 @@ def is_colorflow_case(case: dict) -> bool:
 
 
 def vae(root: Path):
-    """The pipelines' VAE (the PixArt pipeline's, which the SD1.5 cases share), diffusers layout, as ComfyUI's VAE."""
-    from safetensors.torch import load_file
+    """The pipelines' VAE (the PixArt pipeline's, which the SD1.5 cases share) as ComfyUI's VAE."""
+    from colorize_diffusion.model_patches.diffusers_bases import load_vae_folder
 
-    import comfy.diffusers_convert
-
-    from colorize_diffusion.model_patches.checkpoint import build_vae
-
-    sd = load_file(str(root / "models" / "pixart_base" / "vae" / "diffusion_pytorch_model.safetensors"))
-    return build_vae(comfy.diffusers_convert.convert_vae_state_dict(sd), "colorflow vae")
+    return load_vae_folder(str(root / "models" / "pixart_base" / "vae"))
 
 
 def run_super_resolution(case: dict, inputs: dict, root: Path) -> dict:
@@ -359,29 +354,19 @@ def run_pixart_sample(case: dict, inputs: dict, root: Path) -> dict:
 
 
 def run_t5(case: dict, inputs: dict, root: Path) -> dict:
-    """The PixArt path's prompt through ComfyUI's own T5 tokenizer and encoder (what CLIPTextEncode runs): the
-    tokens of "manga" and of the empty negative are the official ones up to the padding, and the encoder gives the
-    official hidden states at every one of the 120 positions under the official attention mask."""
-    import json
+    """The PixArt path's prompt through ComfyUI's own T5 tokenizer and encoder (what CLIPTextEncode runs, here
+    loaded by the pack's diffusers-folder loader): the tokens of "manga" and of the empty negative are the official
+    ones up to the padding, and the encoder gives the official hidden states at all 120 positions under the
+    official attention mask."""
+    from colorize_diffusion.model_patches.diffusers_bases import load_t5_folder
 
-    import comfy.ops
-    import comfy.text_encoders.pixart_t5
-    import comfy.text_encoders.t5
-    from safetensors.torch import load_file
-
-    folder = root / "models" / "pixart_base" / "text_encoder"
-    config = json.loads((folder / "config.json").read_text())
-    # transformers' "gelu_new" is the tanh GELU, which ComfyUI's own T5-XXL config calls gelu_pytorch_tanh
-    config["dense_act_fn"] = {"gelu_new": "gelu_pytorch_tanh"}.get(config["dense_act_fn"], config["dense_act_fn"])
-    t5 = comfy.text_encoders.t5.T5(config, torch.float32, "cpu", comfy.ops.manual_cast)
-    missing, unexpected = t5.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
-    assert not unexpected and not [k for k in missing if k != "encoder.embed_tokens.weight"], (missing, unexpected)
-    tokenizer = comfy.text_encoders.pixart_t5.T5XXLTokenizer()
+    clip = load_t5_folder(str(root / "models" / "pixart_base" / "text_encoder"))
+    t5 = clip.cond_stage_model.t5xxl.transformer
     got = {}
     for prompt, ids_key, mask_key, out_key in (("manga", "input_ids", "attention_mask", "prompt_embeds"),
                                               ("", "neg_input_ids", "neg_attention_mask", "negative_prompt_embeds")):
         ids, mask = inputs[ids_key], inputs[mask_key]
-        mine = [t for t, _ in tokenizer.tokenize_with_weights(prompt)[0]]
+        mine = [t for t, _ in clip.tokenize(prompt)["t5xxl"][0]]
         assert mine == ids[0, : int(mask.sum())].tolist(), (prompt, mine, ids[0, :4].tolist())
         with torch.no_grad():
             got[out_key] = t5(ids, attention_mask=mask)[0]
