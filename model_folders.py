@@ -9,8 +9,42 @@ import os
 CHECKPOINTS = "colorizediffusion"                          # models/colorizediffusion/
 PREPROCESSORS = "colorizediffusion_preprocessors"          # models/colorizediffusion/preprocessors/
 TAGGERS = "colorizediffusion_tagger"                       # models/colorizediffusion/tagger/ (XL: WD tagger)
+COLORFLOW = "colorflow"                                    # models/colorflow/: ColorFlow's sketch/, shading/, GraySD/
+DIFFUSERS = "diffusers"                                    # ComfyUI's models/diffusers/ (diffusers-layout bases)
 FOLDERS = {CHECKPOINTS: "colorizediffusion", PREPROCESSORS: os.path.join("colorizediffusion", "preprocessors"),
-           TAGGERS: os.path.join("colorizediffusion", "tagger")}
+           TAGGERS: os.path.join("colorizediffusion", "tagger"), COLORFLOW: "colorflow"}
+
+
+def subfolders(key: str, marker) -> list[str]:
+    """Folders (relative names, up to two levels deep) under the model folders of `key` for which `marker(path)`
+    holds, sorted."""
+    import folder_paths
+
+    found = set()
+    for root in folder_paths.get_folder_paths(key):
+        if not os.path.isdir(root):
+            continue
+        for first in sorted(os.listdir(root)):
+            p1 = os.path.join(root, first)
+            if not os.path.isdir(p1):
+                continue
+            if marker(p1):
+                found.add(first)
+            for second in sorted(os.listdir(p1)):
+                p2 = os.path.join(p1, second)
+                if os.path.isdir(p2) and marker(p2):
+                    found.add(f"{first}/{second}")
+    return sorted(found)
+
+
+def subfolder_path(key: str, name: str) -> str | None:
+    import folder_paths
+
+    for root in folder_paths.get_folder_paths(key):
+        path = os.path.join(root, *name.split("/"))
+        if os.path.isdir(path):
+            return path
+    return None
 
 
 def register() -> None:

@@ -12,6 +12,8 @@ TextTower = io.Custom("COLORIZER_TEXT_TOWER")            # OpenCLIP text tower f
 Manipulations = io.Custom("COLORIZER_MANIPULATIONS")     # rows of text manipulations, applied in order
 WDTagger = io.Custom("COLORIZER_WD_TAGGER")              # XL: the WD SwinV2 tagger (second half of the reference)
 ReferencePool = io.Custom("COLORIZER_REFERENCE_POOL")    # chapters: a pool's patches and their embeddings
+ColorFlow = io.Custom("COLORFLOW_COLORIZER")             # a released ColorFlow folder: ColorGuider + LoRA
+ColorFlowSuperResolution = io.Custom("COLORFLOW_SUPER_RESOLUTION")   # ColorFlow's GSRP network (ModelPatcher)
 
 
 def fraction(id_: str, default: float, tooltip: str, step: float = 0.05, lo: float = 0.0, hi: float = 1.0):

@@ -1,0 +1,308 @@
+"""ColorFlow's colorizers in the graph: load a released ColorFlow folder, patch the base MODEL with it and build
+its conditioning from a retrieval canvas, sample with the official schedules, take the page out of the canvas, and
+sharpen it against the original page (guided super-resolution). Model code: model_patches/colorflow_*.py."""
+from __future__ import annotations
+
+import os
+
+import torch
+from comfy_api.v0_0_2 import io
+
+from ..errors import ColorizerInputError, ColorizerLoadError
+from ..model_folders import COLORFLOW, subfolder_path, subfolders
+from ..model_patches import colorflow_conditioning as conditioning
+from ..model_patches import colorflow_sampling as sampling
+from ..model_patches.colorflow_colorizer import apply_colorizer, load_colorizer
+from ..model_patches.colorflow_files import SUPER_RESOLUTION_FILE
+from ..preprocess import convert
+from .io_types import CATEGORY, ColorFlow, ColorFlowSuperResolution
+
+COLORFLOW_CATEGORY = f"{CATEGORY}/ColorFlow"
+MIN_CANVAS = 64           # px: 8 latent cells, 4 PixArt patches
+GUIDANCE = {"pixart": 4.5, "sd15": 7.5}
+
+
+def _guider_folders() -> list[str]:
+    return subfolders(COLORFLOW, lambda p: os.path.isfile(os.path.join(p, "config.json")))
+
+
+def _super_resolution_files() -> list[str]:
+    return subfolders(COLORFLOW, lambda p: os.path.isfile(os.path.join(p, SUPER_RESOLUTION_FILE)))
+
+
+def _folder(name: str) -> str:
+    path = subfolder_path(COLORFLOW, name)
+    if path is None:
+        raise ColorizerLoadError(f"{name} not found in models/colorflow (copy the released sketch/, shading/ or "
+                                 "GraySD/ folder of TencentARC/ColorFlow there)")
+    return path
+
+
+class LoadColorFlow(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionLoadColorFlow", display_name="ColorFlow Load Colorizer",
+            category=COLORFLOW_CATEGORY,
+            description=("A released ColorFlow colorizer folder from models/colorflow: sketch/ and shading/ (PixArt-"
+                         "alpha: line art, shaded line art) or GraySD/ (SD1.5: grey, screentoned pages) — the "
+                         "ColorGuider (config.json + weights) and the base's LoRA, read unchanged, every key checked."),
+            inputs=[io.Combo.Input("colorizer", options=_guider_folders(),
+                                   tooltip="a folder of models/colorflow holding config.json")],
+            outputs=[ColorFlow.Output(display_name="colorflow")],
+        )
+
+    @classmethod
+    def execute(cls, colorizer):
+        return io.NodeOutput(load_colorizer(_folder(colorizer)))
+
+
+def _canvas(canvas: torch.Tensor, mask: torch.Tensor | None, family: str):
+    canvas = convert.rgb(convert.check_image(canvas, "canvas"))
+    if mask is None:
+        raise ColorizerInputError("ColorFlow Conditioning needs the canvas's mask (Retrieve References gives both): "
+                                  "white where the page is, black on the retrieved references")
+    mask = convert.as_mask_batch(mask, "mask")[:, 0]
+    b, h, w = canvas.shape[:3]
+    if tuple(mask.shape[-2:]) != (h, w):
+        raise ColorizerInputError(f"the mask is {mask.shape[-1]}x{mask.shape[-2]} but the canvas {w}x{h}: connect "
+                                  "the mask made with this canvas")
+    step = 16 if family == "pixart" else 8
+    if h < MIN_CANVAS or w < MIN_CANVAS:
+        raise ColorizerInputError(f"the canvas is {w}x{h} pixels: smaller than the latent grid ColorFlow needs "
+                                  f"({MIN_CANVAS}x{MIN_CANVAS} at least; ColorFlow's canvases are 2x the page, "
+                                  "1024x1600 for a 512x800 page)")
+    if h % step or w % step:
+        raise ColorizerInputError(f"the canvas is {w}x{h} pixels: the {family} base needs sides that are multiples "
+                                  f"of {step}")
+    convert.match_batch(b, mask.shape[0], "mask")
+    return canvas, mask.expand(b, -1, -1)
+
+
+class ColorFlowConditioning(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionColorFlowConditioning", display_name="ColorFlow Conditioning",
+            category=COLORFLOW_CATEGORY,
+            description=("Patches the base MODEL with the ColorFlow colorizer (its LoRA and ColorGuider) and puts the "
+                         "guider's input — the VAE latents of the retrieval canvas (for PixArt: the references around "
+                         "the page and the page apart) and its mask — into the positive and negative, as the official "
+                         "pipelines build them. Sample the latent it gives (the canvas size, any batch)."),
+            inputs=[
+                io.Model.Input("model", tooltip="PixArt-XL-2-1024-MS (sketch/, shading/) or SD1.5 (GraySD/)"),
+                ColorFlow.Input("colorflow"),
+                io.Vae.Input("vae", tooltip="the base's VAE (SD's KL-f8 VAE for both)"),
+                io.Conditioning.Input("positive", tooltip='the official prompt is "manga"'),
+                io.Conditioning.Input("negative", tooltip="the official negative is the empty prompt"),
+                io.Image.Input("canvas", tooltip="Retrieve References' canvas (the page in the middle, 2x its size)"),
+                io.Mask.Input("mask", tooltip="Retrieve References' mask (white on the page)"),
+                io.Float.Input("strength", default=1.0, min=0.0, max=2.0, step=0.05,
+                               tooltip="the guider residuals' scale (official: 1)"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="the VAE posterior samples of the canvas (the official app draws them too)"),
+            ],
+            outputs=[io.Model.Output(display_name="model"), io.Conditioning.Output(display_name="positive"),
+                     io.Conditioning.Output(display_name="negative"), io.Latent.Output(display_name="latent")],
+        )
+
+    @classmethod
+    def execute(cls, model, colorflow, vae, positive, negative, canvas, mask, strength=1.0, seed=0):
+        import comfy.model_management
+
+        patched = apply_colorizer(model, colorflow)
+        canvas, mask = _canvas(canvas, mask, colorflow.family)
+        comfy.model_management.load_models_gpu([vae.patcher])
+        first_stage = vae.first_stage_model
+        device, dtype = vae.device, vae.vae_dtype
+        b, h, w = canvas.shape[:3]
+        pictures = 2 if colorflow.family == "pixart" else 1
+        gen = torch.Generator().manual_seed(int(seed))
+        eps = {row: [torch.randn((b, 4, h // 8, w // 8), generator=gen) for _ in range(pictures)]
+               for row in ("negative", "positive")}
+        scale = patched.model.latent_format.scale_factor
+        guides = {}
+        with torch.no_grad():
+            for row in ("negative", "positive"):
+                latents, _ = conditioning.guider_latents(
+                    colorflow.family, first_stage, canvas.to(device, dtype), mask.to(device, dtype),
+                    [e.to(device, dtype) for e in eps[row]], scale)
+                guides[row] = latents.to(comfy.model_management.intermediate_device(), torch.float32)
+        size = {"width": w, "height": h} if colorflow.family == "pixart" else {}
+        pos = conditioning.attach([[c, {**o, **size}] for c, o in positive], guides["positive"], strength)
+        neg = conditioning.attach([[c, {**o, **size}] for c, o in negative], guides["negative"], strength)
+        latent = torch.zeros((b, 4, h // 8, w // 8), device=comfy.model_management.intermediate_device())
+        return io.NodeOutput(patched, pos, neg, {"samples": latent})
+
+
+class ColorFlowSampling(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionColorFlowSampling", display_name="ColorFlow Sampling",
+            category=COLORFLOW_CATEGORY,
+            description=("The official app's sampler and schedule for SamplerCustomAdvanced: PixArt — DPM++ 2M on "
+                         "the linspace timesteps; SD1.5 — UniPC (bh2) on the leading timesteps; both start from "
+                         "unit-variance noise as the app does. Guidance: 4.5 (PixArt), 7.5 (SD1.5), in a CFG Guider."),
+            inputs=[ColorFlow.Input("colorflow"),
+                    io.Int.Input("steps", default=10, min=1, max=100, tooltip="the app's Inference Steps (10)")],
+            outputs=[io.Sampler.Output(display_name="sampler"), io.Sigmas.Output(display_name="sigmas")],
+        )
+
+    @classmethod
+    def execute(cls, colorflow, steps=10):
+        import comfy.samplers
+
+        if colorflow.family == "pixart":
+            sampler = sampling.official_start_sampler(comfy.samplers.ksampler("dpmpp_2m").sampler_function)
+        else:
+            sampler = sampling.official_start_sampler(sampling.sample_unipc)
+        return io.NodeOutput(sampler, sampling.official_sigmas(colorflow.family, int(steps)))
+
+
+class PageFromCanvas(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionColorFlowPage", display_name="ColorFlow Page From Canvas",
+            category=COLORFLOW_CATEGORY,
+            description="The coloured page: the middle of the decoded canvas (half of each side), as the app crops it.",
+            inputs=[io.Image.Input("canvas")],
+            outputs=[io.Image.Output(display_name="page")],
+        )
+
+    @classmethod
+    def execute(cls, canvas):
+        canvas = convert.check_image(canvas, "canvas")
+        h, w = canvas.shape[1:3]
+        top, left = (h - h // 2) // 2, (w - w // 2) // 2
+        return io.NodeOutput(canvas[:, top:top + h // 2, left:left + w // 2].contiguous())
+
+
+class LoadSuperResolution(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionLoadColorFlowSuperResolution",
+            display_name="ColorFlow Load Guided Super-Resolution", category=COLORFLOW_CATEGORY,
+            description=(f"ColorFlow's guided super-resolution network ({SUPER_RESOLUTION_FILE} of a released "
+                         "folder in models/colorflow)."),
+            inputs=[io.Combo.Input("folder", options=_super_resolution_files(),
+                                   tooltip=f"a folder of models/colorflow holding {SUPER_RESOLUTION_FILE}")],
+            outputs=[ColorFlowSuperResolution.Output(display_name="super_resolution")],
+        )
+
+    @classmethod
+    def execute(cls, folder):
+        import comfy.model_management
+        import comfy.model_patcher
+
+        from ..model_patches.colorflow_super_resolution import load_network
+
+        net = load_network(os.path.join(_folder(folder), SUPER_RESOLUTION_FILE))
+        return io.NodeOutput(comfy.model_patcher.ModelPatcher(
+            net, load_device=comfy.model_management.get_torch_device(),
+            offload_device=comfy.model_management.unet_offload_device()))
+
+
+class SuperResolution(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionColorFlowSuperResolution", display_name="ColorFlow Guided Super-Resolution",
+            category=COLORFLOW_CATEGORY,
+            description=("ColorFlow's guided super-resolution: the colours (resized to the page) and the original "
+                         "page are encoded by the VAE; their encoder features, combined by the network, are added to "
+                         "the decoder of the colour latent — sharp lines and lettering at the page's own size. Each "
+                         "page on its own (the official network normalises with each picture's statistics)."),
+            inputs=[
+                ColorFlowSuperResolution.Input("super_resolution"),
+                io.Vae.Input("vae", tooltip="the SD VAE the network was trained with"),
+                io.Image.Input("colours", tooltip="the coloured page (ColorFlow Page From Canvas), any size"),
+                io.Image.Input("page", tooltip="the original black-and-white page, at the output size"),
+                io.Combo.Input("batchnorm", options=["picture statistics (official)", "running statistics"],
+                               default="picture statistics (official)",
+                               tooltip="the released app normalises with each picture's own statistics"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
+                             tooltip="the colour latent's posterior sample"),
+            ],
+            outputs=[io.Image.Output(display_name="image")],
+        )
+
+    @classmethod
+    def execute(cls, super_resolution, vae, colours, page, batchnorm="picture statistics (official)", seed=0):
+        import comfy.model_management
+
+        from ..model_patches.colorflow_super_resolution import super_resolve
+
+        colours = convert.rgb(convert.check_image(colours, "colours"))
+        page = convert.rgb(convert.check_image(page, "page"))
+        if colours.shape[0] not in (1, page.shape[0]):
+            raise ColorizerInputError(f"{colours.shape[0]} coloured pages for {page.shape[0]} pages")
+        comfy.model_management.load_models_gpu([vae.patcher, super_resolution])
+        device, dtype = vae.device, vae.vae_dtype
+        net = super_resolution.model
+        gen = torch.Generator().manual_seed(int(seed))
+        out = []
+        for i in range(page.shape[0]):
+            pg = page[i:i + 1]
+            h, w = pg.shape[1:3]
+            col = colours[min(i, colours.shape[0] - 1):][:1]
+            col = torch.nn.functional.interpolate(col.movedim(-1, 1), size=(h, w), mode="bicubic", antialias=True,
+                                                  align_corners=False).clamp(0, 1).movedim(1, -1)
+            ph, pw = -h % 8, -w % 8
+            pad = lambda x: torch.nn.functional.pad(x.movedim(-1, 1), (0, pw, 0, ph), mode="replicate")  # noqa: E731
+            eps = torch.randn((1, 4, (h + ph) // 8, (w + pw) // 8), generator=gen)
+            with torch.no_grad():
+                r = super_resolve(vae.first_stage_model, net,
+                                  (pad(col) * 2 - 1).to(device, dtype), (pad(pg) * 2 - 1).to(device, dtype),
+                                  eps.to(device, dtype), batch_statistics=batchnorm.startswith("picture"))
+            img = ((r.output[:, :, :h, :w].float() + 1) / 2).clamp(0, 1).movedim(1, -1)
+            out.append(img.to(comfy.model_management.intermediate_device()))
+        return io.NodeOutput(torch.cat(out))
+
+
+class LoadDiffusersModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ColorizeDiffusionLoadDiffusersBase", display_name="Load Diffusers Base (ColorFlow)",
+            category=COLORFLOW_CATEGORY,
+            description=("A base model from a diffusers-layout folder in models/diffusers — what ColorFlow's app "
+                         "downloads (PixArt-alpha/PixArt-XL-2-1024-MS, stable-diffusion-v1-5) — of any size its "
+                         "config.json describes: the transformer/ or unet/, the T5 text_encoder/ (PixArt) and the "
+                         "vae/. Single-file bases work through ComfyUI's own loaders instead."),
+            inputs=[io.Combo.Input("folder", options=subfolders(
+                "diffusers", lambda p: any(os.path.isdir(os.path.join(p, s)) for s in ("transformer", "unet"))))],
+            outputs=[io.Model.Output(display_name="model"), io.Clip.Output(display_name="clip"),
+                     io.Vae.Output(display_name="vae")],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, folder):
+        from ..model_patches import diffusers_bases as bases
+        from .loader_nodes import output_used
+
+        root = subfolder_path("diffusers", folder)
+        if root is None or not any(os.path.isdir(os.path.join(root, s)) for s in ("transformer", "unet")):
+            raise ColorizerLoadError(f"{folder} is not a diffusers base folder of models/diffusers (transformer/ or "
+                                     "unet/)")
+        sub = next(s for s in ("transformer", "unet") if os.path.isdir(os.path.join(root, s)))
+        model = bases.load_model_folder(os.path.join(root, sub))
+        parts = []
+        for slot, (name, load) in enumerate((("text_encoder", bases.load_t5_folder), ("vae", bases.load_vae_folder)),
+                                            start=1):
+            path = os.path.join(root, name)
+            if os.path.isdir(path):
+                parts.append(load(path))
+            elif cls.hidden is not None and output_used(cls.hidden.prompt, cls.hidden.unique_id, slot):
+                raise ColorizerLoadError(f"{folder}/ has no {name}/, but this node's {('clip', 'vae')[slot - 1]} "
+                                         "output is connected")
+            else:
+                parts.append(None)
+        return io.NodeOutput(model, *parts)
+
+
+NODES = [LoadColorFlow, ColorFlowConditioning, ColorFlowSampling, PageFromCanvas, LoadSuperResolution,
+         SuperResolution, LoadDiffusersModel]
