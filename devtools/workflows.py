@@ -17,6 +17,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..model_patches.modes import OFFICIAL_MODES, ModeParts, official_mode, unfinished
+from .colorflow_workflows import COLORFLOW_FAMILIES, build_colorflow
+from .colorflow_workflows import MODEL_FILES as COLORFLOW_FILES
+from .colorflow_workflows import MODEL_WIDGETS as COLORFLOW_MODEL_WIDGETS
 
 # ----------------------------------------------------------------------------------------------------------
 # Official defaults (reference-app.md §1.2), file names and where they come from
@@ -58,6 +61,7 @@ MODEL_FILES = {   # file -> (download url, model folder): ComfyUI's missing-mode
     CLIP_VISION_XL: (f"{_HF}/comfyanonymous/clip_vision_g/resolve/main/{CLIP_VISION_XL}", "clip_vision"),
     TAGGER: (f"{_HF}/SmilingWolf/wd-v1-4-swinv2-tagger-v2/resolve/main/model.safetensors",
              "colorizediffusion_tagger"),
+    **COLORFLOW_FILES,
 }
 
 # Mode names as the command line takes them (short and full) -> the official mode
@@ -123,6 +127,15 @@ WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
                  f"Every page in input/{SKETCH_FOLDER}/ coloured with references retrieved for it from the pool in "
                  f"input/{POOL_FOLDER}/ (ColorFlow's retrieval, the pool encoded once); the colours are put under the "
                  "original page at its own resolution, lines and lettering kept.", batch=True, chapter=True),
+    WorkflowSpec("chapter_colorflow", "A chapter with ColorFlow (sketch pages, PixArt)", "pixart", "colorflow",
+                 f"Every page in input/{SKETCH_FOLDER}/ (line art) coloured by ColorFlow's sketch model: the references "
+                 f"retrieved for it from the pool in input/{POOL_FOLDER}/ around the page on ColorFlow's canvas, "
+                 "the PixArt colorizer with its ColorGuider and LoRA, then the guided super-resolution against the "
+                 "page itself: sharp lines and lettering at the page's own size.", batch=True, chapter=True),
+    WorkflowSpec("grey_pages_colorflow", "Grey pages with ColorFlow (screentone, SD1.5)", "sd15", "colorflow",
+                 f"Every grey, screentoned page in input/{SKETCH_FOLDER}/ coloured by ColorFlow's GraySD model (SD1.5 "
+                 f"with its ColorGuider and LoRA) from the references retrieved from input/{POOL_FOLDER}/, then "
+                 "sharpened by the guided super-resolution at the page's own size.", batch=True, chapter=True),
     WorkflowSpec("vanilla_xl", "Colorize a sketch from a reference (XL)", "xlv2", "vanilla",
                  "ColorizeDiffusion XL at 1024 px: the reference is read by CLIP bigG and the WD tagger together. "
                  "Works with sdxl and xlv2 checkpoints."),
@@ -179,6 +192,10 @@ class Options:
     seed: int = 0
     seed_control: str = "randomize"          # UI only: what the frontend does to the seed after queueing
     filename_prefix: str | None = None       # None: ColorizeDiffusion/<stem>
+    pool_resolution: str = "512x800"         # ColorFlow workflows: Reference Pool's page size
+    colorflow_base: str | None = None        # ColorFlow workflows: a diffusers folder of models/diffusers as the
+    #                                          base (tests: the tiny bases) instead of ComfyUI's loaders
+    colorflow_text: str | None = None        # ... and a diffusers folder whose text encoder (and VAE) to use
 
     def with_(self, **changes) -> "Options":
         return replace(self, **changes)
@@ -188,12 +205,16 @@ OPTION_NAMES = tuple(f.name for f in fields(Options))
 
 # Widgets whose value names a user file (checked against the official names, not against a folder listing).
 FILE_WIDGETS = {("LoadImage", "image"), ("LoadImageMask", "image"), ("LoadImageDataSetFromFolder", "folder"),
-                ("VAELoader", "vae_name"), ("ColorizeDiffusionCheckpointLoader", "ckpt_name"),
+                ("VAELoader", "vae_name"), ("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"),
+                ("CheckpointLoaderSimple", "ckpt_name"), ("ColorizeDiffusionLoadColorFlow", "colorizer"),
+                ("ColorizeDiffusionLoadColorFlowSuperResolution", "folder"),
+                ("ColorizeDiffusionLoadDiffusersBase", "folder"), ("ColorizeDiffusionCheckpointLoader", "ckpt_name"),
                 ("ColorizeDiffusionLoadOpenCLIPVision", "clip_name"), ("ColorizeDiffusionLoadTextTower", "clip_name"),
                 ("ColorizeDiffusionLoadWDTagger", "tagger_name")}
 MODEL_WIDGETS = {("ColorizeDiffusionCheckpointLoader", "ckpt_name"), ("ColorizeDiffusionLoadOpenCLIPVision",
                                                                        "clip_name"),
-                 ("ColorizeDiffusionLoadTextTower", "clip_name"), ("ColorizeDiffusionLoadWDTagger", "tagger_name")}
+                 ("ColorizeDiffusionLoadTextTower", "clip_name"), ("ColorizeDiffusionLoadWDTagger", "tagger_name"),
+                 *COLORFLOW_MODEL_WIDGETS}
 NETWORK_FILES = {"ColorizeDiffusionSketchMask": "sketch-segment.safetensors",
                  "ColorizeDiffusionReferenceMask": "isnetis.safetensors"}
 NOTE = "Note"     # the frontend's note node (not a backend node: absent from /object_info and from the API form)
@@ -410,6 +431,8 @@ def build(stem: str, options: Options | None = None) -> Graph:
         raise KeyError(f"unknown workflow {stem!r}; known: {', '.join(WORKFLOWS)}")
     spec = WORKFLOWS[stem]
     o = options or Options()
+    if spec.family in COLORFLOW_FAMILIES:
+        return build_colorflow(stem, spec, o, Graph, {"inputs": _GREEN, "models": _BLUE, "encoders": _PURPLE})
     if o.masks not in ("isnet", "files", "images"):
         raise ValueError(f"masks must be isnet, files or images (got {o.masks!r})")
     family = o.family or spec.family

@@ -223,7 +223,7 @@ class SuperResolution(io.ComfyNode):
                 io.Combo.Input("batchnorm", options=["picture statistics (official)", "running statistics"],
                                default="picture statistics (official)",
                                tooltip="the released app normalises with each picture's own statistics"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="the colour latent's posterior sample"),
             ],
             outputs=[io.Image.Output(display_name="image")],

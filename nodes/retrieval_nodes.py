@@ -20,7 +20,11 @@ from ..preprocess import composite, convert
 from ..preprocess import retrieval as rap
 from .io_types import CATEGORY, ColorizerSketch, ReferencePool
 
-RESOLUTIONS = {"640x640": (640, 640), "512x800": (512, 800), "800x512": (800, 512)}
+# ColorFlow's three page sizes first; then other sizes (a multiple of 8 on each side: the 2W x 2H canvas fits the
+# PixArt patch grid), smaller for quick drafts and CPUs, larger for big pages
+RESOLUTIONS = {"640x640": (640, 640), "512x800": (512, 800), "800x512": (800, 512), "256x256": (256, 256),
+               "256x400": (256, 400), "400x256": (400, 256), "1024x1024": (1024, 1024), "768x1200": (768, 1200),
+               "1200x768": (1200, 768)}
 
 
 def _u8(image: torch.Tensor) -> list:

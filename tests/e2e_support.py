@@ -35,8 +35,21 @@ BATCH_FOLDER = "e2e_sketches"     # not the pack's own example folder, which the
 POOL_FOLDER = "e2e_pool"
 
 
+GOLDEN_COLORFLOW = GOLDEN.parent / "golden_colorflow"
+COLORFLOW_BASES = {"pixart": ("pixart_base", None), "sd15": ("sd15_base", "pixart_base")}   # base, text encoder
+
+
 def variant_options(stem: str, **changes) -> wf.Options:
     spec = wf.WORKFLOWS[stem]
+    if spec.family in COLORFLOW_BASES:
+        # the tiny diffusers bases; the tiny SD1.5 base has no text encoder: the tiny T5 (32-d, like the tiny
+        # UNet's context) encodes its prompt
+        base, text = COLORFLOW_BASES[spec.family]
+        opts = dict(colorflow_base=base, colorflow_text=text, clip_vision=TINY_CLIP, clip_heads=4,
+                    pool_resolution="256x256", steps=2, seed=1234, seed_control="fixed",
+                    filename_prefix=f"test/{stem}", sketch_folder=BATCH_FOLDER, pool_folder=POOL_FOLDER)
+        opts.update(changes)
+        return wf.Options(**opts)
     xl = spec.family in wf.XL_FAMILIES
     base = dict(checkpoint=TINY_CHECKPOINTS[spec.family], clip_vision=TINY_CLIP_XL if xl else TINY_CLIP,
                 clip_heads=0 if xl else 4, tagger=TINY_TAGGER, vae=TINY_VAE,

@@ -43,9 +43,9 @@ GOLDEN_XL = REPO.parent / "shared" / "golden_xl"
 
 
 def golden_roots() -> list[Path]:
-    """The public golden sets (``../shared/golden``, ``../shared/golden_xl``) and every root in
-    COLORIZEDIFFUSION_GOLDEN_DIRS."""
-    roots = [REPO.parent / "shared" / "golden", GOLDEN_XL]
+    """The public golden sets with models (``../shared/golden``, ``golden_xl``, ``golden_colorflow``) and every
+    root in COLORIZEDIFFUSION_GOLDEN_DIRS."""
+    roots = [REPO.parent / "shared" / "golden", GOLDEN_XL, REPO.parent / "shared" / "golden_colorflow"]
     roots += [Path(p) for p in os.environ.get("COLORIZEDIFFUSION_GOLDEN_DIRS", "").split(os.pathsep) if p]
     return [r for r in roots if r.is_dir()]
 
@@ -125,6 +125,15 @@ def link_golden_models(root: Path, models: Path) -> None:
         _link(f, models / "clip_vision" / f.name)      # towers and their configs
     for f in sorted((root / "tagger").glob("*.safetensors")):
         _link(f, dest / "tagger" / f.name)
+    # ColorFlow roots: the released-layout folders into models/colorflow, the diffusers-layout bases (a folder with a
+    # transformer/ or unet/) into models/diffusers
+    for folder in sorted((root / "models" / "colorflow").glob("*/")):
+        (models / "colorflow").mkdir(exist_ok=True)
+        _link(folder, models / "colorflow" / folder.name)
+    for folder in sorted((root / "models").glob("*/")):
+        if (folder / "transformer").is_dir() or (folder / "unet").is_dir():
+            (models / "diffusers").mkdir(exist_ok=True)
+            _link(folder, models / "diffusers" / folder.name)
 
 
 def start_server(base: Path, port: int, extra_args: tuple[str, ...] = ()) -> ComfyServer:

@@ -308,3 +308,27 @@ def test_a_chapter_from_a_pool_keeps_each_page_size_and_encodes_the_pool_once(se
                    tmp_path / "o4", "--server", server.url, *TINY) == 2
     assert "retrieves its references from a pool: --pool DIR" in capsys.readouterr().err
     assert not any((tmp_path / o).exists() for o in ("o2", "o3", "o4"))
+
+
+def test_a_colorflow_chapter_through_the_client(server, tmp_path):
+    """The ColorFlow chapter workflow (its tiny-model variant saved from the server's node schemas, as a user saves
+    a workflow) per page through --workflow and --pool: one result per page, at the page's size."""
+    import json
+
+    from colorize_diffusion.devtools import workflows as wf
+
+    ui = wf.build("chapter_colorflow", S.variant_options("chapter_colorflow")).to_ui(server.get_json("/object_info"))
+    flow = tmp_path / "colorflow.json"
+    flow.write_text(json.dumps(ui))
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    S.sketch_picture(72, 56).save(pages / "p1.png")
+    S.sketch_picture(64, 64, shift=4).save(pages / "p2.png")
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    S.reference_picture().save(pool / "a.png")
+    out = tmp_path / "out"
+    assert _client("colorize", "--sketch", pages, "--pool", pool, "--workflow", flow, "--out", out,
+                   "--server", server.url) == 0
+    sizes = {p.name: Image.open(p).size for p in out.iterdir()}
+    assert sizes == {"p1_colorized.png": (56, 72), "p2_colorized.png": (64, 64)}

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from colorize_diffusion.devtools import workflows as wf
+from colorize_diffusion.devtools.colorflow_workflows import COLORFLOW_FAMILIES, REPOSITORY_NAMES
 from server_fixture import PACK_DIR_NAME, REPO
 
 EXAMPLES = REPO / "example_workflows"
@@ -90,6 +91,8 @@ def test_the_wired_encoders_are_the_mode_and_the_defaults_are_official(stem):
 
     api, by_type = _api(stem)
     spec = wf.WORKFLOWS[stem]
+    if spec.family in COLORFLOW_FAMILIES:
+        return _colorflow_defaults(spec, by_type)
     parts = official_mode(spec.mode, spec.family)
     wired = {t for t in ENCODERS if t in by_type}
     assert wired == {t for t, on in zip(ENCODERS, (parts.split, parts.background, parts.style)) if on}
@@ -132,6 +135,31 @@ def test_the_wired_encoders_are_the_mode_and_the_defaults_are_official(stem):
         assert (REPO / "example_workflows" / "input" / name).is_file(), name
 
 
+def _colorflow_defaults(spec, by_type):
+    """ColorFlow's app: prompt "manga" and the empty negative, guidance 4.5 / 7.5, 10 steps, seed 0, top-3
+    retrieval from the shipped pool, the released folder of the family, the official batch-statistics GSRP."""
+    import colorize_diffusion.devtools.colorflow_workflows as cf
+
+    family = spec.family
+    assert sorted(n["text"] for n in by_type["CLIPTextEncode"]) == ["", "manga"]
+    (guider,) = by_type["CFGGuider"]
+    assert guider["cfg"] == cf.GUIDANCE[family]
+    (sampling,) = by_type["ColorizeDiffusionColorFlowSampling"]
+    (noise,) = by_type["RandomNoise"]
+    assert sampling["steps"] == 10 and noise["noise_seed"] == 0
+    (colorizer,) = by_type["ColorizeDiffusionLoadColorFlow"]
+    (sr,) = by_type["ColorizeDiffusionLoadColorFlowSuperResolution"]
+    assert colorizer["colorizer"] == sr["folder"] == cf.COLORIZERS[family]
+    (gsrp,) = by_type["ColorizeDiffusionColorFlowSuperResolution"]
+    assert gsrp["batchnorm"] == "picture statistics (official)"
+    (retrieve,) = by_type["ColorizeDiffusionRetrieveReferences"]
+    (pool,) = by_type["ColorizeDiffusionReferencePool"]
+    assert retrieve["top_k"] == 3 and pool["resolution"] == "512x800"
+    assert list((REPO / "example_workflows" / "input" / pool["folder"]).glob("*.png"))
+    loaders = {"pixart": {"UNETLoader", "CLIPLoader", "VAELoader"}, "sd15": {"CheckpointLoaderSimple"}}[family]
+    assert loaders <= set(by_type) and "ColorizeDiffusionLoadDiffusersBase" not in by_type
+
+
 @pytest.mark.parametrize("stem", STEMS)
 def test_newcomer_reads_groups_a_note_and_model_downloads(stem):
     ui = json.loads((EXAMPLES / f"{stem}.json").read_text())
@@ -148,12 +176,18 @@ def test_newcomer_reads_groups_a_note_and_model_downloads(stem):
     needed = {m["name"]: m for m in ui["models"]}
     for name, m in needed.items():
         # saved under `name`; the tagger's file is called model.safetensors in its repository
-        source = "model.safetensors" if name == wf.TAGGER else name
+        source = "model.safetensors" if name == wf.TAGGER else REPOSITORY_NAMES.get(name, name)
         assert name in text and m["url"].startswith("https://huggingface.co/") and m["url"].endswith(source)
-    (ckpt,) = [n for n in ui["nodes"] if n["type"] == "ColorizeDiffusionCheckpointLoader"]
-    if wf.WORKFLOWS[stem].family in wf.XL_FAMILIES:      # names of the XL release not verified: no download link
+    if wf.WORKFLOWS[stem].family in COLORFLOW_FAMILIES:       # ComfyUI's loaders, every file with its download
+        loaders = [n for n in ui["nodes"] if n["type"] in ("UNETLoader", "CLIPLoader", "VAELoader",
+                                                            "CheckpointLoaderSimple")]
+        assert loaders and all(n["properties"]["models"][0]["name"] == n["widgets_values"][0] for n in loaders)
+        assert "models/colorflow/" in text
+    elif wf.WORKFLOWS[stem].family in wf.XL_FAMILIES:      # names of the XL release not verified: no download link
+        (ckpt,) = [n for n in ui["nodes"] if n["type"] == "ColorizeDiffusionCheckpointLoader"]      # names of the XL release not verified: no download link
         assert "models" not in ckpt["properties"] and "tellurion/ColorizeDiffusionXL" in text
     else:
+        (ckpt,) = [n for n in ui["nodes"] if n["type"] == "ColorizeDiffusionCheckpointLoader"]
         assert ckpt["properties"]["models"][0]["name"] == ckpt["widgets_values"][0]
         assert ckpt["properties"]["models"][0]["directory"] == "colorizediffusion"
     # opens with the whole graph below the toolbar: the top group title at y >= 60 screen pixels

@@ -62,6 +62,7 @@ def _link_models(models: Path, vae_file: Path) -> Path:
             dest.exists() or dest.symlink_to(GOLDEN / "models" / f)
     from server_fixture import GOLDEN_XL, link_golden_models
     link_golden_models(GOLDEN_XL, models)
+    link_golden_models(S.GOLDEN_COLORFLOW, models)
     for name in (S.TINY_CLIP, S.TINY_TEXT_TOWER, S.TINY_TEXT_TOWER.replace(".safetensors", ".json")):
         dest = models / "clip_vision" / name
         dest.exists() or dest.symlink_to(GOLDEN / "clip" / name)
@@ -98,6 +99,8 @@ def inproc(tmp_path_factory, tiny_vae_file):
                    ([str(models / "colorizediffusion" / "preprocessors")], set()))
         mp.setitem(folder_paths.folder_names_and_paths, "colorizediffusion_tagger",
                    ([str(models / "colorizediffusion" / "tagger")], st))
+        mp.setitem(folder_paths.folder_names_and_paths, "colorflow", ([str(models / "colorflow")], set()))
+        mp.setitem(folder_paths.folder_names_and_paths, "diffusers", ([str(models / "diffusers")], {"folder"}))
         mp.setattr(folder_paths, "input_directory", str(root / "input"))
         mp.setattr(folder_paths, "output_directory", str(root / "output"))
         runner = R.Runner()
