@@ -11,7 +11,8 @@ measured side by side. See docs/performance.md for the figures and what they mea
    (the run's resolution), and dual guidance as one 3-way batch vs three passes;
 4. the same ratios estimated from the patched parts timed one by one (bench/components.py): low noise;
 5.-6. XL step time and loading memory;
-7. chapters: pool encodings per run through the executor, retrieval time per page against the step time.
+7. chapters: pool encodings per run through the executor, retrieval time per page against the step time;
+8. ColorFlow: the patched PixArt / SD1.5 step and peak memory against the plain base (full size, random weights).
 
 The full-size files (7.0 GB + 3.8 GB) are written to a temporary folder and removed afterwards, unless
 --workdir names a folder to keep (and reuse) them in. The last line printed is machine-readable (RESULT ...).
@@ -48,7 +49,9 @@ def main(argv=None) -> int:
     ap.add_argument("--attention", default="sdpa", choices=sorted(env.ATTENTION),
                     help="attention backend of both sides: sdpa (default) or comfy-cpu (sub-quadratic)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated full-size files here")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: load, encoders, steps, xl, xl-load, chapter")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: load, encoders, steps, xl, xl-load, chapter, colorflow")
+    ap.add_argument("--colorflow-size", type=int, default=512,
+                    help="canvas side for the ColorFlow step timings (512: ComfyUI's own PixArt needs >= 512)")
     ap.add_argument("--xl-size", type=int, default=None,
                     help="image side for the XL step timings (default 512 on CPU; the XL app works at 1024)")
     a = ap.parse_args(argv)
@@ -150,6 +153,13 @@ def main(argv=None) -> int:
             log("  full-size CLIP ViT-H/14 (random weights), ColorFlow's 512x800")
             r = retrieval.time_retrieval(workdir, unpatched_step_s, log)
             result["retrieval_page_over_step"] = r["retrieval_page_over_step"]
+        if "colorflow" not in skip:
+            from bench import colorflow
+
+            rounds_cf = 1 if a.quick else 3
+            log(f"\n[8] ColorFlow at full size (random weights): one CFG step of the patched base against the plain "
+                f"base, and peak memory, each in a fresh process ({a.colorflow_size} px canvas, {rounds_cf} rounds)")
+            result.update(colorflow.run(workdir, a.colorflow_size, rounds_cf, log))
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -160,7 +170,9 @@ def main(argv=None) -> int:
             "injection_over_vanilla",
             "encoder_runs_per_prompt",
             "encoder_runs_requeue", "load_peak_anon_over_file", "load_peak_rss_over_comfy", "xl_load_peak_anon_over_file",
-            "pool_encodings_per_run", "pool_encodings_requeue", "retrieval_page_over_step"]
+            "pool_encodings_per_run", "pool_encodings_requeue", "retrieval_page_over_step",
+            "colorflow_pixart_step_over_plain", "colorflow_pixart_peak_over_plain", "colorflow_sd15_step_over_plain",
+            "colorflow_sd15_peak_over_plain"]
     if estimates:
         log("ESTIMATE " + " ".join(f"{k}={v['estimate']:.3f}" for k, v in estimates.items()))
     log("RESULT " + " ".join(f"{k}={fmt(k)}" for k in keys))
