@@ -2,7 +2,8 @@
 patches on the base's own keys, and its ColorGuider (in its own ModelPatcher) feeding the base's blocks."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 
 from ..errors import ColorizerInputError
 from . import colorflow_files as files
@@ -12,6 +13,8 @@ from . import colorflow_files as files
 class ColorFlowColorizer:
     folder: files.ColorFlowFolder
     guider_patcher: object              # comfy.model_patcher.ModelPatcher of the ColorGuider network
+    # the LoRA's weight patches per base model (a chapter patches the same base once per page: read the file once)
+    lora_patches: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary)
 
     @property
     def family(self) -> str:
@@ -54,8 +57,11 @@ def apply_colorizer(model, colorizer: ColorFlowColorizer):
             f"but this MODEL is {have}: load "
             + ("PixArt-XL-2-1024-MS (Load Diffusion Model) with its T5 text encoder" if colorizer.family == "pixart"
                else "an SD1.5 checkpoint (v1-5-pruned-emaonly)"))
-    weights = model.model.state_dict()
-    key_map = files.pixart_lora_key_map(model.model) if family == "pixart" else files.sd_lora_key_map(model.model)
-    patches = files.lora_weight_patches(colorizer.folder.lora, key_map, weights)
+    patches = colorizer.lora_patches.get(model.model)
+    if patches is None:
+        key_map = files.pixart_lora_key_map(model.model) if family == "pixart" else \
+            files.sd_lora_key_map(model.model)
+        patches = files.lora_weight_patches(colorizer.folder.lora, key_map, model.model.state_dict())
+        colorizer.lora_patches[model.model] = patches
     apply = colorflow_pixart.apply_guider if family == "pixart" else colorflow_sd.apply_guider
     return apply(model, colorizer.guider_patcher, patches)

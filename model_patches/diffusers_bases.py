@@ -44,16 +44,23 @@ def _patcher(model):
 
 
 def _move(sd: dict, mapping: dict, own: dict, what: str, optional=()) -> dict:
-    """`sd` (diffusers keys) to ComfyUI keys; a target (key, (dim, offset, size)) is a slice of a fused weight."""
-    moved = {}
+    """`sd` (diffusers keys) to ComfyUI keys; a target (key, (dim, offset, size)) is a slice of a fused weight,
+    which is assembled from its slices (the model's own tensor may not exist yet: current ComfyUI creates Linear
+    weights when they are loaded)."""
+    moved, fused = {}, {}
     for key, target in mapping.items():
         if key not in sd:
             continue
         if isinstance(target, tuple):
             name, (dim, offset, size) = target
-            moved.setdefault(name, torch.zeros_like(own[name])).narrow(dim, offset, size).copy_(sd[key])
+            fused.setdefault(name, []).append((offset, dim, size, sd[key]))
         else:
             moved[target] = sd[key]
+    for name, parts in fused.items():
+        parts.sort(key=lambda p: p[0])
+        if [p[0] for p in parts] != [sum(q[2] for q in parts[:i]) for i in range(len(parts))]:
+            raise ColorizerLoadError(f"{what}: the slices of {name} do not cover it")
+        moved[name] = torch.cat([p[3] for p in parts], dim=parts[0][1])
     unread = sorted(k for k in sd if k not in mapping)
     missing = sorted(k for k in own if k not in moved and not k.endswith(optional))
     if unread or missing:

@@ -69,6 +69,17 @@ def test_pixart_chain_samples_and_the_guider_and_lora_matter(pixart_base):
     assert pos[0][1]["width"] == 64 and pos[0][1]["height"] == 64            # the official micro-conditions
     out = _sample(patched, pos, neg, latent, colorflow, 4.5)
     assert out.shape == (2, 4, 8, 8) and torch.isfinite(out).all()
+    # a chapter conditions the same base once per page: the LoRA file is read for the first page only
+    import colorize_diffusion.model_patches.colorflow_files as files
+    reads = []
+    original = files.lora_pairs
+    files.lora_pairs = lambda path: reads.append(path) or original(path)
+    try:
+        again = node("ColorizeDiffusionColorFlowConditioning", model=model, colorflow=colorflow, vae=vae,
+                     positive=pos0, negative=neg0, canvas=canvas[:1], mask=mask, seed=1)
+    finally:
+        files.lora_pairs = original
+    assert reads == [] and again[0].patches.keys() == patched.patches.keys()
     assert not torch.allclose(out[0], out[1]), "two canvases of a batch gave the same latent"
     assert torch.equal(out, _sample(patched, pos, neg, latent, colorflow, 4.5)), "not deterministic"
     weak = node("ColorizeDiffusionColorFlowConditioning", model=model, colorflow=colorflow, vae=vae, positive=pos0,
