@@ -4,6 +4,7 @@ ComfyUI's own models. The case kind is read from its format: a `multires_file` i
 the other kinds are listed in UNPORTED until their part of the port lands."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -194,15 +195,10 @@ def _cfg_run(model, positive, negative, cfg: float, sigmas, sampler_function, st
     return recorder, out
 
 
-def run_sd_step(case: dict, inputs: dict, root: Path) -> dict:
-    import math
-
-    x_vp = inputs["latent_model_input"][:1]
-    ctx = inputs["encoder_hidden_states"]
-    rows = [torch.full((1, 1) + tuple(x_vp.shape[-2:]), float(i)) for i in range(2)]
-    model, pos, neg = _sd_setup(root, GivenResiduals(inputs), rows[0], rows[1], ctx[:1], ctx[1:])
-    ms = model.get_model_object("model_sampling")
-    sigma = float(ms.sigma(inputs["timestep"].double().float()))
+def _guided_step(model, positive, negative, cfg: float, x_vp: torch.Tensor, timestep: torch.Tensor):
+    """One CFG evaluation through ComfyUI at the official integer timestep, the latent given in VP terms;
+    returns (raw recorder, guided eps)."""
+    sigma = float(model.get_model_object("model_sampling").sigma(timestep.float()))
     guided = []
 
     def once(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -211,15 +207,21 @@ def run_sd_step(case: dict, inputs: dict, root: Path) -> dict:
         guided.append((x - denoised) / sigma)
         return x
 
-    rec, _ = _cfg_run(model, pos, neg, float(case["guidance_scale"]), torch.tensor([sigma, 0.0]), once,
-                      torch.zeros_like(x_vp))
+    rec, _ = _cfg_run(model, positive, negative, cfg, torch.tensor([sigma, 0.0]), once, torch.zeros_like(x_vp))
+    return rec, guided[0]
+
+
+def run_sd_step(case: dict, inputs: dict, root: Path) -> dict:
+    x_vp = inputs["latent_model_input"][:1]
+    ctx = inputs["encoder_hidden_states"]
+    rows = [torch.full((1, 1) + tuple(x_vp.shape[-2:]), float(i)) for i in range(2)]
+    model, pos, neg = _sd_setup(root, GivenResiduals(inputs), rows[0], rows[1], ctx[:1], ctx[1:])
+    rec, guided = _guided_step(model, pos, neg, float(case["guidance_scale"]), x_vp, inputs["timestep"][:1])
     raw = rec.calls[0]
-    return {"noise_pred_raw": torch.cat([raw[1], raw[0]]), "eps_guided": guided[0]}
+    return {"noise_pred_raw": torch.cat([raw[1], raw[0]]), "eps_guided": guided}
 
 
 def run_sd_sample(case: dict, inputs: dict, root: Path) -> dict:
-    import math
-
     from colorize_diffusion.model_patches import colorflow_sampling
 
     guide = inputs["colorguider_cond"]
@@ -290,8 +292,6 @@ def _pixart_setup(root: Path, network, guide_neg, guide_pos, neg_context, pos_co
 
 
 def run_pixart_step(case: dict, inputs: dict, root: Path) -> dict:
-    import math
-
     from colorize_diffusion.model_patches import colorflow_pixart
 
     x_vp = inputs["latent_model_input"][:1]
@@ -300,17 +300,7 @@ def run_pixart_step(case: dict, inputs: dict, root: Path) -> dict:
     rows = [torch.full((1, 9) + tuple(x_vp.shape[-2:]), float(i)) for i in range(2)]
     model, pos, neg = _pixart_setup(root, GivenPixArtResiduals(inputs), rows[0], rows[1],
                                     _valid_tokens(ctx[:1], mask[:1]), _valid_tokens(ctx[1:], mask[1:]), h, w)
-    ms = model.get_model_object("model_sampling")
-    sigma = float(ms.sigma(inputs["timestep"][:1].float()))
-    guided = []
-
-    def once(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
-        x = x_vp * math.sqrt(1 + sigma * sigma)
-        denoised = model_k(x, sigmas[0] * x.new_ones([1]), **extra_args)
-        guided.append((x - denoised) / sigma)
-        return x
-
-    _cfg_run(model, pos, neg, float(case["guidance_scale"]), torch.tensor([sigma, 0.0]), once, torch.zeros_like(x_vp))
+    _, guided = _guided_step(model, pos, neg, float(case["guidance_scale"]), x_vp, inputs["timestep"][:1])
     # both rows, all 8 channels (ComfyUI's PixArt drops the learned-sigma half): the forward the patch runs
     import comfy.model_management
 
@@ -321,12 +311,10 @@ def run_pixart_step(case: dict, inputs: dict, root: Path) -> dict:
             model.model.diffusion_model, inputs["latent_model_input"], inputs["timestep"].float(),
             torch.cat([_valid_tokens(ctx[:1], mask[:1]).repeat(1, 2, 1), _valid_tokens(ctx[1:], mask[1:])]),
             inputs["resolution"].float(), inputs["aspect_ratio"].float(), res, learned_sigma=True)
-    return {"noise_pred_raw": full, "eps_guided": guided[0]}
+    return {"noise_pred_raw": full, "eps_guided": guided}
 
 
 def run_pixart_sample(case: dict, inputs: dict, root: Path) -> dict:
-    import math
-
     import comfy.samplers
 
     from colorize_diffusion.model_patches import colorflow_sampling
