@@ -61,15 +61,7 @@ def test_golden_case(golden):
     else:
         run = _model_runner(case, inputs)
         got = run(case, inputs, golden.case_dir, golden.base)
-        module = __import__(run.__module__, fromlist=["_"])
-        widened = getattr(module, "platform_atol", lambda c: {})(case)
-        deviation = getattr(module, "known_deviation", lambda c: None)(case)
-        if deviation:           # an open, documented difference: expected to fail until it is fixed
-            try:
-                check_model_case(case, got, expected, widened)
-            except AssertionError as exc:
-                pytest.xfail(f"{deviation} ({exc})")
-            raise AssertionError(f"this case passes now: remove its known deviation ({deviation})")
+        widened = getattr(__import__(run.__module__, fromlist=["_"]), "platform_atol", lambda c: {})(case)
         report = check_model_case(case, got, expected, widened)
         worst = max(report.values()) if report else 0.0
         print(f"\n{golden.test_id}: max|R-E|/rms(E) = {worst:.2e} (tolerance {case['tolerance']['rtol_rms']})")

@@ -17,17 +17,6 @@ SCALE = 0.18215                              # the VAE's scaling factor (its con
 FAMILIES = ("pixart", "sd", "sd15")          # the ColorFlow bases (the other golden sets use v1..xlv2, clip)
 
 
-def known_deviation(case: dict) -> str | None:
-    """Open differences, each tracked in docs/colorflow.md. The PixArt 3-step run: every latent and the first two
-    guided eps match (6e-6, 4e-5), the last eps is 1.9e-4 from the official one against a tolerance of 6.7e-5. One
-    PixArt evaluation differs from the official one by 6e-6 of its rms even in float64 (the official float32 run
-    is within 2.4e-6 of its float64 run); the first step's x0 prediction at t = 999 multiplies that by sigma = 157
-    in a random tiny model whose latents grow to rms 258, and the final eps inherits it."""
-    if case.get("family") == "pixart" and "final_latents" in case.get("expected", {}):
-        return "PixArt sampling run: final-step eps 1.9e-4 from the official one (tolerance 6.7e-5)"
-    return None
-
-
 def is_colorflow_case(case: dict) -> bool:
     return case.get("family") in FAMILIES
 
@@ -315,9 +304,13 @@ def run_pixart_step(case: dict, inputs: dict, root: Path) -> dict:
 
 
 def run_pixart_sample(case: dict, inputs: dict, root: Path) -> dict:
+    """ComfyUI's dpmpp_2m on the official sigmas. The guided eps of each step is computed from the model's raw
+    outputs (the official pipeline guides in eps space; ComfyUI guides the x0 predictions, which at this random tiny
+    model's latents, rms 258 by the last step, loses the eps to float32 rounding: x0 = x - sigma * eps with
+    |x| ~ 457 and sigma ~ 1.5)."""
     import comfy.samplers
 
-    from colorize_diffusion.model_patches import colorflow_sampling
+    from colorize_diffusion.model_patches import colorflow_pixart, colorflow_sampling
 
     guide = inputs["conditioning_latents"]
     h, w = (8 * n for n in guide.shape[-2:])
@@ -328,15 +321,33 @@ def run_pixart_sample(case: dict, inputs: dict, root: Path) -> dict:
     steps = int(case["num_inference_steps"])
     assert colorflow_sampling.official_timesteps("pixart", steps) == case["timesteps"]
     sigmas = colorflow_sampling.official_sigmas("pixart", steps)
-    seen = []
-    _, final = _cfg_run(model, pos, neg, float(case["guidance_scale"]), sigmas, comfy.samplers.ksampler("dpmpp_2m"),
-                        inputs["initial_latents"], callback=lambda i, d, x, n: seen.append((i, d, x)))
+    seen, raw = [], []
+    original = colorflow_pixart.GuidedForward.__call__
+
+    def recorded(self, x, timesteps, context, **kwargs):      # the raw eps of each row, by cond_or_uncond
+        out = original(self, x, timesteps, context, **kwargs)
+        order = kwargs["transformer_options"]["cond_or_uncond"]
+        raw.append(dict(zip(order, out.chunk(len(order)))))
+        return out
+
+    colorflow_pixart.GuidedForward.__call__ = recorded
+    try:
+        _, final = _cfg_run(model, pos, neg, float(case["guidance_scale"]), sigmas,
+                            comfy.samplers.ksampler("dpmpp_2m"), inputs["initial_latents"],
+                            callback=lambda i, d, x, n: seen.append((i, x)))
+    finally:
+        colorflow_pixart.GuidedForward.__call__ = original
+    guided, rows = [], {}
+    for call in raw:                       # one step: the positive (0) and negative (1) rows, in one call or two
+        rows.update(call)
+        if len(rows) == 2:
+            guided.append(rows[1] + float(case["guidance_scale"]) * (rows[0] - rows[1]))
+            rows = {}
     got = {"final_latents": model.model.latent_format.process_in(final)}
-    for i, d, x in seen:
-        s = float(sigmas[i])
-        got[f"eps_guided.{i}"] = (x - d) / s
+    for i, x in seen:
+        got[f"eps_guided.{i}"] = guided[i]
         if i > 0:
-            got[f"latents_after_step.{i - 1}"] = x / math.sqrt(1 + s * s)
+            got[f"latents_after_step.{i - 1}"] = x / math.sqrt(1 + float(sigmas[i]) ** 2)
     got[f"latents_after_step.{len(seen) - 1}"] = got["final_latents"]
     return got
 
