@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import encoders, env, models
+from . import encoders, models
 
 PAGES = 4
 REFERENCES = 4

@@ -19,7 +19,6 @@ from .io_types import CATEGORY, ColorFlow, ColorFlowSuperResolution
 
 COLORFLOW_CATEGORY = f"{CATEGORY}/ColorFlow"
 MIN_CANVAS = 64           # px: 8 latent cells, 4 PixArt patches
-GUIDANCE = {"pixart": 4.5, "sd15": 7.5}
 
 
 def _guider_folders() -> list[str]:

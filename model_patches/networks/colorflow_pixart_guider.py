@@ -8,6 +8,8 @@ last adapter a second time as `after_proj.*`: the official constructor assigns i
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,9 +19,10 @@ from .colorflow_sd_guider import TimestepMLP, timestep_embedding
 FREQUENCY_CHANNELS = 256
 
 
+@functools.lru_cache(maxsize=16)
 def sincos_pos_embed_2d(dim: int, h: int, w: int, base: float) -> torch.Tensor:
     """[h*w, dim] sine-cosine position embedding with grid i / (n / base), as the official numpy computes it,
-    width half first."""
+    width half first. Cached: every step of a page (and the guider beside the base) uses the same one."""
     def one(positions: torch.Tensor) -> torch.Tensor:
         omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4.0))
         out = positions.reshape(-1)[:, None] * omega[None]
