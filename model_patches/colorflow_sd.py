@@ -15,6 +15,7 @@ The guider's inputs travel in the conditioning (`model_conds`, batched like the 
 from __future__ import annotations
 
 import contextvars
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -42,25 +43,30 @@ def _add(h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     return h + r.to(h.dtype)
 
 
-class UpsampleAfterResidual(nn.Module):
-    """An output block's upsampler, preceded by the decoder residual of the resnet(+attention) before it. Holds the
-    upsampler's own layers under their names (weight patches keep their key paths)."""
+@functools.lru_cache(maxsize=None)
+def _upsample_after_residual():
+    """The class of an output block's upsampler preceded by the decoder residual of the resnet(+attention) before
+    it: a subclass of ComfyUI's Upsample, so that the UNet still hands it the skip's size (odd latent sizes)."""
+    from comfy.ldm.modules.diffusionmodules.openaimodel import Upsample
 
-    def __init__(self, upsample: nn.Module, index: int):
-        super().__init__()
-        self._upsample = (upsample,)
-        for name, child in upsample.named_children():
-            self.add_module(name, child)
-        self.index = index
+    class UpsampleAfterResidual(Upsample):
+        def __init__(self, upsample: nn.Module, index: int):
+            nn.Module.__init__(self)          # the upsampler's own layers under their names (weight key paths)
+            self._upsample = (upsample,)
+            for name, child in upsample.named_children():
+                self.add_module(name, child)
+            self.index = index
 
-    def __deepcopy__(self, memo):
-        return self
+        def __deepcopy__(self, memo):
+            return self
 
-    def forward(self, x, output_shape=None):
-        res = CURRENT.get()
-        if res is not None:
-            x = _add(x, res.up[self.index])
-        return self._upsample[0](x, output_shape=output_shape)
+        def forward(self, x, output_shape=None):
+            res = CURRENT.get()
+            if res is not None:
+                x = _add(x, res.up[self.index])
+            return self._upsample[0](x, output_shape=output_shape)
+
+    return UpsampleAfterResidual
 
 
 class HeadAfterResidual(nn.Sequential):
@@ -173,7 +179,7 @@ def apply_guider(model, guider_patcher, lora_patches: dict | None = None):
     for k, (after_res, _, up_pos) in enumerate(layout):
         if up_pos is not None:
             name = f"diffusion_model.output_blocks.{k}.{up_pos}"
-            m.add_object_patch(name, UpsampleAfterResidual(comfy.utils.get_attr(m.model, name), after_res))
+            m.add_object_patch(name, _upsample_after_residual()(comfy.utils.get_attr(m.model, name), after_res))
     last_res, last_up, _ = layout[-1]
     m.add_object_patch("diffusion_model.out",
                        HeadAfterResidual(m.get_model_object("diffusion_model.out"),

@@ -104,6 +104,12 @@ def test_sd_chain_samples_with_the_pixart_t5_standing_in_for_clip(pixart_base):
     out = _sample(patched, pos, neg, latent, colorflow, 7.5)
     plain = _sample(model, _text(clip, "manga"), _text(clip, ""), latent, colorflow, 7.5)
     assert torch.isfinite(out).all() and (out - plain).abs().max() > 1e-3
+    # an odd latent (72 px: 9 -> 5 -> 3 -> 2 on the way down): the upsamplers still get the skips' sizes
+    odd, odd_mask = _canvas(size=72)
+    patched, pos, neg, latent = node("ColorizeDiffusionColorFlowConditioning", model=model, colorflow=colorflow,
+                                     vae=vae, positive=_text(clip, "manga"), negative=_text(clip, ""),
+                                     canvas=odd, mask=odd_mask, seed=3)
+    assert _sample(patched, pos, neg, latent, colorflow, 7.5).shape == (1, 4, 9, 9)
 
 
 def test_page_from_canvas_and_super_resolution_keep_the_page_size(pixart_base):
