@@ -82,6 +82,15 @@ def new_model_patcher(model: nn.Module, load_device, offload_device, *, disable_
     return model_patcher_class(disable_dynamic)(model, load_device=load_device, offload_device=offload_device)
 
 
+def unet_patcher(model: nn.Module):
+    """`model` under the host's patcher class on the diffusion model's devices (loaded beside the UNet, offloaded
+    like it)."""
+    import comfy.model_management
+
+    return new_model_patcher(model, comfy.model_management.get_torch_device(),
+                             comfy.model_management.unet_offload_device())
+
+
 def set_reload_recipe(patcher, function, args: tuple, index: int | None = None) -> None:
     """Multi-GPU clones and non-dynamic delegates (after 0.3.75) rebuild a model from
     `patcher.cached_patcher_init = (function, args[, index])`: `function(*args, disable_dynamic=...)` returns a

@@ -44,16 +44,6 @@ FULL_CONFIGS = {   # the released sizes over the tiny configs' other fields
 CONTEXT = {"pixart": (4096, 2), "sd15": (768, 77)}     # text embedding width and tokens ("manga")
 
 
-def read_manifest(name: str) -> list:
-    rows = []
-    with open(MANIFESTS / f"{name}.tsv") as f:
-        next(f)
-        for line in f:
-            key, shape, _ = line.rstrip("\n").split("\t")
-            rows.append((key, tuple(json.loads(shape))))
-    return rows
-
-
 def write_release(workdir: Path, family: str) -> dict:
     """The full-size base and ColorFlow folder of `family` (reused when an earlier run wrote them)."""
     import torch
@@ -72,7 +62,7 @@ def write_release(workdir: Path, family: str) -> dict:
         if not weights.is_file():
             (folder / "config.json").write_text(json.dumps({**json.loads((tiny / "config.json").read_text()),
                                                             **full}))
-            specs = read_manifest(manifest)
+            specs = models.read_manifest(manifest, MANIFESTS)
             dup = {k: k.replace("after_proj.", f"adapter_linear.{max_adapter(specs)}.") for k, _ in specs
                    if k.startswith("after_proj.")}
             values: dict = {}
@@ -88,7 +78,7 @@ def write_release(workdir: Path, family: str) -> dict:
             models.write_safetensors(weights, ordered, make)
     if not (flow_dir / lora_file).is_file():
         lora = {k: torch.randn(shape, generator=gen) * (0.01 if ".lora_B." in k else shape[-1] ** -0.5)
-                for k, shape in read_manifest(lora_m)}
+                for k, shape in models.read_manifest(lora_m, MANIFESTS)}
         torch.save(lora, flow_dir / lora_file)
     return {"base": base_dir, "colorflow": flow_dir}
 

@@ -36,9 +36,10 @@ def xl_manifest_available() -> bool:
 XL_MANIFESTS = env.GOLDEN.parent / "golden_xl" / "manifests"
 
 
-def read_manifest(family: str = "v2") -> list[tuple[str, tuple]]:
+def read_manifest(family: str = "v2", folder: Path | None = None) -> list[tuple[str, tuple]]:
+    """(key, shape) of every row of `<folder>/<family>.tsv` (default: the golden set's, or golden_xl's for XL)."""
     rows = []
-    folder = XL_MANIFESTS if family in ("sdxl", "xlv2") else MANIFESTS
+    folder = folder or (XL_MANIFESTS if family in ("sdxl", "xlv2") else MANIFESTS)
     with open(folder / f"{family}.tsv") as f:
         next(f)
         for line in f:

@@ -28,10 +28,10 @@ class ColorFlowColorizer:
 
 
 def load_colorizer(path: str) -> ColorFlowColorizer:
-    from .colorflow_sd import guider_patcher
+    from ..comfy_compat import unet_patcher
 
     folder = files.read_folder(path)
-    return ColorFlowColorizer(folder, guider_patcher(files.load_guider(folder)))
+    return ColorFlowColorizer(folder, unet_patcher(files.load_guider(folder)))
 
 
 def base_family(model) -> str | None:

@@ -155,15 +155,6 @@ class GuiderPatch:
         return _add(h, res.up[after_up if after_up is not None else after_res]), hsp
 
 
-def guider_patcher(network):
-    """The guider network in its own ModelPatcher: ComfyUI loads it beside the UNet and offloads it after."""
-    import comfy.model_management
-    import comfy.model_patcher
-
-    return comfy.model_patcher.ModelPatcher(network, load_device=comfy.model_management.get_torch_device(),
-                                           offload_device=comfy.model_management.unet_offload_device())
-
-
 def apply_guider(model, guider_patcher, lora_patches: dict | None = None):
     """A clone of the SD1.5 MODEL `model` with the guider's residuals (and the LoRA's weight patches)."""
     import comfy.patcher_extension

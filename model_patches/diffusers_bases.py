@@ -17,6 +17,7 @@ import os
 
 import torch
 
+from ..comfy_compat import unet_patcher
 from ..errors import ColorizerLoadError
 from .checkpoint_file import read_state_dict
 
@@ -33,14 +34,6 @@ def _read(folder: str) -> tuple[dict, dict]:
     if weights is None:
         raise ColorizerLoadError(f"{folder} has no weights ({', '.join(WEIGHTS)})")
     return json.loads(open(config_path, encoding="utf-8").read()), read_state_dict(weights, "diffusers weights")
-
-
-def _patcher(model):
-    import comfy.model_management
-    import comfy.model_patcher
-
-    return comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
-                                           offload_device=comfy.model_management.unet_offload_device())
 
 
 def _move(sd: dict, mapping: dict, own: dict, what: str, optional=()) -> dict:
@@ -73,9 +66,9 @@ def load_model_folder(folder: str, dtype=torch.float32):
     config, sd = _read(folder)
     kind = config.get("_class_name")
     if kind == "UNet2DConditionModel":
-        return _patcher(_sd15(config, sd, dtype, folder))
+        return unet_patcher(_sd15(config, sd, dtype, folder))
     if kind == "PixArtTransformer2DModel":
-        return _patcher(_pixart(config, sd, dtype, folder))
+        return unet_patcher(_pixart(config, sd, dtype, folder))
     raise ColorizerLoadError(f"{folder}: a {kind}; this loader reads PixArt-alpha transformers and SD1.5 UNets")
 
 

@@ -193,15 +193,10 @@ class LoadSuperResolution(io.ComfyNode):
 
     @classmethod
     def execute(cls, folder):
-        import comfy.model_management
-        import comfy.model_patcher
-
+        from ..comfy_compat import unet_patcher
         from ..model_patches.colorflow_super_resolution import load_network
 
-        net = load_network(os.path.join(_folder(folder), SUPER_RESOLUTION_FILE))
-        return io.NodeOutput(comfy.model_patcher.ModelPatcher(
-            net, load_device=comfy.model_management.get_torch_device(),
-            offload_device=comfy.model_management.unet_offload_device()))
+        return io.NodeOutput(unet_patcher(load_network(os.path.join(_folder(folder), SUPER_RESOLUTION_FILE))))
 
 
 class SuperResolution(io.ComfyNode):

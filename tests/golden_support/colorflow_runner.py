@@ -144,13 +144,14 @@ class GivenResiduals(torch.nn.Module):
 
 
 def _sd_setup(root: Path, network, guide_neg, guide_pos, neg_context, pos_context):
+    from colorize_diffusion.comfy_compat import unet_patcher
     from colorize_diffusion.model_patches import colorflow_conditioning as cond
     from colorize_diffusion.model_patches import colorflow_sd
 
     from . import colorflow_bases as bases
 
     base = bases.sd15(root)
-    model = colorflow_sd.apply_guider(base, colorflow_sd.guider_patcher(network), sd15_lora(root, base))
+    model = colorflow_sd.apply_guider(base, unet_patcher(network), sd15_lora(root, base))
     positive = cond.attach([[pos_context, {}]], guide_pos)
     negative = cond.attach([[neg_context, {}]], guide_neg)
     return model, positive, negative
@@ -268,13 +269,14 @@ def _valid_tokens(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def _pixart_setup(root: Path, network, guide_neg, guide_pos, neg_context, pos_context, height: int, width: int):
+    from colorize_diffusion.comfy_compat import unet_patcher
     from colorize_diffusion.model_patches import colorflow_conditioning as cond
-    from colorize_diffusion.model_patches import colorflow_pixart, colorflow_sd
+    from colorize_diffusion.model_patches import colorflow_pixart
 
     from . import colorflow_bases as bases
 
     base = bases.pixart(root)
-    model = colorflow_pixart.apply_guider(base, colorflow_sd.guider_patcher(network), pixart_lora(root, base))
+    model = colorflow_pixart.apply_guider(base, unet_patcher(network), pixart_lora(root, base))
     size = {"width": width, "height": height}
     return model, cond.attach([[pos_context, dict(size)]], guide_pos), cond.attach([[neg_context, dict(size)]],
                                                                                    guide_neg)
