@@ -1,5 +1,5 @@
 # ComfyUI-ColorizeDiffusion developer commands. See README.md.
-#   make test   set up (scripts/setup.sh) and run the whole pytest suite against the real ComfyUI host on CPU
+#   make test   set up (scripts/setup.sh), then the whole pytest suite on CPU in both host passes (scripts/test.sh)
 #   make run    set up and start ComfyUI with this pack on http://127.0.0.1:8188 (scripts/run.sh)
 #   make setup  only build/refresh the environment (.venv, .host/ComfyUI); fast when nothing changed
 SHELL := /bin/bash
@@ -11,14 +11,12 @@ PYTEST_ARGS ?=
 setup:
 	bash scripts/setup.sh
 
-# pytest's exit code 5 ("no tests collected") is non-zero, so make fails on it like on any failure.
-# The browser test needs Chromium and playwright-core (scripts/install_browser.sh, idempotent).
-# Two passes: the pinned ComfyUI host as it is, then the in-process suites with the host made to behave like
-# current ComfyUI (COLORIZEDIFFUSION_HOST=current, tests/host_emulation.py; docs/compatibility.md).
+# scripts/test.sh: the browser's needs (scripts/install_browser.sh), then both passes, always both: the pinned
+# ComfyUI host as it is, then the same suite, test servers included, with the host made to behave like current
+# ComfyUI (COLORIZEDIFFUSION_HOST=current, tests/host_emulation.py; docs/compatibility.md). It prints both
+# summaries and fails at the end if either pass failed (pytest's exit 5, no tests collected, is a failure too).
 test: setup
-	bash scripts/install_browser.sh
-	$(PYTHON) -m pytest tests -q -ra $(PYTEST_ARGS)
-	COLORIZEDIFFUSION_HOST=current $(PYTHON) -m pytest tests -q -ra $(PYTEST_ARGS)
+	bash scripts/test.sh $(PYTEST_ARGS)
 
 run: setup
 	bash scripts/run.sh

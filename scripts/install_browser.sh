@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what tests/test_browser.py needs: Debian's headless Chromium and the playwright-core driver.
+# Install what tests/test_browser.py needs: headless Chromium, the playwright-core driver and the newest frontend.
 #
 #   bash scripts/install_browser.sh        # idempotent; about a second when everything is present
 #
@@ -8,8 +8,11 @@
 # - playwright-core (the driver only: no bundled browsers are downloaded, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1)
 #   from the npm registry into .host/node/ (git-ignored), pinned below.
 #
-# The browser test is skipped with a message naming this script when either piece is missing, so
-# `make test` still passes on a machine without them; call this script from setup/CI to run it.
+# - the static folder of the newest ComfyUI frontend (PyPI comfyui-frontend-package, pinned below) into
+#   .host/frontends/<version>/, which the browser test serves with --front-end-root.
+#
+# scripts/test.sh calls this first; when it fails (no root for apt, no npm), the browser tests are skipped and listed
+# as skipped, unless COLORIZEDIFFUSION_REQUIRE_BROWSER=1 (CI), which makes that a failure.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -59,4 +62,30 @@ else
         "$PLAYWRIGHT_SPEC"
     printf '%s' "$PLAYWRIGHT_SPEC" >"$STAMP"
 fi
-say "done (CHROMIUM=$CHROMIUM, playwright-core in $NODE_DIR/node_modules)"
+# ---------------------------------------------------------------------------------------- newest frontend
+# The browser test also runs against the frontend current ComfyUI ships, served by the pinned host with
+# --front-end-root: its static folder, taken from the PyPI package, in .host/frontends/<version>/ (git-ignored).
+NEWEST_FRONTEND="1.58.1"
+FRONTEND_DIR="$REPO/.host/frontends/$NEWEST_FRONTEND"
+PY="$REPO/.venv/bin/python"
+if [[ -f "$FRONTEND_DIR/index.html" ]]; then
+    say "frontend $NEWEST_FRONTEND: $FRONTEND_DIR ok"
+else
+    [[ -x "$PY" ]] || die "no $PY: run scripts/setup.sh first"
+    say "frontend $NEWEST_FRONTEND: pip download comfyui-frontend-package==$NEWEST_FRONTEND"
+    TMP="$(mktemp -d "$REPO/.host/.frontend.XXXXXX")"
+    trap 'rm -rf "$TMP"' EXIT
+    "$PY" -m pip download --disable-pip-version-check --no-deps -q -d "$TMP" "comfyui-frontend-package==$NEWEST_FRONTEND"
+    "$PY" - "$TMP"/comfyui_frontend_package-*.whl "$TMP/x" <<'PYEOF'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    z.extractall(sys.argv[2], [m for m in z.namelist() if m.startswith("comfyui_frontend_package/static/")])
+PYEOF
+    [[ -f "$TMP/x/comfyui_frontend_package/static/index.html" ]] || die "the frontend package has no static/index.html"
+    mkdir -p "$(dirname "$FRONTEND_DIR")"
+    rm -rf "$FRONTEND_DIR"
+    mv "$TMP/x/comfyui_frontend_package/static" "$FRONTEND_DIR"
+    rm -rf "$TMP"; trap - EXIT
+    say "frontend $NEWEST_FRONTEND: $FRONTEND_DIR"
+fi
+say "done (CHROMIUM=$CHROMIUM, playwright-core in $NODE_DIR/node_modules, frontend $NEWEST_FRONTEND)"

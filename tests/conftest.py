@@ -24,7 +24,7 @@ from comfy.cli_args import args  # noqa: E402
 args.cpu = True  # before anything imports comfy.model_management
 import utils.extra_config  # noqa: E402,F401  (must precede comfy/ on sys.path, see comfyui-host.md §6.2)
 
-GOLDEN = REPO.parent / "shared" / "golden"
+from shared_data import GOLDEN  # noqa: E402,F401
 
 # A real ComfyUI server (through scripts/run.sh), one per test session: see tests/server_fixture.py.
 from server_fixture import comfy_server  # noqa: E402,F401
@@ -38,13 +38,11 @@ if host_emulation.session_emulated():
     _CURRENT_HOST.__enter__()
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_sessionstart(session):
+    """No test is skipped in silence for want of its data: a missing golden folder stops the run in one line."""
     import pytest
+    import shared_data
 
-    if not host_emulation.session_emulated():
-        return
-    outside = pytest.mark.skip(reason="runs a ComfyUI server in its own process, outside the current-host emulation "
-                                      "(covered by the pinned-host pass)")
-    for item in items:
-        if "comfy_server" in getattr(item, "fixturenames", ()):
-            item.add_marker(outside)
+    absent = shared_data.missing()
+    if absent:
+        pytest.exit(shared_data.missing_message(absent), returncode=3)

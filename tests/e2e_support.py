@@ -63,14 +63,6 @@ def variant_options(stem: str, **changes) -> wf.Options:
     return wf.Options(**base)
 
 
-def tiny_models_available() -> bool:
-    from server_fixture import GOLDEN_XL
-
-    return all((GOLDEN / "models" / f).is_file() or (GOLDEN_XL / "models" / f).is_file()
-               for f in TINY_CHECKPOINTS.values()) and (GOLDEN / "clip" / TINY_CLIP).is_file() and \
-        (GOLDEN_XL / "clip" / TINY_CLIP_XL).is_file()
-
-
 def write_tiny_vae(path: Path, seed: int = 0) -> Path:
     """A random VAE in ComfyUI's TAESD layout (taesd_encoder.* / taesd_decoder.* / vae_scale / vae_shift), which
     comfy.sd.VAE detects (``taesd_decoder.1.weight``): 8x down/up-sampling, 4 latent channels, ~10 MB."""

@@ -223,8 +223,9 @@ def executor_reads_ram_inactive():
 
 
 @contextlib.contextmanager
-def emulate(lazy: str = "none"):
-    """Everything above at once."""
+def emulate(lazy: str = "none", executor: bool = True):
+    """Everything above at once (the executor piece only where `executor`: a test server's main.py builds its own
+    executor, with its own version's arguments)."""
     import comfy.clip_model
     import comfy.clip_vision
     import comfy.model_patcher
@@ -233,7 +234,8 @@ def emulate(lazy: str = "none"):
     with contextlib.ExitStack() as stack:
         stack.enter_context(lazy_linear(lazy))
         stack.enter_context(comfy_attention())
-        stack.enter_context(executor_reads_ram_inactive())
+        if executor:
+            stack.enter_context(executor_reads_ram_inactive())
         stack.enter_context(_patched(comfy.model_patcher, CoreModelPatcher=dynamic_patcher_class()))
         stack.enter_context(_patched(comfy.model_patcher.ModelPatcher, cached_patcher_init=None,
                                      clone=_clone_keeping_reload_recipe(comfy.model_patcher.ModelPatcher.clone)))

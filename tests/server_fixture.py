@@ -1,4 +1,5 @@
-"""A real ComfyUI server with this pack, started once per test session through ``scripts/run.sh``.
+"""A real ComfyUI server with this pack, started once per test session (``scripts/run.sh``; in the current-host pass
+ComfyUI's main.py under the emulation, ``tests/current_host_server.py``).
 
 Use the ``comfy_server`` fixture (re-exported by ``conftest.py``)::
 
@@ -24,6 +25,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,20 +34,23 @@ from typing import NamedTuple
 
 import pytest
 
+import host_emulation
+from shared_data import GOLDEN, GOLDEN_COLORFLOW, GOLDEN_XL
+
 REPO = Path(__file__).resolve().parents[1]
 RUN_SH = REPO / "scripts" / "run.sh"
+CURRENT_HOST_SERVER = Path(__file__).resolve().parent / "current_host_server.py"
 PACK_DIR_NAME = "ComfyUI-ColorizeDiffusion"
 COMFYUI_DIR = Path(os.environ.get("COMFYUI_DIR") or REPO / ".host" / "ComfyUI").resolve()
 READY_TIMEOUT_S = float(os.environ.get("COLORIZEDIFFUSION_SERVER_TIMEOUT", "240"))
 
 
-GOLDEN_XL = REPO.parent / "shared" / "golden_xl"
 
 
 def golden_roots() -> list[Path]:
     """The public golden sets with models (``../shared/golden``, ``golden_xl``, ``golden_colorflow``) and every
     root in COLORIZEDIFFUSION_GOLDEN_DIRS."""
-    roots = [REPO.parent / "shared" / "golden", GOLDEN_XL, REPO.parent / "shared" / "golden_colorflow"]
+    roots = [GOLDEN, GOLDEN_XL, GOLDEN_COLORFLOW]
     roots += [Path(p) for p in os.environ.get("COLORIZEDIFFUSION_GOLDEN_DIRS", "").split(os.pathsep) if p]
     return [r for r in roots if r.is_dir()]
 
@@ -136,10 +141,18 @@ def link_golden_models(root: Path, models: Path) -> None:
             _link(folder, models / "diffusers" / folder.name)
 
 
+def server_command(port: int) -> list[str]:
+    """scripts/run.sh on the pinned host; in the current-host pass, ComfyUI's main.py under the emulation
+    (tests/current_host_server.py), on the same address."""
+    if host_emulation.session_emulated():
+        return [sys.executable, str(CURRENT_HOST_SERVER), "--listen", "127.0.0.1", "--port", str(port)]
+    return ["bash", str(RUN_SH)]
+
+
 def start_server(base: Path, port: int, extra_args: tuple[str, ...] = ()) -> ComfyServer:
-    """Start scripts/run.sh (which execs ComfyUI's main.py) in its own process group; wait for readiness."""
+    """Start ComfyUI (server_command) in its own process group; wait for readiness."""
     log_path = base / "comfyui.log"
-    cmd = ["bash", str(RUN_SH), "--cpu", "--base-directory", str(base),
+    cmd = [*server_command(port), "--cpu", "--base-directory", str(base),
            "--database-url", "sqlite:///:memory:",
            "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_DIR_NAME,
            "--disable-api-nodes", "--disable-auto-launch", *extra_args]

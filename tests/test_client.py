@@ -20,7 +20,6 @@ import e2e_support as S
 from conftest import REPO
 from server_fixture import free_port, start_server, stop_server
 
-pytestmark = pytest.mark.skipif(not S.tiny_models_available(), reason="tiny golden models not found")
 TINY = ["--checkpoint", "v2-tiny.safetensors", "--clip-vision", S.TINY_CLIP, "--clip-heads", "4",
         "--vae", S.TINY_VAE, "--width", "64", "--height", "64", "--steps", "2", "--seed", "7"]
 

@@ -12,9 +12,9 @@ import torch
 from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
 
 from chain_support import node
+from shared_data import GOLDEN_COLORFLOW
 
-ROOT = Path(__file__).resolve().parents[2] / "shared" / "golden_colorflow"
-pytestmark = pytest.mark.skipif(not ROOT.is_dir(), reason="../shared/golden_colorflow is not present")
+ROOT = GOLDEN_COLORFLOW
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -159,9 +159,20 @@ def test_embedded_host_starts_without_tracebacks_or_error_banners(comfy_server):
 def test_run_command_lists_colorizediffusion_models(comfy_server):
     """Files in <base>/models/colorizediffusion are visible under the folder key `colorizediffusion`."""
     linked = sorted(p.name for p in (comfy_server.base_dir / "models" / "colorizediffusion").glob("*.safetensors"))
-    if not linked:
-        pytest.skip(f"no golden models found under {[str(r) for r in golden_roots()]}")
+    assert linked, f"no golden models linked from {[str(r) for r in golden_roots()]}"
     status, body = comfy_server.get("/models/colorizediffusion")
     assert status == 200, "the pack does not register the model folder key 'colorizediffusion' in folder_paths"
     listed = json.loads(body)
     assert set(linked) <= set(listed), listed
+
+
+def test_the_server_runs_on_the_pass_host(comfy_server):
+    """The served tests see the pass's host: in the current-host pass the server runs under the emulation (entered
+    before the pack loads), in the pinned pass it is scripts/run.sh with nothing changed."""
+    import current_host_server
+    import host_emulation
+
+    log = comfy_server.log()
+    assert (current_host_server.STARTED in log) == host_emulation.session_emulated(), log[-3000:]
+    if host_emulation.session_emulated():
+        assert log.index(current_host_server.STARTED) < log.index("Import times for custom nodes")

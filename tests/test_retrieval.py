@@ -18,9 +18,9 @@ from colorize_diffusion.model_patches import clip_tokens
 from colorize_diffusion.nodes.reference_nodes import load_vision_file
 
 from chain_support import node
+from shared_data import GOLDEN_RAP
 
-RAP = Path(__file__).resolve().parents[2] / "shared" / "golden_rap"
-pytestmark = pytest.mark.skipif(not RAP.is_dir(), reason="../shared/golden_rap is not present")
+RAP = GOLDEN_RAP
 CASE = RAP / "rap_p2_512x800_pool3"
 
 

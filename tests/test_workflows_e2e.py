@@ -28,7 +28,6 @@ from colorize_diffusion.devtools import executor as R
 from colorize_diffusion.devtools import workflows as wf
 from conftest import COMFYUI_DIR, GOLDEN, REPO
 
-pytestmark = pytest.mark.skipif(not S.tiny_models_available(), reason=f"tiny golden models not found in {GOLDEN}")
 
 STEMS = list(wf.WORKFLOWS)
 BATCH = sorted(p.name for p in [Path("a.png"), Path("b.png")])     # e2e_support.write_inputs' batch folder
@@ -111,6 +110,9 @@ def inproc(tmp_path_factory, tiny_vae_file):
             torch.set_num_threads(threads)
 
 
+IN_PROCESS: dict[str, list[np.ndarray]] = {}    # each stem's in-process result, for the HTTP tests to compare with
+
+
 def _run(runner, stem, **changes):
     opts = S.variant_options(stem, **changes)
     result = runner.run(wf.build(stem, opts).to_api())
@@ -120,6 +122,7 @@ def _run(runner, stem, **changes):
 @pytest.mark.parametrize("stem", STEMS)
 def test_workflow_runs_in_process(inproc, stem):
     images = _run(inproc, stem, background=_background(stem))
+    IN_PROCESS[stem] = images
     assert len(images) == _expected_count(stem)
     assert _shapes(stem, images), [img.shape for img in images]
     for img in images:
@@ -282,10 +285,17 @@ def run_http(server, stem, **changes) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("stem", STEMS)
-def test_workflow_runs_over_http(http, stem):
+def test_workflow_runs_over_http(http, inproc, stem):
+    """The served graph gives the pixels the same graph and seed give in-process (same files, one thread each)."""
     images = run_http(http, stem, background=_background(stem), filename_prefix=f"http/{stem}")
     assert len(images) == _expected_count(stem)
     assert _shapes(stem, images), [img.shape for img in images]
+    expected = IN_PROCESS.get(stem) or _run(inproc, stem, background=_background(stem))
+    for i, (got, want) in enumerate(zip(images, expected)):
+        assert got.shape == want.shape, (i, got.shape, want.shape)
+        diff = np.abs(got.astype(int) - want.astype(int))
+        assert diff.max() == 0, f"{stem} picture {i}: the server's result differs from the in-process one " \
+                                f"(max {diff.max()}, {np.count_nonzero(diff)} values)"
 
 
 def _copies(server, *names):

@@ -17,9 +17,9 @@ from colorize_diffusion.nodes.reference_nodes import load_vision_file
 
 from chain_support import node
 from golden_support.xl_runner import head_sizes
+from shared_data import GOLDEN, GOLDEN_XL
 
-ROOT = Path(__file__).resolve().parents[2] / "shared" / "golden_xl"
-pytestmark = pytest.mark.skipif(not ROOT.is_dir(), reason="../shared/golden_xl is not present")
+ROOT = GOLDEN_XL
 H, W = 128, 96
 
 
@@ -104,9 +104,7 @@ def test_xl_reference_without_tagger_is_refused(encoders):
 
 def test_xl_checkpoint_with_the_sd21_clip_is_refused(encoders):
     _, tagger = encoders
-    path = Path(__file__).resolve().parents[2] / "shared" / "golden" / "clip" / "tiny-vit-openclip.safetensors"
-    if not path.is_file():
-        pytest.skip("no SD2.1 tiny CLIP tower in ../shared/golden/clip")
+    path = GOLDEN / "clip" / "tiny-vit-openclip.safetensors"
     from golden_support.clip_runner import tower_heads
 
     sd21_clip = load_vision_file(str(path), heads=tower_heads(path) or 0)

@@ -10,10 +10,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED_GOLDEN = REPO.parent / "shared" / "golden"
-SHARED_ROOTS = (SHARED_GOLDEN, REPO.parent / "shared" / "golden_xl", REPO.parent / "shared" / "golden_rap",
-                REPO.parent / "shared" / "golden_colorflow")
+from shared_data import GOLDEN, GOLDEN_COLORFLOW, GOLDEN_RAP, GOLDEN_XL
+
+SHARED_GOLDEN = GOLDEN
+SHARED_ROOTS = (GOLDEN, GOLDEN_XL, GOLDEN_RAP, GOLDEN_COLORFLOW)
 ENV_VAR = "COLORIZEDIFFUSION_GOLDEN_DIRS"
 
 
