@@ -6,7 +6,12 @@ through the patched UNet first (the write pass, with every condition of the real
 of the negated reference × sketch fidelity); each transformer block keeps its self-attention input. The real
 call (the read pass) then attends over its own tokens and the kept ones, `attn1(n, [n; bank])`; on the
 reference-unconditional rows that is blended with plain self-attention by the reference fidelity. Maths and
-official quirks: ../shared/golden/README.md §10.2.
+official quirks: ../shared/golden/README.md §10.2 (SD2.1) and ../shared/golden_xl/README.md §10 (XL).
+
+Every family, the XL ones included, gets the same patch: every transformer block's self-attention is replaced, in
+every evaluation, injected or not. For xlv2 that includes the decoder self-attentions that read the background
+ReferenceNet's banks, so with the injection those banks are not read (the official hook replaces the reader too);
+the background LoRA and the split cross-attention act as usual.
 """
 from __future__ import annotations
 
@@ -22,19 +27,20 @@ INJECT_KEY = "colorize_diffusion_injection"     # transformer_options: {"mode": 
 WRAPPER_KEY = "colorize_diffusion_injection"
 DEFAULT_PASSES = ("positive", "negative")       # ComfyUI's own CFG: cond, then uncond
 REFERENCE_UNCOND = "negative"
+SKETCH_FIDELITY_MAX = 2.0                       # both official apps: "Injection fidelity (sketch)" 0–2
 
 
 @dataclass(frozen=True)
 class InjectionSettings:
-    reference_fidelity: float = 0.5      # official "Injection fidelity (reference)"
-    sketch_fidelity: float = 0.0         # official "Injection fidelity (sketch)"
+    reference_fidelity: float = 0.5      # official "Injection fidelity (reference)", 0..1
+    sketch_fidelity: float = 0.0         # official "Injection fidelity (sketch)", 0..2 (the apps' slider)
     start: float = 0.0                   # official "Injection start step", as a fraction 0..1 of the schedule
 
     def check(self) -> None:
-        for name, v in (("reference fidelity", self.reference_fidelity), ("sketch fidelity", self.sketch_fidelity),
-                        ("start", self.start)):
-            if not 0.0 <= float(v) <= 1.0:
-                raise ColorizerInputError(f"attention injection: {name} must lie in 0..1, got {v}")
+        for name, v, hi in (("reference fidelity", self.reference_fidelity, 1.0),
+                            ("sketch fidelity", self.sketch_fidelity, SKETCH_FIDELITY_MAX), ("start", self.start, 1.0)):
+            if not 0.0 <= float(v) <= hi:
+                raise ColorizerInputError(f"attention injection: {name} must lie in 0..{hi:g}, got {v}")
 
 
 class SeededNoise:
@@ -62,7 +68,7 @@ class AttentionInjection:
                  alphas_cumprod: torch.Tensor, noise=None):
         settings.check()
         self.reference_latent = reference_latent          # [1, 4, h, w], VAE latent × the latent scale
-        self.write_controls = write_controls              # 5 × [1, C, h, w] (× sketch fidelity), or None (f_s = 0)
+        self.write_controls = write_controls              # 5 (XL: 4) × [1, C, h, w] × sketch fidelity; None: f_s = 0
         self.settings = settings
         self.alphas_cumprod = alphas_cumprod.double().cpu()
         self.noise = noise or SeededNoise(0)
@@ -179,6 +185,9 @@ def apply_injection(model, injection: AttentionInjection):
         raise ColorizerInputError("attention injection needs a MODEL patched by ColorizeDiffusion Apply Sketch")
     m = model.clone()
     m.set_model_attn1_patch(injection.attn1_patch)
+    # A replace patch on every block's attn1: the host then calls it (with attn1's own projections) instead of the
+    # attn1 module, in every evaluation. For xlv2 this bypasses the ReferenceNet bank reader (BankSelfAttention) as
+    # the official hook does: its banks have no effect while the injection is applied.
     for _, path, _ in transformer_blocks(m.get_model_object("diffusion_model")):
         m.set_model_attn1_replace(injection.attn1_replace, *attn2_patch_key(path))
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..model_patches.injection import InjectionSettings, apply_injection, build_injection
+from ..model_patches.injection import SKETCH_FIDELITY_MAX, InjectionSettings, apply_injection, build_injection
 from ..preprocess import convert
 from .io_types import CATEGORY, Colorizer, fraction
 
@@ -17,7 +17,9 @@ class AttentionInjection(io.ComfyNode):
             description=("Strengthens the similarity to the reference (the official 'Attention injection'): at every "
                          "step from the start on, the reference (noised to the step) runs through the UNet first and "
                          "every block's self-attention then also attends to its features. Costs one extra UNet pass "
-                         "per step. Connect the MODEL of ColorizeDiffusion Apply Sketch and the unpadded reference."),
+                         "per step. Connect the MODEL of ColorizeDiffusion Apply Sketch and the unpadded reference. "
+                         "With xlv2 the background ReferenceNet's features are then not read (as in the official "
+                         "app)."),
             inputs=[
                 io.Model.Input("model", tooltip="the MODEL of ColorizeDiffusion Apply Sketch"),
                 Colorizer.Input("colorizer"),
@@ -27,7 +29,7 @@ class AttentionInjection(io.ComfyNode):
                 fraction("reference_fidelity", 0.5, "Injection fidelity (reference): share of plain self-attention "
                                                     "on the reference-unconditional pass"),
                 fraction("sketch_fidelity", 0.0, "Injection fidelity (sketch): sketch residuals of the negated "
-                                                 "reference in the injected pass"),
+                                                 "reference in the injected pass", hi=SKETCH_FIDELITY_MAX),
                 fraction("start", 0.0, "Injection start step, as a fraction of the schedule"),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="noise of the injected pass"),

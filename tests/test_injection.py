@@ -54,6 +54,9 @@ def test_injection_needs_a_colorizer_model_and_sane_knobs():
         inj.apply_injection(ckpt.model, injection)
     with pytest.raises(ColorizerInputError, match="reference fidelity"):
         inj.InjectionSettings(reference_fidelity=1.5).check()
+    inj.InjectionSettings(sketch_fidelity=2.0).check()              # the apps' slider: 0..2
+    with pytest.raises(ColorizerInputError, match="sketch fidelity must lie in 0..2"):
+        inj.InjectionSettings(sketch_fidelity=2.5).check()
 
 
 def test_injection_node_builds_the_patch_from_the_reference_picture():

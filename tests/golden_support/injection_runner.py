@@ -1,47 +1,90 @@
 """Level F: levels C/E with attention injection, through the pack's injection patch on the patched model.
 
 The case gives the reference latent (`z_inject`) and the noise of each injected evaluation (`inject_noise.k`);
-everything else is computed by the pack. The intermediates are read from the injection's public methods
-(wrapped for the run): the noised reference per injected evaluation and the banks of the first one, whose rows
-are put in the official pass order (c, u_ref, u_sk).
+everything else is computed by the pack. The intermediates are read from the injection's public methods and from
+the write passes (wrapped for the run): the noised reference per injected evaluation, the write pass's sketch
+residuals and raw output, and the banks of the first one, whose rows are put in the official pass order
+(c, u_ref, u_sk). The same maths serves the SD2.1 families (`run`) and XL (`run_injected`, called by xl_runner with
+its own loader, conditions and sampler).
 """
 from __future__ import annotations
 
 import torch
 
 from colorize_diffusion.model_patches import injection as inj
+from colorize_diffusion.model_patches.step_data import STEP_KEY
 from colorize_diffusion.preprocess.reference import resize_like_app
 
 from . import unet_runner
-from .model_eval import RawRecorder, guided_step, loaded, param
+from .model_eval import RawRecorder, guided_step, listed, loaded, param
 
 
 class ReadPassRecorder(RawRecorder):
-    """Raw outputs of the read passes only (the write pass runs the same wrappers first)."""
+    """Raw outputs of the read passes; the write passes (run through the same wrappers first) are kept apart:
+    their raw output and sketch residuals, rows in the official pass order."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes, self.write_controls = [], []
 
     def __call__(self, executor, x, timesteps, context, y, control, transformer_options, **kwargs):
-        if transformer_options.get(inj.INJECT_KEY, {}).get("mode") == "write":
-            return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
-        return super().__call__(executor, x, timesteps, context, y, control, transformer_options, **kwargs)
+        if transformer_options.get(inj.INJECT_KEY, {}).get("mode") != "write":
+            return super().__call__(executor, x, timesteps, context, y, control, transformer_options, **kwargs)
+        out = executor(x, timesteps, context, y, control, transformer_options, **kwargs)
+        order = transformer_options["cond_or_uncond"]
+        self.writes.append(official_rows(out, order))
+        if not self.write_controls:
+            controls = transformer_options[STEP_KEY].controls or []
+            self.write_controls = [official_rows(c, order) for c in controls]
+        return out
+
+
+def official_rows(t: torch.Tensor, order) -> torch.Tensor:
+    """Rows of a call (one chunk per pass, in the call's `cond_or_uncond` order) in the official pass order
+    (the guider's pass indices follow c, u_ref, u_sk)."""
+    chunks = t.chunk(len(order))
+    return torch.cat([chunks[i] for i in sorted(range(len(order)), key=lambda i: order[i])])
 
 
 def run(case, inputs, case_dir, root):
+    """The SD2.1 families' level F."""
     ckpt = loaded(str(root / case["checkpoint"]), case["prediction_type"])
-    spec = case["injection"]
-    settings = inj.InjectionSettings(spec["style_cfg (Injection fidelity (reference))"],
-                                     spec["control_cfg (Injection fidelity (sketch))"], spec["start_step"])
-    h, w = (s * 8 for s in inputs["mask"].shape[-2:])
+    conds = unet_runner._conds(case, inputs, ckpt.colorizer)
+    return run_injected(case, inputs, ckpt, unet_runner._apply(ckpt), conds, unet_runner._run_sampling)
+
+
+def injection_settings(case) -> inj.InjectionSettings:
+    return inj.InjectionSettings(param(case, "Injection fidelity (reference)", 0.5),
+                                 param(case, "Injection fidelity (sketch)", 0.0),
+                                 param(case, "Injection start step", 0.0))
+
+
+def generation_size(case, inputs) -> tuple[int, int]:
+    """The generation size in pixels (Height/Width), which the reference is squash-resized to."""
+    h, w = param(case, "Height"), param(case, "Width")
+    if h is None or w is None:
+        latent = inputs["x_t"] if "x_t" in inputs else inputs["noise"]
+        return latent.shape[-2] * 8, latent.shape[-1] * 8
+    return int(h), int(w)
+
+
+def run_injected(case, inputs, ckpt, model, conds, sampling):
+    """One guided evaluation (x_t) or a DDIM run (noise, through `sampling`) of `model` (the colorizer's patched
+    MODEL) with the injection the case's sliders describe, and the intermediates the case compares."""
+    settings = injection_settings(case)
+    h, w = generation_size(case, inputs)
     hook_xr = resize_like_app(inputs["reference_image"][None], h, w)
-    noises = [inputs[f"inject_noise.{k}"] for k in range(len(spec["active_timesteps"]))]
+    noises = listed(inputs, "inject_noise") or []
     injection = inj.AttentionInjection(
         inputs["z_inject"], inj.write_controls(ckpt.colorizer, hook_xr, settings.sketch_fidelity), settings,
         inj.alphas_cumprod(ckpt.model), noise=lambda k, shape: noises[k])
     seen = _observe(injection)
-    model = inj.apply_injection(unet_runner._apply(ckpt), injection)
-    pos, neg, sk = unet_runner._conds(case, inputs, ckpt.colorizer)
+    if param(case, "Attention injection", True):
+        model = inj.apply_injection(model, injection)
+    pos, neg, sk = conds
     recorder = ReadPassRecorder()
-    if case["level"] == "F" and "noise" in inputs:
-        got = unet_runner._run_sampling(case, inputs, model, pos, neg, sk, recorder=recorder)
+    if "noise" in inputs:
+        got = sampling(case, inputs, model, pos, neg, sk, recorder=recorder)
     else:
         gs_ref, gs_sk = param(case, "Reference guidance scale"), param(case, "Sketch guidance scale")
         rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], [case["timesteps"][0]["comfy_sigma"]],
@@ -51,17 +94,23 @@ def run(case, inputs, case_dir, root):
             got[f"raw.{name}"] = rec.calls[0][position]
     got["pre.hook_xr"] = hook_xr
     got["inject.t"] = torch.tensor(seen["t"], dtype=torch.int64)
-    got.update({f"inject.{k}.x_ref_noised": x for k, x in enumerate(seen["x_ref"])})
-    if injection.write_controls is not None:
-        rows = seen["x_ref"][0].shape[0]
-        got.update({f"inject.control.{k}": c.expand(rows, -1, -1, -1) for k, c in enumerate(injection.write_controls)})
-    order = sorted(range(len(seen["order"])), key=lambda i: seen["order"][i])
+    # every row of the UNet batch gets the same noised reference and write-pass residuals: a case stores all of
+    # them (SD2.1) or one (XL), as its expected shapes say
+    for k, x in enumerate(seen["x_ref"]):
+        got[f"inject.{k}.x_ref_noised"] = _rows_as_expected(case, f"inject.{k}.x_ref_noised", x)
+    got.update({f"inject.{k}.write_out": out for k, out in enumerate(recorder.writes)})
+    for k, c in enumerate(recorder.write_controls):
+        got[f"inject.control.{k}"] = _rows_as_expected(case, f"inject.control.{k}", c)
     keys = [inj._block_key({"block": k[:2], "block_index": k[2]}) for k in _block_keys(ckpt)]
     for j, key in enumerate(keys):
-        bank = seen["banks"][key]
-        chunks = bank.chunk(len(order))
-        got[f"inject.bank.{j}"] = torch.cat([chunks[i] for i in order])
+        if seen["banks"] and key in seen["banks"]:
+            got[f"inject.bank.{j}"] = official_rows(seen["banks"][key], seen["order"])
     return got
+
+
+def _rows_as_expected(case, key, t):
+    spec = case.get("expected", {}).get(key)
+    return t[:spec["shape"][0]] if spec else t
 
 
 def _block_keys(ckpt):

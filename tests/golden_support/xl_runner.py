@@ -1,6 +1,7 @@
 """ColorizeDiffusion XL cases (a golden root laid out like ../shared/golden_xl): encoders (A), one UNet forward (B),
-dual guidance (C), DDIM sampling (E) through the pack's loader, networks, conditioning, patched ComfyUI model and
-guider. Which part runs is decided by the case's fields and input keys."""
+dual guidance (C), DDIM sampling (E) and attention injection (F, the SD2.1 injection runner on the XL model, conditions
+and sampler) through the pack's loader, networks, conditioning, patched ComfyUI model and guider. Which part runs is
+decided by the case's fields and input keys."""
 from __future__ import annotations
 
 import functools
@@ -136,7 +137,7 @@ def _vector_sizes(case) -> dict:
     return sizes
 
 
-# ------------------------------------------------------------------------------------------------ levels B C E
+# ---------------------------------------------------------------------------------------------- levels B C E F
 def _conds(case, inputs, colorizer):
     settings = case_settings(case, colorizer.family)
     controls = listed(inputs, "control")
@@ -152,6 +153,9 @@ def _unet(case, inputs, root):
     ckpt = checkpoint_of(case, root)
     model = apply_colorizer(ckpt.model, ckpt.colorizer)
     pos, neg, sk = _conds(case, inputs, ckpt.colorizer)
+    if case["level"] == "F":
+        from . import injection_runner
+        return injection_runner.run_injected(case, inputs, ckpt, model, (pos, neg, sk), _sampling)
     sigma = [case["timesteps"][0]["comfy_sigma"]] if case["level"] in ("B", "C") else None
     if case["level"] == "B":
         rec, _, _ = guided_step(model, pos, neg, sk, inputs["x_t"], sigma, 1.0, 1.0, case["prediction_type"])
@@ -167,7 +171,7 @@ def _unet(case, inputs, root):
     return _sampling(case, inputs, model, pos, neg, sk)
 
 
-def _sampling(case, inputs, model, pos, neg, sk):
+def _sampling(case, inputs, model, pos, neg, sk, recorder=None):
     from .unet_runner import _alphas_cumprod, _timesteps_of
 
     ts = [int(t) for t in case["timesteps"]] if not isinstance(case["timesteps"][0], dict) else \
@@ -180,7 +184,7 @@ def _sampling(case, inputs, model, pos, neg, sk):
         threshold = 0.5 if case["family"] == "sdxl" else param(case, "Sketch mask threshold", 0.05)
         pos[0][1][LATENT_COPY_KEY] = LatentCopy(inputs["inpaint_bg"], inputs["mask"], threshold)
     rec, guided, xs = guided_step(model, pos, neg, sk, inputs["noise"], sigmas, param(case, "Reference guidance scale"),
-                                  param(case, "Sketch guidance scale"), case["prediction_type"])
+                                  param(case, "Sketch guidance scale"), case["prediction_type"], recorder=recorder)
     got = {"timesteps": torch.tensor(_timesteps_of(model, sigmas), dtype=torch.int64)}
     for i, (g, x) in enumerate(zip(guided, xs)):
         a_prev = alphas[ts[i + 1]] if i + 1 < len(ts) else 1.0
@@ -214,7 +218,7 @@ def run(case: dict, inputs: dict, case_dir: Path, root: Path) -> dict:
             if not inputs:
                 return _vectors(case)
             return _encoders(case, inputs, root)
-        if case["level"] in ("B", "C", "E"):
+        if case["level"] in ("B", "C", "E", "F"):
             return _unet(case, inputs, root)
         if case["level"] == "D":
             from . import xl_pipeline_runner
