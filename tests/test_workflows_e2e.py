@@ -351,3 +351,50 @@ def test_http_interrupt_mid_sampling_leaves_next_run_correct(http):
     assert np.array_equal(first, after), "the run after an interrupt differs from an uninterrupted run"
 
 
+
+
+def test_vanilla_graph_gives_the_golden_path_picture(inproc, tiny_vae_file):
+    """The shipped vanilla graph through ComfyUI's executor (its loaders and widget values, Random Noise, Basic
+    Scheduler, KSampler Select, SamplerCustomAdvanced, VAE Decode) gives the picture the golden path computes without
+    the graph: the checkpoint and the CLIP tower read as the golden tests read them, the pack's nodes called with
+    the official app's values written out here, and the ColorizeDiffusion guider sampled by the golden runners' own
+    Euler loop (golden_support.model_eval.guided_step, which the level-E cases prove against the official DDIM)."""
+    import comfy.sample
+    import comfy.samplers
+    import comfy.sd
+    import comfy.utils
+    from chain_support import node
+    from golden_support.model_eval import guided_step
+
+    from colorize_diffusion.model_patches.checkpoint import load_checkpoint
+    from colorize_diffusion.nodes.reference_nodes import load_vision_file
+
+    steps, seed = 3, 1234
+    got = _run(inproc, "vanilla", sampler="euler", steps=steps, seed=seed)[0]
+
+    def picture(name):
+        return torch.from_numpy(S.load_png(inproc.root / "input" / name).copy()).float()[None] / 255
+
+    ckpt = load_checkpoint(str(GOLDEN / "models" / S.TINY_CHECKPOINTS["v1"]))
+    clip = load_vision_file(str(GOLDEN / "clip" / S.TINY_CLIP), heads=4)
+    _, _, _, sketch = node("ColorizeDiffusionPrepareSketch", image=picture("sketch.png"), width=S.SIZE, height=S.SIZE,
+                           method="none", polarity="auto")
+    reference = node("ColorizeDiffusionEncodeReference", clip_vision=clip, image=picture("reference.png"))[0]
+    model, positive, negative, latent = node("ColorizeDiffusionApplySketch", model=ckpt.model,
+                                             colorizer=ckpt.colorizer, sketch=sketch, reference=reference,
+                                             sketch_strength=1.0)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", steps)
+    noise = comfy.sample.prepare_noise(latent["samples"], seed)
+    _, _, states = guided_step(model, positive, negative, None, noise, [float(s) for s in sigmas[:-1]],
+                               4.0, 1.0, "eps")
+    samples = model.model.process_latent_out(states[-1])
+    vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(tiny_vae_file)))
+    with torch.no_grad():
+        decoded = vae.decode(samples)[0]
+    want = np.clip(255.0 * decoded.numpy(), 0, 255).astype(np.uint8)      # as Save Image writes it
+
+    assert got.shape == want.shape
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff.max() == 0, f"the graph's picture differs from the golden path's (max {diff.max()}, " \
+                            f"{np.count_nonzero(diff)} values)"
+    assert got.std() > 1
