@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .checkpoint_file import read_state_dict
 from .colorizer import Colorizer, Encoders, UNetExtras
 from .detection import DDPM_BUFFERS, UNET, XL_FAMILIES, detect_family, prediction_from_name
 from ..errors import ColorizerLoadError
 from ..comfy_compat import new_model_patcher, set_reload_recipe
-from .networks.common import load_strict, take_prefix
+from .networks.common import take_prefix
+from ..weight_files import load_strict, read_state_dict
 
 log = logging.getLogger("ColorizeDiffusion")
 

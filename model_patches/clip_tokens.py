@@ -46,9 +46,8 @@ import torch
 import torch.nn.functional as F
 
 from ..comfy_compat import clip_preprocess, image_sizes, new_model_patcher
-from .checkpoint_file import read_state_dict
 from ..errors import ColorizerInputError, ColorizerLoadError
-from .networks.common import load_strict
+from ..weight_files import load_strict, read_state_dict
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,10 @@ import os
 import re
 from dataclasses import dataclass
 
+import torch
+
 from ..errors import ColorizerLoadError
-from .checkpoint_file import read_state_dict
+from ..weight_files import load_strict, read_state_dict
 
 GUIDER_CLASSES = {"ColorGuiderSDModel": "sd15", "ColorGuiderPixArtModel": "pixart"}
 BASE_NAMES = {"sd15": "Stable Diffusion 1.5", "pixart": "PixArt-alpha XL (1024-MS)"}
@@ -54,18 +56,6 @@ def read_folder(path: str) -> ColorFlowFolder:
                                  f"works with the {BASE_NAMES[family]} base patched by that LoRA; copy the whole "
                                  "folder of the release")
     return ColorFlowFolder(path, family, config, weights, lora)
-
-
-def check_keys(name: str, what: str, loaded: dict, expected: dict, ignore=()) -> None:
-    """Raise naming the file when a key is read by nothing, missing, or of another shape."""
-    unread = sorted(k for k in loaded if k not in expected and k not in ignore)
-    missing = sorted(k for k in expected if k not in loaded)
-    wrong = sorted(k for k in expected if k in loaded and tuple(loaded[k].shape) != tuple(expected[k].shape))
-    if unread or missing or wrong:
-        detail = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} ({len(keys)})"
-                           for label, keys in (("keys read by nothing", unread), ("missing keys", missing),
-                                               ("wrong shapes", wrong)) if keys)
-        raise ColorizerLoadError(f"{name} does not fit {what}: {detail}")
 
 
 def lora_pairs(path: str) -> dict:
@@ -141,8 +131,8 @@ def load_guider(folder: ColorFlowFolder):
 
         net = ColorGuiderPixArt(folder.config)
         ignore = ColorGuiderPixArt.DUPLICATE_KEYS(sd)
-    check_keys(name, f"the ColorGuider of its config.json ({folder.family})", sd, net.state_dict(), ignore)
-    net.load_state_dict({k: v for k, v in sd.items() if k not in ignore})
+    load_strict(net, {k: v for k, v in sd.items() if k not in ignore}, source=name,
+                what=f"ColorGuider of its config.json ({folder.family})", dtype=torch.float32)
     return net.eval()
 
 

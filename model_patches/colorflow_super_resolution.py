@@ -9,12 +9,13 @@ loads and casts the VAE and, in its own ModelPatcher, the GSRP network.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import ColorizerInputError, ColorizerLoadError
-from .checkpoint_file import read_state_dict
+from ..weight_files import load_strict, read_state_dict, with_batch_counters
 from .networks.colorflow_gsrp import GuidedSuperResolution
 from .vae_features import decode_with_features, encoder_features, posterior_sample
 
@@ -51,8 +52,6 @@ def super_resolve(first_stage, network: GuidedSuperResolution, colour: torch.Ten
 
 def load_network(path: str) -> GuidedSuperResolution:
     """`MultiResNetModel.bin` (or a safetensors copy): every key read, none missing."""
-    import os
-
     name = os.path.basename(path)
     sd = read_state_dict(path, "guided super-resolution file")
     try:
@@ -61,15 +60,6 @@ def load_network(path: str) -> GuidedSuperResolution:
         raise ColorizerLoadError(f"{name} is not ColorFlow's guided super-resolution network (MultiResNetModel.bin: "
                                  "two_layer_resnets.* keys)") from None
     net = GuidedSuperResolution(channels)
-    own = net.state_dict()
-    unread = sorted(k for k in sd if k not in own and not k.endswith("num_batches_tracked"))
-    missing = sorted(k for k in own if k not in sd and not k.endswith("num_batches_tracked"))
-    wrong = sorted(k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape))
-    if unread or missing or wrong:
-        detail = "; ".join(f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                           for what, keys in (("keys read by nothing", unread), ("missing keys", missing),
-                                              ("wrong shapes", wrong)) if keys)
-        raise ColorizerLoadError(f"{name} does not fit the guided super-resolution network of channels {channels}: "
-                                 f"{detail}")
-    net.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    load_strict(net, with_batch_counters(net, sd), source=name, dtype=torch.float32,
+                what=f"guided super-resolution network of channels {channels}")
     return net.eval()

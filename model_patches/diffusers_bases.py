@@ -19,7 +19,7 @@ import torch
 
 from ..comfy_compat import unet_patcher
 from ..errors import ColorizerLoadError
-from .checkpoint_file import read_state_dict
+from ..weight_files import read_state_dict
 
 WEIGHTS = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin",
            "pytorch_model.bin")

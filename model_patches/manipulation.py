@@ -95,7 +95,8 @@ def find_text_prefix(sd: dict) -> str | None:
 
 def load_text_tower(sd: dict, heads: int | None = None) -> TextTower:
     """The text tower of an OpenCLIP state dict (`open_clip_pytorch_model.bin` / its safetensors; any prefix)."""
-    from .networks.common import count_indexed, load_strict
+    from .networks.common import count_indexed
+    from ..weight_files import load_strict
 
     prefix = find_text_prefix(sd)
     if prefix is None:

@@ -11,7 +11,7 @@ import os
 import torch
 
 from ..errors import ColorizerLoadError
-from .checkpoint_file import read_state_dict
+from ..weight_files import read_state_dict
 from .networks import wd_tagger
 
 TAGGER_TOKENS_KEY = "wd_tokens"       # ColorizerReference.extra: [B, 196, C_tagger]

@@ -12,7 +12,7 @@ from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError
 from ..model_patches import clip_tokens, manipulation
-from ..model_patches.checkpoint_file import read_state_dict
+from ..weight_files import read_state_dict
 from ..preprocess import convert
 from .io_types import CATEGORY as PACK_CATEGORY, ColorizerReference, Manipulations, TextTower
 

@@ -11,7 +11,7 @@ from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerLoadError
 from ..model_patches import clip_tokens
-from ..model_patches.checkpoint_file import read_state_dict
+from ..weight_files import read_state_dict
 from ..preprocess import convert
 from .io_types import CATEGORY, ColorizerReference, WDTagger
 

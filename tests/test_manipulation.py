@@ -8,7 +8,7 @@ import torch
 
 from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
 from colorize_diffusion.model_patches import manipulation
-from colorize_diffusion.model_patches.checkpoint_file import read_state_dict
+from colorize_diffusion.weight_files import read_state_dict
 from conftest import GOLDEN
 
 FULL = GOLDEN / "clip" / "tiny-openclip-full.safetensors"

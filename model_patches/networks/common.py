@@ -1,5 +1,5 @@
 """State-dict helpers shared by the network builders and the UNet loader: hyper-parameters come from tensor shapes
-only; the one strict loader assigns the given tensors (no copy when dtypes agree) and pops every consumed key."""
+only; `load_prefixed` hands a prefix's tensors to the one strict loader (`weight_files.load_strict`) and pops them."""
 from __future__ import annotations
 
 import re
@@ -7,8 +7,8 @@ import re
 import comfy.ops
 from torch import nn
 
-from ...comfy_compat import expected_state_shapes
 from ...errors import ColorizerLoadError
+from ...weight_files import load_strict
 
 
 def take_prefix(sd: dict, prefix: str) -> dict:
@@ -37,46 +37,6 @@ def count_indexed(sd: dict, prefix: str, suffix: str = "") -> int:
     while n in found:
         n += 1
     return n
-
-
-def load_strict(module: nn.Module, tensors: dict, *, key_prefix: str = "", what: str = "", dtype=None,
-                device=None) -> nn.Module:
-    """Load `tensors` into `module`: every key it takes, no other, each of the shape it expects; the tensors are
-    assigned (cast to `dtype`, moved to `device` when given), so a module built on the meta device, or with the
-    lazy layers of a newer ComfyUI, ends up holding them. Errors name the checkpoint key (`key_prefix` + key).
-
-    Expected keys and shapes come from the module's structure (`comfy_compat.expected_state_shapes`), never from a
-    fresh module's `state_dict()`, which lists no key of a layer the host builds lazily."""
-    name = what or type(module).__name__
-    want = expected_state_shapes(module)
-    missing = sorted(key_prefix + k for k in want if k not in tensors)
-    unexpected = sorted(key_prefix + k for k in tensors if k not in want)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"lacks {len(missing)} key(s) of the {name}, e.g. {missing[:5]}")
-        if unexpected:
-            parts.append(f"has {len(unexpected)} key(s) the {name} does not take, e.g. {unexpected[:5]}")
-        raise ColorizerLoadError("the file " + " and ".join(parts))
-    for k, shape in want.items():
-        if tuple(tensors[k].shape) != shape:
-            raise ColorizerLoadError(f"{key_prefix + k}: the {name} expects shape {list(shape)}, "
-                                     f"the file has {list(tensors[k].shape)}")
-    cast = {}
-    for k, t in tensors.items():
-        kw = {}
-        if device is not None:
-            kw["device"] = device
-        if dtype is not None and t.is_floating_point():
-            kw["dtype"] = dtype
-        cast[k] = t.to(**kw) if kw else t
-    module.load_state_dict(cast, strict=True, assign=True)
-    loaded = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    if loaded != want:
-        wrong = sorted(set(loaded.items()) ^ set(want.items()))
-        raise ColorizerLoadError(f"the {name} did not take its weights as expected (host layer layout changed?): "
-                                 f"{wrong[:5]}")
-    return module
 
 
 def load_prefixed(module: nn.Module, sd: dict, prefix: str, *, dtype=None, device=None) -> nn.Module:

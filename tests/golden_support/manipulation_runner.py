@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from colorize_diffusion.model_patches import clip_tokens, manipulation
-from colorize_diffusion.model_patches.checkpoint_file import read_state_dict
+from colorize_diffusion.weight_files import read_state_dict
 
 from .clip_runner import tower_heads
 
