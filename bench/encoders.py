@@ -53,7 +53,7 @@ class Counter:
 
 
 def install_counters(counter: Counter):
-    from colorize_diffusion.model_patches import clip_tokens
+    from colorize_diffusion.model_patches.common import clip_tokens
 
     def hook(module, args, output):
         name = type(module).__name__

@@ -8,8 +8,8 @@ from __future__ import annotations
 from comfy_api.v0_0_2 import ComfyExtension, io
 
 from .. import model_folders
-from . import (chain_nodes, colorflow_nodes, guidance_nodes, injection_nodes, loader_nodes, manipulation_nodes, preprocess_nodes,
-               reference_nodes, retrieval_nodes, visualize_nodes, xl_nodes)
+from . import (chain_nodes, colorflow_nodes, guidance_nodes, injection_nodes, loader_nodes, manipulation_nodes,
+               preprocess_nodes, reference_nodes, retrieval_nodes, visualize_nodes, xl_nodes)
 
 model_folders.register()
 model_folders.install_example_inputs()

@@ -1,19 +1,19 @@
 """The conditioning chain: Apply Sketch, then any of Split Attention, Background Encoder, Style Encoder and the
 reference-strength nodes, each taking the (positive, negative) pair and returning it with its part added.
 
-Which nodes are wired is the inference mode (model_patches/modes.py has the table); the maths is in
-model_patches/colorizer_prompt.py.
+Which nodes are wired is the inference mode (model_patches/colorize_diffusion/modes.py has the table); the maths is in
+model_patches/colorize_diffusion/chain.py.
 """
 from __future__ import annotations
 
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..model_patches import colorizer_prompt as chain
-from ..model_patches.modes import BACKGROUND_NODE, SPLIT_NODE, STYLE_NODE
-from ..model_patches.settings import BLOCK_NAMES, accurate_reference_scales
-from ..model_patches.settings import GuidanceWindow as Window
-from ..model_patches.unet_patches import apply_colorizer
+from ..model_patches.colorize_diffusion import chain
+from ..model_patches.colorize_diffusion.modes import BACKGROUND_NODE, SPLIT_NODE, STYLE_NODE
+from ..model_patches.colorize_diffusion.settings import BLOCK_NAMES, accurate_reference_scales
+from ..model_patches.colorize_diffusion.settings import GuidanceWindow as Window
+from ..model_patches.colorize_diffusion.unet_patches import apply_colorizer
 from .io_types import CATEGORY, Colorizer, ColorizerReference, ColorizerSketch, WDTagger, fraction
 
 

@@ -1,5 +1,5 @@
 """Text manipulation nodes: the CLIP text tower, manipulation rows (structured or in the shared text form), the
-reference they act on, and the Visualize heat map. The maths: model_patches/manipulation.py."""
+reference they act on, and the Visualize heat map. The maths: model_patches/colorize_diffusion/manipulation.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,8 @@ import folder_paths
 from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError
-from ..model_patches import clip_tokens, manipulation
+from ..model_patches.common import clip_tokens
+from ..model_patches.colorize_diffusion import manipulation
 from ..weight_files import read_state_dict
 from ..preprocess import convert
 from .io_types import CATEGORY as PACK_CATEGORY, ColorizerReference, Manipulations, TextTower

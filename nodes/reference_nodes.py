@@ -1,6 +1,6 @@
 """Reference nodes: CLIP reference tokens as the official ColorizeDiffusion computes them.
 
-The ``COLORIZER_REFERENCE`` value is a :class:`model_patches.clip_tokens.ColorizerReference` (local tokens
+The ``COLORIZER_REFERENCE`` value is a :class:`model_patches.common.clip_tokens.ColorizerReference` (local tokens
 ``[B, 256, C]``, the projected CLS, the picture in [-1, 1] and its size), on ComfyUI's intermediate device.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import folder_paths
 from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerLoadError
-from ..model_patches import clip_tokens
+from ..model_patches.common import clip_tokens
 from ..weight_files import read_state_dict
 from ..preprocess import convert
 from .io_types import CATEGORY, ColorizerReference, WDTagger
@@ -43,7 +43,7 @@ class EncodeReference(io.ComfyNode):
         x = convert.to_model(convert.rgb(convert.check_image(image, "reference")))
         reference = clip_tokens.make_reference(clip_vision, x)
         if tagger is not None:
-            from ..model_patches.xl_reference import TAGGER_TOKENS_KEY, tagger_tokens
+            from ..model_patches.colorize_diffusion.tagger import TAGGER_TOKENS_KEY, tagger_tokens
 
             reference.extra[TAGGER_TOKENS_KEY] = tagger_tokens(tagger, reference.image)
         return io.NodeOutput(reference)

@@ -11,8 +11,8 @@ from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerLoadError
 from ..model_folders import TAGGERS
-from ..model_patches import colorizer_prompt as chain
-from ..model_patches.xl_reference import load_tagger
+from ..model_patches.colorize_diffusion import chain
+from ..model_patches.colorize_diffusion.tagger import load_tagger
 from .io_types import CATEGORY, WDTagger
 
 

@@ -17,10 +17,10 @@ import comfy.model_patcher
 import comfy.ops
 import comfy.utils
 import host_emulation
-from colorize_diffusion.model_patches.checkpoint import load_checkpoint
+from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
 from colorize_diffusion.errors import ColorizerLoadError
-from colorize_diffusion.model_patches.split_attention import SplitCrossAttention
-from colorize_diffusion.model_patches.unet_patches import StyledOutput, apply_colorizer
+from colorize_diffusion.model_patches.colorize_diffusion.split_attention import SplitCrossAttention
+from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import StyledOutput, apply_colorizer
 from conftest import GOLDEN
 
 MODELS = GOLDEN / "models"
@@ -280,7 +280,7 @@ def test_multigpu_deep_clone_computes_with_its_own_weights():
 
 def test_openclip_encode_image_on_a_host_without_the_old_clip_preprocess(monkeypatch):
     import comfy.clip_vision
-    from colorize_diffusion.model_patches import clip_tokens
+    from colorize_diffusion.model_patches.common import clip_tokens
 
     clip = clip_tokens.load_openclip_vision(str(GOLDEN / "clip" / "tiny-vit-openclip.safetensors"), heads=4)
     image = torch.rand(2, 40, 56, 3, generator=torch.Generator().manual_seed(3))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
-from colorize_diffusion.model_patches import manipulation
+from colorize_diffusion.model_patches.colorize_diffusion import manipulation
 from colorize_diffusion.weight_files import read_state_dict
 from conftest import GOLDEN
 
@@ -81,7 +81,7 @@ def _nodes():
 
 
 def test_manipulation_rows_chain_and_gate_like_the_app(text):
-    from colorize_diffusion.model_patches import clip_tokens
+    from colorize_diffusion.model_patches.common import clip_tokens
 
     n = _nodes()
     rows = n["ColorizeDiffusionManipulation"].execute("blue sky", "none", "the sky", 0.0, False, 0.2, 0.4, 0.6, 0.8)[0]

@@ -13,7 +13,7 @@ from conftest import GOLDEN
 from golden_support.compare import check_model_case
 from golden_support import clip_runner
 
-from colorize_diffusion.model_patches import clip_tokens
+from colorize_diffusion.model_patches.common import clip_tokens
 from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
 from colorize_diffusion.nodes import reference_nodes
 from colorize_diffusion.nodes.preprocess_nodes import ReferencePad

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
-from colorize_diffusion.model_patches import clip_tokens
-from colorize_diffusion.model_patches.checkpoint import load_checkpoint
-from colorize_diffusion.model_patches.split_attention import SplitCrossAttention
+from colorize_diffusion.model_patches.common import clip_tokens
+from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
+from colorize_diffusion.model_patches.colorize_diffusion.split_attention import SplitCrossAttention
 from colorize_diffusion.preprocess.sketch import PreparedSketch
 from chain_support import chain, node
 from conftest import GOLDEN

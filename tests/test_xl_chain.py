@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
-from colorize_diffusion.model_patches import colorizer_prompt as chain_mod
-from colorize_diffusion.model_patches.checkpoint import load_checkpoint
-from colorize_diffusion.model_patches.xl_reference import load_tagger
+from colorize_diffusion.model_patches.colorize_diffusion import chain as chain_mod
+from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
+from colorize_diffusion.model_patches.colorize_diffusion.tagger import load_tagger
 from colorize_diffusion.nodes.reference_nodes import load_vision_file
 
 from chain_support import node

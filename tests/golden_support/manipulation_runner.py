@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from colorize_diffusion.model_patches import clip_tokens, manipulation
+from colorize_diffusion.model_patches.common import clip_tokens
+from colorize_diffusion.model_patches.colorize_diffusion import manipulation
 from colorize_diffusion.weight_files import read_state_dict
 
 from .clip_runner import tower_heads

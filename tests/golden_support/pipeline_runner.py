@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from colorize_diffusion.model_patches import clip_tokens, modes
+from colorize_diffusion.model_patches.common import clip_tokens
+from colorize_diffusion.model_patches.colorize_diffusion import modes
 from colorize_diffusion.nodes import node_classes
-from colorize_diffusion.model_patches.networks import v2_encoders
+from colorize_diffusion.model_patches.colorize_diffusion.networks import v2_encoders
 
-from colorize_diffusion.model_patches.conditioning import sketch_unconditional
+from colorize_diffusion.model_patches.colorize_diffusion.conditioning import sketch_unconditional
 
 from .clip_runner import tower_heads
 from .model_eval import case_window, guided_step, loaded, param

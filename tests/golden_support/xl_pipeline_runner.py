@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from colorize_diffusion.model_patches import clip_tokens, xl_conditioning, xl_reference
-from colorize_diffusion.model_patches import colorizer_prompt as chain_mod
-from colorize_diffusion.model_patches.conditioning import sketch_unconditional
+from colorize_diffusion.model_patches.common import clip_tokens
+from colorize_diffusion.model_patches.colorize_diffusion import xl_conditioning, tagger as xl_reference
+from colorize_diffusion.model_patches.colorize_diffusion import chain as chain_mod
+from colorize_diffusion.model_patches.colorize_diffusion.conditioning import sketch_unconditional
 from colorize_diffusion.nodes.reference_nodes import load_vision_file
 
 from .model_eval import guided_step, param
