@@ -12,7 +12,7 @@ from colorize_diffusion.model_patches.colorize_diffusion import attention_maps a
 from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
 from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import transformer_blocks
 from colorize_diffusion.model_patches.colorize_diffusion.tagger import load_tagger
-from colorize_diffusion.nodes.reference_nodes import load_vision_file
+from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
 from chain_support import node
 from conftest import GOLDEN

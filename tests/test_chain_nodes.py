@@ -10,7 +10,7 @@ from chain_support import chain, node
 from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
 from colorize_diffusion.model_patches.colorize_diffusion import modes
 from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
-from colorize_diffusion.model_patches.common.clip_tokens import load_openclip_vision
+from colorize_diffusion.model_patches.common.clip_vision import load_openclip_vision
 from colorize_diffusion.model_patches.colorize_diffusion.step_data import COND_PREFIX
 from colorize_diffusion.nodes.loader_nodes import output_used
 from colorize_diffusion.preprocess.sketch import PreparedSketch

@@ -280,9 +280,9 @@ def test_multigpu_deep_clone_computes_with_its_own_weights():
 
 def test_openclip_encode_image_on_a_host_without_the_old_clip_preprocess(monkeypatch):
     import comfy.clip_vision
-    from colorize_diffusion.model_patches.common import clip_tokens
+    from colorize_diffusion.model_patches.common import clip_vision
 
-    clip = clip_tokens.load_openclip_vision(str(GOLDEN / "clip" / "tiny-vit-openclip.safetensors"), heads=4)
+    clip = clip_vision.load_openclip_vision(str(GOLDEN / "clip" / "tiny-vit-openclip.safetensors"), heads=4)
     image = torch.rand(2, 40, 56, 3, generator=torch.Generator().manual_seed(3))
     before = clip.encode_image(image)
     with host_emulation.emulate():

@@ -9,7 +9,7 @@ import torch
 from chain_support import node
 from colorize_diffusion.errors import ColorizerInputError
 from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
-from colorize_diffusion.model_patches.common.clip_tokens import load_openclip_vision
+from colorize_diffusion.model_patches.common.clip_vision import load_openclip_vision
 from colorize_diffusion.model_patches.colorize_diffusion.conditioning import sketch_unconditional
 from colorize_diffusion.model_patches.colorize_diffusion.settings import GuidanceWindow
 from colorize_diffusion.preprocess.sketch import PreparedSketch

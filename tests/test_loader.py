@@ -233,10 +233,10 @@ def test_full_size_xl_manifest_every_key_consumed_on_meta(family, layers):
 def test_full_size_xl_encoders_from_their_manifests():
     """clip_vision_g: the config read from the shapes is ComfyUI's ViT-bigG one; the WD tagger: the released
     SwinV2, built by timm on meta, takes exactly the manifest's keys and shapes."""
-    from colorize_diffusion.model_patches.common import clip_tokens
+    from colorize_diffusion.model_patches.common import clip_vision
     from colorize_diffusion.model_patches.colorize_diffusion.networks import wd_tagger
 
-    cfg = clip_tokens.hf_vision_config(_xl_manifest("clip_vision_g"))
+    cfg = clip_vision.hf_vision_config(_xl_manifest("clip_vision_g"))
     assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["intermediate_size"],
             cfg["projection_dim"], cfg["image_size"], cfg["patch_size"]) == (1664, 48, 16, 8192, 1280, 224, 14)
     sd = _xl_manifest("wd_swinv2_tagger")

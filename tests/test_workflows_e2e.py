@@ -367,7 +367,7 @@ def test_vanilla_graph_gives_the_golden_path_picture(inproc, tiny_vae_file):
     from golden_support.model_eval import guided_step
 
     from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
-    from colorize_diffusion.nodes.reference_nodes import load_vision_file
+    from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
     steps, seed = 3, 1234
     got = _run(inproc, "vanilla", sampler="euler", steps=steps, seed=seed)[0]

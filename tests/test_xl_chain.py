@@ -13,7 +13,7 @@ from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
 from colorize_diffusion.model_patches.colorize_diffusion import chain as chain_mod
 from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
 from colorize_diffusion.model_patches.colorize_diffusion.tagger import load_tagger
-from colorize_diffusion.nodes.reference_nodes import load_vision_file
+from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
 from chain_support import node
 from golden_support.xl_runner import head_sizes

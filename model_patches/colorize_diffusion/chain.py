@@ -133,9 +133,7 @@ def start(colorizer, sketch: torch.Tensor, reference, sketch_strength: float = 1
 
 
 def _tagger_tokens_of(reference) -> torch.Tensor:
-    from .tagger import TAGGER_TOKENS_KEY
-
-    tokens = reference.extra.get(TAGGER_TOKENS_KEY)
+    tokens = reference.tagger_tokens
     if tokens is None:
         raise ColorizerInputError(
             "a ColorizeDiffusion XL checkpoint needs the reference's WD tagger tokens beside its CLIP tokens: connect "

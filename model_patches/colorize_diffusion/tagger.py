@@ -14,9 +14,6 @@ from ...errors import ColorizerLoadError
 from ...weight_files import read_state_dict
 from .networks import wd_tagger
 
-TAGGER_TOKENS_KEY = "wd_tokens"       # ColorizerReference.extra: [B, 196, C_tagger]
-
-
 def load_tagger(path: str, dtype=torch.float32) -> wd_tagger.WDTagger:
     name = os.path.basename(path)
     sd = read_state_dict(path, "WD tagger file")

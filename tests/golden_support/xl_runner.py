@@ -63,7 +63,7 @@ def case_settings(case: dict, family: str):
 # ---------------------------------------------------------------------------------------------------- level A
 def _clip(case, inputs, root):
     from colorize_diffusion.model_patches.common import clip_tokens
-    from colorize_diffusion.nodes.reference_nodes import load_vision_file
+    from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
     cv = load_vision_file(str(Path(root) / case["clip"]))
     image = inputs["image"]
