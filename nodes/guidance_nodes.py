@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..model_patches.colorize_diffusion.chain import prompt_of
+from ..model_patches.colorize_diffusion.prompt import prompt_of
 from ..model_patches.colorize_diffusion.conditioning import sketch_unconditional
 from ..model_patches.colorize_diffusion.guidance import guider
 from ..model_patches.colorize_diffusion.modes import check_runnable

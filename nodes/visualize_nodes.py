@@ -6,7 +6,7 @@ from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError
 from ..model_patches.colorize_diffusion import attention_maps as maps
-from ..model_patches.colorize_diffusion.chain import prompt_of
+from ..model_patches.colorize_diffusion.prompt import prompt_of
 from ..model_patches.colorize_diffusion.guidance import guider
 from ..model_patches.colorize_diffusion.unet_patches import transformer_blocks
 from ..preprocess import convert

@@ -4,7 +4,7 @@ Three conditionings share every tensor but one, as the official dual guidance bu
 positive (c), negative = reference-unconditional (u_ref: zero context of the same shape), and the
 sketch-unconditional pass (u_sk: the blank sketch's residuals), which the guider derives from the positive.
 Mask, settings, background features and style vectors are the same in all three, so ComfyUI batches them
-in one forward. Each entry may also carry the chain's `ColorizerPrompt` (see chain.py).
+in one forward. Each entry may also carry the chain's `ColorizerPrompt` (see prompt.py).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from colorize_diffusion.model_patches.common import clip_tokens
 from colorize_diffusion.model_patches.colorize_diffusion import xl_conditioning, tagger as xl_reference
-from colorize_diffusion.model_patches.colorize_diffusion import chain as chain_mod
+from colorize_diffusion.model_patches.colorize_diffusion.prompt import prompt_of
 from colorize_diffusion.model_patches.colorize_diffusion.conditioning import sketch_unconditional
 from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
@@ -66,7 +66,7 @@ def run(case, inputs, case_dir, root):
                 background_factor=param(case, "Background factor"), clip_vision=clip, tagger=tagger,
                 vae=XLLatentStandIn(latents, ["z_bg"], vae_inputs), reference_mask=_mask(inputs, "reference_mask"),
                 background=background)
-    prompt = chain_mod.prompt_of(pos, neg, "golden")
+    prompt = prompt_of(pos, neg, "golden")
     sk = sketch_unconditional(pos)
     assert latent["samples"].shape[-2:] == inputs["x_t"].shape[-2:]
     rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], [case["timesteps"][0]["comfy_sigma"]],
