@@ -36,6 +36,14 @@ def attach(conditioning: list, guide: torch.Tensor, scale: float = 1.0) -> list:
     return out
 
 
+def check_guide_size(guide: torch.Tensor, x: torch.Tensor) -> None:
+    """The guider's conditioning latents must have the size of the latent being sampled."""
+    if guide.shape[-2:] != x.shape[-2:]:
+        raise ColorizerInputError(
+            f"the ColorFlow conditioning is {guide.shape[-1] * 8}x{guide.shape[-2] * 8} pixels but the latent "
+            f"being sampled is {x.shape[-1] * 8}x{x.shape[-2] * 8}: sample the latent of ColorFlow Conditioning")
+
+
 def split_canvas(canvas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(canvas with a black centre, black with the canvas's centre); NHWC in [0, 1]. The centre is the middle half
     of each side, as the pipeline crops it: [(w - w//2)//2, +w//2)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ...errors import ColorizerInputError
-from .conditioning import GUIDE_KEY, SCALE_KEY
+from .conditioning import GUIDE_KEY, SCALE_KEY, check_guide_size
 from .networks.pixart_guider import sincos_pos_embed_2d
 
 ADDITIONAL_MODELS_KEY = "colorflow_guider"
@@ -74,10 +74,7 @@ class GuidedForward:
         scale = float(kwargs.pop(SCALE_KEY, 1.0))
         if guide is None:
             return type(dm).forward(dm, x, timesteps, context, c_size=c_size, c_ar=c_ar, **kwargs)
-        if guide.shape[-2:] != x.shape[-2:]:
-            raise ColorizerInputError(
-                f"the ColorFlow conditioning is {guide.shape[-1] * 8}x{guide.shape[-2] * 8} pixels but the latent "
-                f"being sampled is {x.shape[-1] * 8}x{x.shape[-2] * 8}: sample the latent of ColorFlow Conditioning")
+        check_guide_size(guide, x)
         c_size, c_ar = micro_conditions(x, c_size, c_ar)
         res = self.residuals(x, timesteps, guide, c_size, c_ar, scale)
         return pixart_forward(dm, x, timesteps, context, c_size, c_ar, res)

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ...errors import ColorizerInputError
-from .conditioning import GUIDE_KEY, SCALE_KEY
+from ..common.unet_patch import HeadAfter, call_with, set_diffusion_model_wrapper
+from .conditioning import GUIDE_KEY, SCALE_KEY, check_guide_size
 
 WRAPPER_KEY = "colorflow_sd"
 ADDITIONAL_MODELS_KEY = "colorflow_guider"
@@ -69,21 +69,12 @@ def _upsample_after_residual():
     return UpsampleAfterResidual
 
 
-class HeadAfterResidual(nn.Sequential):
+class HeadAfterResidual(HeadAfter):
     """The UNet head (`out`), preceded by the last decoder residual."""
 
-    def __init__(self, out: nn.Module, index: int):
-        super().__init__(OrderedDict(out.named_children()))
-        self.index = index
-
-    def __deepcopy__(self, memo):
-        return self
-
-    def forward(self, h):
+    def before(self, h):
         res = CURRENT.get()
-        if res is not None:
-            h = _add(h, res.up[self.index])
-        return super().forward(h)
+        return _add(h, res.up[self.index]) if res is not None else h
 
 
 def decoder_layout(diffusion_model) -> list:
@@ -127,15 +118,9 @@ class GuiderPatch:
         scale = kwargs.pop(SCALE_KEY, 1.0)
         if guide is None:
             return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
-        if guide.shape[-2:] != x.shape[-2:]:
-            raise ColorizerInputError(
-                f"the ColorFlow conditioning is {guide.shape[-1] * 8}x{guide.shape[-2] * 8} pixels but the latent "
-                f"being sampled is {x.shape[-1] * 8}x{x.shape[-2] * 8}: sample the latent of ColorFlow Conditioning")
-        token = CURRENT.set(self.guider_residuals(x, timesteps, guide, float(scale)))
-        try:
-            return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
-        finally:
-            CURRENT.reset(token)
+        check_guide_size(guide, x)
+        return call_with(CURRENT, self.guider_residuals(x, timesteps, guide, float(scale)), executor,
+                         x, timesteps, context, y, control, transformer_options, **kwargs)
 
     def input_block_patch(self, h, transformer_options):
         res, (_, index) = CURRENT.get(), transformer_options.get("block", ("input", 0))
@@ -157,7 +142,6 @@ class GuiderPatch:
 
 def apply_guider(model, guider_patcher, lora_patches: dict | None = None):
     """A clone of the SD1.5 MODEL `model` with the guider's residuals (and the LoRA's weight patches)."""
-    import comfy.patcher_extension
     import comfy.utils
 
     m = model.clone()
@@ -178,9 +162,7 @@ def apply_guider(model, guider_patcher, lora_patches: dict | None = None):
     m.set_model_input_block_patch(patch.input_block_patch)
     m.set_model_input_block_patch_after_skip(patch.input_block_patch_after_skip)
     m.set_model_output_block_patch(patch.output_block_patch)
-    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
-                           patch.diffusion_model_wrapper)
+    set_diffusion_model_wrapper(m, WRAPPER_KEY, patch.diffusion_model_wrapper)
     m.set_additional_models(ADDITIONAL_MODELS_KEY, [guider_patcher])
     if lora_patches:
         m.add_patches(lora_patches, 1.0)

@@ -10,13 +10,12 @@
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
-
 import torch
 import torch.nn as nn
 
 from ...comfy_compat import on_multigpu_deepclone
 from ...errors import ColorizerInputError
+from ..common.unet_patch import HeadAfter, call_with, set_diffusion_model_wrapper
 from .split_attention import (BankSelfAttention, SplitCrossAttention, gather_tokens, scatter_tokens, selection_groups,
                               take_rows)
 from .step_data import CURRENT_STEP, STEP_KEY, pop_step_data
@@ -69,28 +68,18 @@ def sketch_hint_blocks(diffusion_model) -> tuple[int, ...]:
     return tuple(ids)
 
 
-class StyledOutput(nn.Sequential):
-    """The UNet head (`out`: GroupNorm, SiLU, conv), preceded by the style FiLM of the last decoder block when the
-    step carries style. It holds the head's own layers under their own names, so `out.0`/`out.2` keep their key
-    paths for weight patches, backups and partial unloads."""
+class StyledOutput(HeadAfter):
+    """The UNet head, preceded by the style FiLM of the last decoder block when the step carries style."""
 
     def __init__(self, out: nn.Module, style_module: nn.Module, index: int):
-        if not isinstance(out, nn.Sequential):
-            raise ColorizerInputError(
-                f"the UNet's output head is a {type(out).__name__}, not the SD2.x head: another node replaced "
-                "diffusion_model.out before this one; apply ColorizeDiffusion to the MODEL first")
-        super().__init__(OrderedDict(out.named_children()))
+        super().__init__(out, index)
         self._style = (style_module,)
-        self.index = index
 
-    def __deepcopy__(self, memo):
-        return self
-
-    def forward(self, h):
+    def before(self, h):
         step = CURRENT_STEP.get()
         if step is not None and step.style is not None:
             h = self._style[0](h, step.style[self.index], step.time_emb)
-        return super().forward(h)
+        return h
 
 
 class ColorizerUNetPatch:
@@ -138,11 +127,8 @@ class ColorizerUNetPatch:
             # in to_k/to_v and the LoRA, any number of zero tokens gives the same output
             context = context.new_zeros(context.shape[0], 2 if step.settings.split else 1, context.shape[-1])
         transformer_options = {**transformer_options, STEP_KEY: step}
-        token = CURRENT_STEP.set(step)
-        try:
-            return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
-        finally:
-            CURRENT_STEP.reset(token)
+        return call_with(CURRENT_STEP, step, executor, x, timesteps, context, y, control, transformer_options,
+                         **kwargs)
 
     def _check_attention_replacements(self, step, transformer_options):
         """Another node's attn2 replace patch (IP-Adapter's mechanism) makes ComfyUI call it instead of the block's
@@ -223,8 +209,6 @@ def apply_colorizer(model, colorizer):
 def _install(m, family: str, extras, module_at) -> None:
     """Add the colorizer's object, block and wrapper patches to patcher `m`, built on the modules `module_at(name)`
     gives and on the networks of `extras`; patches of an earlier `_install` on `m` are replaced."""
-    import comfy.patcher_extension
-
     diffusion_model = module_at("diffusion_model")
     blocks = transformer_blocks(diffusion_model)
     for index, path, mask_scale in blocks:
@@ -251,9 +235,7 @@ def _install(m, family: str, extras, module_at) -> None:
     m.set_model_emb_patch(patch.emb_patch)
     m.set_model_input_block_patch(patch.input_block_patch)
     m.set_model_output_block_patch(patch.output_block_patch)
-    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
-                           patch.diffusion_model_wrapper)
+    set_diffusion_model_wrapper(m, WRAPPER_KEY, patch.diffusion_model_wrapper)
 
 
 def retarget_multigpu_clone(family: str, original, clone) -> None:
