@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..model_patches.colorize_diffusion.modes import official_mode
+
 COLORFLOW_FAMILIES = ("pixart", "sd15")
 COLORIZERS = {"pixart": "sketch", "sd15": "GraySD"}
 GUIDANCE = {"pixart": 4.5, "sd15": 7.5}
@@ -39,8 +41,7 @@ MODEL_WIDGETS = {("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"), ("Che
 
 def build_colorflow(stem: str, spec, o, graph_class, colors: dict):
     """The graph of a ColorFlow workflow. `graph_class`, `colors`: devtools.workflows' Graph and node colours."""
-    from ..model_patches.colorize_diffusion.modes import official_mode
-    from . import workflows as wf
+    from . import workflows as wf      # here, not at the top: devtools.workflows imports this module
 
     family = spec.family
     defaults = wf.Options()
