@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from ..model_patches.colorize_diffusion.families import FAMILIES
 from ..model_patches.colorize_diffusion.modes import OFFICIAL_MODES, ModeParts, official_mode, unfinished
 from .colorflow_workflows import COLORFLOW_FAMILIES, build_colorflow
 from .colorflow_workflows import MODEL_FILES as COLORFLOW_FILES
@@ -28,7 +29,7 @@ CHECKPOINTS = {"v1": "mult-eps-newft.safetensors", "v1.5": "switch-eps.safetenso
                # XL: the released names are not verified; the family is read from the weights and any name works
                # (one starting with sdxl / xlv2 and without "eps" keeps the official v-prediction rule)
                "sdxl": "sdxl.safetensors", "xlv2": "xlv2.safetensors"}
-XL_FAMILIES = ("sdxl", "xlv2")
+XL_FAMILIES = tuple(name for name, spec in FAMILIES.items() if spec.xl)
 CLIP_VISION = "clip_vision_h.safetensors"
 CLIP_VISION_XL = "clip_vision_g.safetensors"      # CLIP ViT-bigG vision tower, ComfyUI's file
 TAGGER = "wd-v1-4-swinv2-tagger-v2.safetensors"   # SmilingWolf's model.safetensors, saved under this name

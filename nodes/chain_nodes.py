@@ -12,7 +12,6 @@ from comfy_api.v0_0_2 import io
 from ..model_patches.colorize_diffusion import chain
 from ..model_patches.colorize_diffusion.assembly import conditionings
 from ..model_patches.colorize_diffusion.prompt import prompt_of
-from ..model_patches.colorize_diffusion.modes import BACKGROUND_NODE, SPLIT_NODE, STYLE_NODE
 from ..model_patches.colorize_diffusion.settings import BLOCK_NAMES, accurate_reference_scales
 from ..model_patches.colorize_diffusion.settings import GuidanceWindow as Window
 from ..model_patches.colorize_diffusion.unet_patches import apply_colorizer
@@ -68,7 +67,8 @@ class SplitAttention(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="ColorizeDiffusionSplitAttention", display_name=SPLIT_NODE, category=CATEGORY,
+            node_id="ColorizeDiffusionSplitAttention", display_name="ColorizeDiffusion Split Attention",
+            category=CATEGORY,
             description=(
                 "Mask-guided split cross-attention (the official 'FG enhance' / the mask half of 'BG enhance'): "
                 "where the sketch mask is above the threshold the UNet attends to the foreground tokens, elsewhere "
@@ -94,7 +94,7 @@ class SplitAttention(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, sketch_mask, threshold=0.05, foreground_strength=1.0,
                 background_strength=1.0, merge_scale=0.0, foreground_enhance=True, strengths_all_families=False):
-        prompt = prompt_of(positive, negative, SPLIT_NODE)
+        prompt = prompt_of(positive, negative, "ColorizeDiffusion Split Attention")
         prompt = chain.with_split(prompt, sketch_mask, threshold, foreground_strength, background_strength,
                                   merge_scale, foreground_enhance, not strengths_all_families)
         return io.NodeOutput(*conditionings(prompt))
@@ -104,7 +104,8 @@ class BackgroundEncoder(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="ColorizeDiffusionBackgroundEncoder", display_name=BACKGROUND_NODE, category=CATEGORY,
+            node_id="ColorizeDiffusionBackgroundEncoder", display_name="ColorizeDiffusion Background Encoder",
+            category=CATEGORY,
             description=(
                 "The official 'BG enhance': the background half of the split attention. From a separate "
                 "background picture, or from the reference with its character whitened out (reference mask). "
@@ -134,7 +135,7 @@ class BackgroundEncoder(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, reference_mask_threshold=0.5, background_factor=1.0, vae=None,
                 clip_vision=None, reference_mask=None, background=None, tagger=None, latent_copy=False):
-        prompt = prompt_of(positive, negative, BACKGROUND_NODE)
+        prompt = prompt_of(positive, negative, "ColorizeDiffusion Background Encoder")
         prompt = chain.with_background(prompt, vae=vae, clip_vision=clip_vision, background=background,
                                        reference_mask=reference_mask, reference_threshold=reference_mask_threshold,
                                        factor=background_factor, tagger=tagger, latent_copy=bool(latent_copy))
@@ -145,7 +146,7 @@ class StyleEncoder(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="ColorizeDiffusionStyleEncoder", display_name=STYLE_NODE, category=CATEGORY,
+            node_id="ColorizeDiffusionStyleEncoder", display_name="ColorizeDiffusion Style Encoder", category=CATEGORY,
             description=(
                 "The official 'Style enhance' (v2 only): the reference's VAE latent through the style encoder "
                 "modulates every decoder block, for a stronger transfer of the reference's rendering. With a "
@@ -161,7 +162,7 @@ class StyleEncoder(io.ComfyNode):
 
     @classmethod
     def execute(cls, positive, negative, vae, merge_scale=0.0, background=None):
-        prompt = prompt_of(positive, negative, STYLE_NODE)
+        prompt = prompt_of(positive, negative, "ColorizeDiffusion Style Encoder")
         prompt = chain.with_style(prompt, vae=vae, background=background, merge_scale=merge_scale)
         return io.NodeOutput(*conditionings(prompt))
 

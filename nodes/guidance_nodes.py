@@ -33,7 +33,7 @@ class Guider(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, reference_scale=4.0, sketch_scale=1.0):
         prompt = prompt_of(positive, negative, "ColorizeDiffusion Guider")
-        check_runnable(prompt.family, prompt.parts)        # before any sampling, whatever the order of the chain
+        check_runnable(prompt.spec, prompt.parts)        # before any sampling, whatever the order of the chain
         sketch_negative = sketch_unconditional(positive) if sketch_scale > 1 else None
         return io.NodeOutput(guider(model, positive, negative, sketch_negative, reference_scale, sketch_scale))
 

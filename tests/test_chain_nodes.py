@@ -258,6 +258,16 @@ def test_every_official_mode_is_a_runnable_wiring_of_the_nodes():
                 assert parts.name == mode or mode == "full" and family == "v1", (family, mode)   # v1 full = BG
 
 
+def test_the_rules_name_the_nodes_by_their_display_names():
+    from colorize_diffusion.nodes import display_names
+
+    names = display_names()
+    assert modes.SPLIT_NODE == names["ColorizeDiffusionSplitAttention"]
+    assert modes.BACKGROUND_NODE == names["ColorizeDiffusionBackgroundEncoder"]
+    assert modes.STYLE_NODE == names["ColorizeDiffusionStyleEncoder"]
+    assert modes.WINDOW_NODE == names["ColorizeDiffusionGuidanceWindow"]
+
+
 def test_a_latent_smaller_than_the_prepared_batch_is_refused_before_the_first_step(ckpts, clip):
     ckpt = ckpts["v2"]
     model, pos, neg, latent = node("ColorizeDiffusionApplySketch", model=ckpt.model, colorizer=ckpt.colorizer,

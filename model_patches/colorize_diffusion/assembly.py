@@ -20,7 +20,7 @@ def context(prompt: ColorizerPrompt) -> torch.Tensor:
     split, bg = prompt.split, prompt.background
     if split is None:
         return emb
-    if prompt.family == "v1.5":
+    if prompt.spec.threshold_context:
         return sd21_chain.v15_context(prompt, emb, split, bg)
     return torch.cat([emb, bg.tokens if bg is not None else emb], dim=1)
 
@@ -28,9 +28,9 @@ def context(prompt: ColorizerPrompt) -> torch.Tensor:
 def settings(prompt: ColorizerPrompt):
     split = prompt.split
     if split is None:
-        out = attention_settings(prompt.family, prompt.parts, prompt.reference_scales, 0.05, window=prompt.window)
+        out = attention_settings(prompt.spec, prompt.parts, prompt.reference_scales, 0.05, window=prompt.window)
     else:
-        out = attention_settings(prompt.family, prompt.parts, prompt.reference_scales, split.threshold,
+        out = attention_settings(prompt.spec, prompt.parts, prompt.reference_scales, split.threshold,
                                  split.fg_strength, split.bg_strength, split.merge_scale, split.official_fgbg_reset,
                                  prompt.window)
     return dataclasses.replace(out, batch=prompt.batch)

@@ -32,7 +32,7 @@ def start(colorizer, sketch: torch.Tensor, reference, sketch_strength: float = 1
         raise ColorizerInputError(f"sketch size {width}x{height} must be a multiple of 8 (64 recommended)")
     if samples_per_sketch < 1:
         raise ColorizerInputError(f"samples per sketch must be at least 1, got {samples_per_sketch}")
-    if not colorizer.is_xl:
+    if not colorizer.spec.xl:
         reference.check_context_dim(colorizer.context_dim)
     ref = reference.expand_to(sketches).repeat_each(samples_per_sketch)
     device = colorizer.load_encoders()
@@ -45,7 +45,7 @@ def start(colorizer, sketch: torch.Tensor, reference, sketch_strength: float = 1
                 for t in ts]
 
     prompt = ColorizerPrompt(colorizer, ref, repeat(controls), repeat(blank), (height, width))
-    return xl_chain.started(prompt) if colorizer.is_xl else prompt
+    return xl_chain.started(prompt) if colorizer.spec.xl else prompt
 
 
 def with_control_scales(prompt: ColorizerPrompt, scales) -> ColorizerPrompt:
@@ -56,9 +56,9 @@ def with_control_scales(prompt: ColorizerPrompt, scales) -> ColorizerPrompt:
 
 
 def with_reference_scales(prompt: ColorizerPrompt, scales: tuple) -> ColorizerPrompt:
-    if prompt.colorizer.is_xl and len(scales) != len(prompt.reference_scales):
+    if prompt.spec.xl and len(scales) != len(prompt.reference_scales):
         raise ColorizerInputError(
-            f"the per-block reference strengths are the SD2.1 app's 16 sliders; an {modes.family_name(prompt.family)} "
+            f"the per-block reference strengths are the SD2.1 app's 16 sliders; an {prompt.spec.display_name} "
             "UNet has 70 transformer blocks: use ColorizeDiffusion Reference Strength (level sliders) instead")
     return dataclasses.replace(prompt, reference_scales=tuple(float(s) for s in scales))
 
@@ -66,25 +66,18 @@ def with_reference_scales(prompt: ColorizerPrompt, scales: tuple) -> ColorizerPr
 def with_reference_levels(prompt: ColorizerPrompt, strength: float, encoder: float, color: float, semantics: float,
                           all_blocks: bool = False) -> ColorizerPrompt:
     """Reference Strength: the level sliders as the family's official app maps them to blocks."""
-    if prompt.colorizer.is_xl:
-        return with_reference_scales(prompt, xl_conditioning.reference_scales(prompt.family, strength, encoder,
-                                                                              semantics))
+    if prompt.spec.reference_levels != "sd21":
+        return with_reference_scales(prompt, xl_conditioning.reference_scales(prompt.spec, strength,
+                                                                              encoder, semantics))
     return with_reference_scales(prompt, level_reference_scales(strength, encoder, color, semantics,
                                                                 all_blocks=all_blocks))
-
-
-WINDOW_FAMILIES = ("v1", "sdxl", "xlv2")    # the official wrappers that apply the guidance window
 
 
 def with_window(prompt: ColorizerPrompt, window: GuidanceWindow, all_families: bool = False) -> ColorizerPrompt:
     """Guidance Window. The official apps honour it for v1 and XL (the SD2.1 v1.5/v2 wrappers never reach the
     code); `all_families` applies it to v1.5/v2 too (not official)."""
     window.check()
-    if prompt.family not in WINDOW_FAMILIES and not all_families:
-        raise ColorizerInputError(
-            f"the official {modes.family_name(prompt.family)} app ignores the guidance window (v1 and XL honour it): "
-            "remove ColorizeDiffusion Guidance Window for the official result, or turn its all_families on to "
-            "apply the window anyway")
+    modes.check_window(prompt.spec, all_families)
     return dataclasses.replace(prompt, window=window)
 
 
@@ -99,13 +92,13 @@ def with_split(prompt: ColorizerPrompt, sketch_mask, threshold: float, fg_streng
                                   f"{width}x{height}: make the mask from the prepared sketch (ColorizeDiffusion "
                                   "Sketch Mask, or Prepare Sketch's output)")
     _check_not_blank(mask)
-    if prompt.colorizer.is_xl:               # the XL code reduces the mask by nearest sampling
+    if prompt.spec.xl:               # the XL code reduces the mask by nearest sampling
         small = xl_conditioning.latent_mask(mask)
     else:
         small = F.interpolate(mask, scale_factor=1 / LATENT_SCALE, mode="bicubic")
     split = SplitPart(to_intermediate(rows_for(small, prompt.batch, "sketch_mask")), float(threshold),
                       float(fg_strength), float(bg_strength), float(merge_scale), bool(foreground),
-                      bool(official_fgbg_reset), full_mask=to_intermediate(mask) if prompt.colorizer.is_xl else None)
+                      bool(official_fgbg_reset), full_mask=to_intermediate(mask) if prompt.spec.xl else None)
     return dataclasses.replace(prompt, split=split, banks=None)
 
 
@@ -126,13 +119,13 @@ def with_background(prompt: ColorizerPrompt, *, vae=None, clip_vision=None, back
                     latent_copy: bool = False) -> ColorizerPrompt:
     """Background Encoder: the background picture, or the reference with its character whitened (bleached by
     `reference_mask` at `reference_threshold`), as the family's background tokens and features."""
-    if prompt.colorizer.is_xl:
+    if prompt.spec.xl:
         return xl_chain.with_background(prompt, vae=vae, clip_vision=clip_vision, background=background,
                                         reference_mask=reference_mask, reference_threshold=reference_threshold,
                                         tagger=tagger, latent_copy=latent_copy)
     if latent_copy:
         raise ColorizerInputError(f"{modes.BACKGROUND_NODE}: latent copy is an option of the XL app; turn it off for "
-                                  f"a {modes.family_name(prompt.family)} checkpoint")
+                                  f"a {prompt.spec.display_name} checkpoint")
     return sd21_chain.with_background(prompt, vae=vae, clip_vision=clip_vision, background=background,
                                       reference_mask=reference_mask, reference_threshold=reference_threshold,
                                       factor=factor)

@@ -16,7 +16,8 @@ from ...errors import ColorizerLoadError
 from ...weight_files import load_strict, read_state_dict
 from ..common.vae import build_vae
 from .colorizer import Colorizer, Encoders, UNetExtras
-from .detection import DDPM_BUFFERS, UNET, XL_FAMILIES, detect_family, prediction_from_name
+from .detection import DDPM_BUFFERS, UNET, detect_family, prediction_from_name
+from .families import FamilySpec, spec_of
 from .networks import (cluster_concat, reference_net, sketch_encoder, split_lora, v15_context, v2_encoders,
                        warp_style, xl_sketch_encoder)
 from .networks.common import take_prefix
@@ -102,27 +103,29 @@ def resolve_prediction(path: str, prediction: str) -> str:
     return prediction
 
 
-def build_networks(sd: dict, family: str, *, dtype=None, device=None, operations=None, heads: HeadSizes = HeadSizes(),
-                   unet_config: dict | None = None):
-    """Pop the extra networks out of `sd` (shapes decide every size). Works on meta tensors too."""
+def build_networks(sd: dict, family: FamilySpec | str, *, dtype=None, device=None, operations=None,
+                   heads: HeadSizes = HeadSizes(), unet_config: dict | None = None):
+    """Pop the family's extra networks out of `sd` (shapes decide every size). Works on meta tensors too."""
+    spec = spec_of(family)
     kw = dict(dtype=dtype, device=device, operations=operations)
     lora = split_lora.extract_lora(sd, UNET, **kw)
-    if family in XL_FAMILIES:
+    if spec.xl:
         sketch = xl_sketch_encoder.build_from_state_dict(sd, head_dim=heads.xl_sketch, **kw)
         projection = cluster_concat.build_from_state_dict(sd, head_dim=heads.xl_projection, **kw)
         ref_net = None
-        if family == "xlv2":
+        if spec.reference_net:
             config = dict(unet_config, num_head_channels=heads.unet, num_heads=-1)
             ref_net = reference_net.build_from_state_dict(sd, config, **kw)
         return UNetExtras(lora), Encoders(sketch, reference_projection=projection, reference_net=ref_net)
     warp = style = None
     bg_enc = style_enc = thresh = cluster = None
-    if family == "v2":
+    if spec.background_encoder:
         warp = warp_style.build_warp_modules(sd, f"{UNET}warp_modules.", **kw)
-        style = warp_style.build_style_modules(sd, f"{UNET}style_modules.", **kw)
         bg_enc = v2_encoders.build_from_state_dict(sd, "bg_encoder.", **kw)
+    if spec.style_encoder:
+        style = warp_style.build_style_modules(sd, f"{UNET}style_modules.", **kw)
         style_enc = v2_encoders.build_from_state_dict(sd, "style_encoder.", **kw)
-    if family == "v1.5":
+    if spec.threshold_context:
         thresh = v15_context.build_threshold_embedder(sd, "thresh_embedder.", **kw)
         cluster = v15_context.build_cluster_transformer(sd, "transformer.", **kw)
     sketch = sketch_encoder.build_from_state_dict(sd, "control_encoder.", **kw)
@@ -189,7 +192,7 @@ def split_networks(sd: dict, family: str, prediction: str, *, dtype=None, device
         if dropped:
             log.info("%s: ignoring %d %s* tensors", name, len(dropped), prefix)
     vae_sd = take_prefix(sd, "first_stage_model.")
-    xl = family in XL_FAMILIES
+    xl = spec_of(family).xl
     if xl:
         for prefix in XL_UNUSED:
             take_prefix(sd, prefix)

@@ -8,9 +8,11 @@ Two ModelPatchers, so ComfyUI loads only what a phase needs:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch.nn as nn
+
+from .families import FamilySpec, spec_of
 
 
 class UNetExtras(nn.Module):
@@ -36,7 +38,7 @@ class Encoders(nn.Module):
 
 @dataclass
 class Colorizer:
-    family: str                 # "v1" | "v1.5" | "v2" | "sdxl" | "xlv2"
+    family: str                 # "v1" | "v1.5" | "v2" | "sdxl" | "xlv2"; its spec is looked up once (`spec`)
     prediction: str             # "eps" | "v"
     context_dim: int
     unet_extras: UNetExtras
@@ -44,18 +46,10 @@ class Colorizer:
     unet_extras_patcher: object = None   # comfy.model_patcher.ModelPatcher
     encoders_patcher: object = None
     source: str = ""
+    spec: FamilySpec = field(init=False, repr=False)
 
-    @property
-    def latent_format(self):
-        import comfy.latent_formats
-
-        if self.is_xl:
-            return comfy.latent_formats.SDXL()   # scale 0.13025
-        return comfy.latent_formats.SD15()   # SD2.x latents, scale 0.18215
-
-    @property
-    def is_xl(self) -> bool:
-        return self.family in ("sdxl", "xlv2")
+    def __post_init__(self):
+        self.spec = spec_of(self.family)
 
     def load_encoders(self):
         """Put the once-per-prompt encoders on the compute device (ComfyUI decides, and may offload later)."""
@@ -65,4 +59,5 @@ class Colorizer:
         return self.encoders_patcher.load_device
 
     def __repr__(self):
-        return f"Colorizer({self.family}, {self.prediction}-prediction, context {self.context_dim}, from {self.source!r})"
+        return (f"Colorizer({self.family}, {self.prediction}-prediction, context {self.context_dim}, "
+                f"from {self.source!r})")

@@ -6,8 +6,6 @@ import os
 from ...errors import ColorizerLoadError
 
 UNET = "model.diffusion_model."
-FAMILIES = ("v1", "v1.5", "v2", "sdxl", "xlv2")
-XL_FAMILIES = ("sdxl", "xlv2")
 WHAT_WE_LOAD = ("this node loads ColorizeDiffusion v1 (mult), v1.5 (switch), v2 (SD2.1 based) and XL (sdxl, xlv2) "
                 "checkpoints")
 XL_ADM = 512          # the XL colorizer's y: size and aesthetic-score embeddings (SDXL base: 2816)

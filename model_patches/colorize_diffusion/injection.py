@@ -216,7 +216,7 @@ def build_injection(model, colorizer, vae, reference_image: torch.Tensor, height
     settings.check()
     hook_xr = resize_like_app(reference_image, height, width)
     latent = vae.encode(((hook_xr + 1) / 2).movedim(1, -1))
-    r = colorizer.latent_format.process_in(latent).float().cpu()
+    r = colorizer.spec.latent_format.process_in(latent).float().cpu()
     return AttentionInjection(r, write_controls(colorizer, hook_xr, settings.sketch_fidelity), settings,
                               alphas_cumprod(model), SeededNoise(seed))
 

@@ -8,20 +8,23 @@ The official app has no mode dropdown: its checkboxes (Style enhance, BG enhance
   v2 background encoder),
 * Style Encoder (the Style checkbox, v2 only).
 
-Everything that decides whether a combination is allowed, and the words of the error when it is not, lives here.
+Everything that decides whether a combination is allowed, and the words of the error when it is not, lives here;
+what each family has and does comes from its spec (families.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ...errors import ColorizerInputError
+from .families import FamilySpec, spec_of
 
-FAMILY_NAMES = {"v1": "v1 (mult)", "v1.5": "v1.5 (switch)", "v2": "v2", "sdxl": "XL (sdxl)", "xlv2": "XL v2 (xlv2)"}
 OFFICIAL_MODES = ("vanilla", "style enhance", "background enhance", "foreground enhance", "full")
 
+# How the rules' messages name the chain's nodes (their display names, nodes/chain_nodes.py; a test keeps them equal).
 SPLIT_NODE = "ColorizeDiffusion Split Attention"
 BACKGROUND_NODE = "ColorizeDiffusion Background Encoder"
 STYLE_NODE = "ColorizeDiffusion Style Encoder"
+WINDOW_NODE = "ColorizeDiffusion Guidance Window"
 
 
 @dataclass(frozen=True)
@@ -53,44 +56,51 @@ def from_checkboxes(style: bool = False, background: bool = False, foreground: b
     return ModeParts(split=background or foreground, foreground=foreground, background=background, style=style)
 
 
-def official_mode(mode: str, family: str) -> ModeParts:
+def official_mode(mode: str, family: FamilySpec | str) -> ModeParts:
     """The nodes an official mode name wires for `family` ("full": v2 style + BG, v1.5 BG + FG, v1 BG)."""
     if mode not in OFFICIAL_MODES:
         raise ColorizerInputError(f"unknown mode {mode!r}; choose one of {', '.join(OFFICIAL_MODES)}")
     if mode == "full":
-        return from_checkboxes(style=family == "v2", background=True, foreground=family == "v1.5")
+        spec = spec_of(family)
+        return from_checkboxes(style=spec.style_encoder, background=True,
+                               foreground=spec.lora_branches == "checkboxes")
     return from_checkboxes(style=mode == "style enhance", background=mode == "background enhance",
                            foreground=mode == "foreground enhance")
 
 
-def family_name(family: str) -> str:
-    return FAMILY_NAMES.get(family, family)
+def family_name(family: FamilySpec | str) -> str:
+    return spec_of(family).display_name
 
 
-def check_style(family: str) -> None:
+def check_style(family: FamilySpec | str) -> None:
     """The style encoder exists only in v2 checkpoints (the v1/v1.5 apps ignore the checkbox)."""
-    if family != "v2":
+    if not spec_of(family).style_encoder:
         raise ColorizerInputError(
             f"{STYLE_NODE} needs a ColorizeDiffusion v2 checkpoint; this one is {family_name(family)}, which has no "
             f"style encoder. Remove the Style Encoder from this graph (or load a v2 checkpoint such as "
             "v2-full.safetensors)")
 
 
-def unfinished(family: str, parts: ModeParts) -> str:
+def check_window(family: FamilySpec | str, all_families: bool) -> None:
+    """The official apps honour the guidance window for v1 and XL; `all_families` applies it anyway (not official)."""
+    if not spec_of(family).guidance_window and not all_families:
+        raise ColorizerInputError(
+            f"the official {family_name(family)} app ignores the guidance window (v1 and XL honour it): "
+            f"remove {WINDOW_NODE} for the official result, or turn its all_families on to apply the window anyway")
+
+
+def unfinished(family: FamilySpec | str, parts: ModeParts) -> str:
     """Why a wiring cannot run yet ('' when it can): checked before sampling, whatever the order of the nodes."""
-    if parts.style and family != "v2":
-        return (f"{STYLE_NODE} needs a ColorizeDiffusion v2 checkpoint; this one is {family_name(family)}")
+    spec = spec_of(family)
+    if parts.style and not spec.style_encoder:
+        return (f"{STYLE_NODE} needs a ColorizeDiffusion v2 checkpoint; this one is {spec.display_name}")
     if parts.background and not parts.split:
         return (f"{BACKGROUND_NODE} needs {SPLIT_NODE} on the same conditioning: the sketch mask decides where the "
-                f"background goes ({family_name(family)}). Wire Split Attention with the sketch's mask before or after "
+                f"background goes ({spec.display_name}). Wire Split Attention with the sketch's mask before or after "
                 "the Background Encoder")
     if parts.split and not parts.background:
-        if family == "xlv2":
-            return (f"{SPLIT_NODE} alone (foreground enhance) needs a foreground encoder, which the released "
-                    f"{family_name(family)} checkpoints do not have: add {BACKGROUND_NODE} (background enhance) or "
-                    "remove Split Attention")
-        if family == "v1":
-            return (f"{SPLIT_NODE} alone (foreground enhance) has no effect with a {family_name(family)} checkpoint: "
+        if spec.split_alone:
+            return (f"{SPLIT_NODE} alone (foreground enhance) {spec.split_alone.format(family=spec.display_name)}: "
                     f"add {BACKGROUND_NODE} (background enhance) or remove Split Attention")
         if not parts.foreground:
             return (f"{SPLIT_NODE} with foreground_enhance off needs {BACKGROUND_NODE}: turn foreground_enhance on "
@@ -98,19 +108,21 @@ def unfinished(family: str, parts: ModeParts) -> str:
     return ""
 
 
-def check_runnable(family: str, parts: ModeParts) -> None:
+def check_runnable(family: FamilySpec | str, parts: ModeParts) -> None:
     message = unfinished(family, parts)
     if message:
         raise ColorizerInputError(message)
 
 
-def lora_branches(family: str, parts: ModeParts) -> tuple[bool, bool]:
+def lora_branches(family: FamilySpec | str, parts: ModeParts) -> tuple[bool, bool]:
     """(foreground LoRA, background LoRA) of the split attention as the official wrappers set them
-    (model-spec §3.5): v2 both with the background, v1.5 one per checkbox, v1 none."""
+    (model-spec §3.5): v2 and xlv2 (its one "background" LoRA on both halves) both with the background, v1.5 one
+    per checkbox, v1 and sdxl none."""
     if not parts.split:
         return False, False
-    if family in ("v2", "xlv2"):       # xlv2: its one "background" LoRA on both halves
+    branches = spec_of(family).lora_branches
+    if branches == "background":
         return parts.background, parts.background
-    if family == "v1.5":
+    if branches == "checkboxes":
         return parts.foreground, parts.background
     return False, False

@@ -16,7 +16,7 @@ def vae_latent(vae, colorizer, image, gen_hw, device, node):
         raise ColorizerInputError(f"{node} VAE-encodes the picture (v2): connect a VAE")
     pixels = F.interpolate(image.float(), size=gen_hw, mode="bicubic", align_corners=False)
     latent = vae.encode(((pixels + 1) / 2).movedim(1, -1))
-    return rows_for(colorizer.latent_format.process_in(latent), image.shape[0], "the VAE latent").to(device)
+    return rows_for(colorizer.spec.latent_format.process_in(latent), image.shape[0], "the VAE latent").to(device)
 
 
 def background_only(image, reference_mask, threshold):

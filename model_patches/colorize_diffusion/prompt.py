@@ -69,6 +69,11 @@ class ColorizerPrompt:
         return self.colorizer.family
 
     @property
+    def spec(self):
+        """The family's spec (families.py), looked up once when the checkpoint was loaded."""
+        return self.colorizer.spec
+
+    @property
     def batch(self) -> int:
         return int(self.controls[0].shape[0])
 

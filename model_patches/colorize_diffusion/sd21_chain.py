@@ -40,7 +40,7 @@ def with_background(prompt: ColorizerPrompt, *, vae, clip_vision, background, re
         tokens = to_intermediate(clip_tokens.encode_reference(clip_vision, image, context_dim=colorizer.context_dim,
                                                               token_type="local"))
     hs_bg = None
-    if prompt.family == "v2":
+    if prompt.spec.background_encoder:
         device = colorizer.load_encoders()
         gen_hw = prompt.size
         size = v2_encoders.size_embedding(prompt.reference.size, gen_hw).to(device).expand(batch, -1)
@@ -56,7 +56,7 @@ def with_background(prompt: ColorizerPrompt, *, vae, clip_vision, background, re
 def with_style(prompt: ColorizerPrompt, *, vae=None, background=None, merge_scale: float = 0.0) -> ColorizerPrompt:
     """Style Encoder (v2): per-decoder-block modulations from the reference's VAE latent; with a background
     picture, blended with the background's own (`(1 - merge)·ref + merge·background`)."""
-    modes.check_style(prompt.family)
+    modes.check_style(prompt.spec)
     colorizer, batch, gen_hw = prompt.colorizer, prompt.batch, prompt.size
     device = colorizer.load_encoders()
     style_encoder = colorizer.encoders.style_encoder

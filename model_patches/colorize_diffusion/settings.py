@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...errors import ColorizerInputError
+from .families import FamilySpec, spec_of
 from .modes import ModeParts, lora_branches, unfinished
 
 NUM_BLOCKS = 16
@@ -93,25 +94,23 @@ class GuidanceWindow:
         return tr < self.start or tr > self.end or self.no_start <= tr <= self.no_end
 
 
-def attention_settings(family: str, parts: ModeParts, reference_scales: tuple, threshold: float,
+def attention_settings(family: FamilySpec | str, parts: ModeParts, reference_scales: tuple, threshold: float,
                        fg_strength: float = 1.0, bg_strength: float = 1.0, merge_scale: float = 0.0,
                        official_fgbg_reset: bool = True, window: GuidanceWindow | None = None) -> AttentionSettings:
     """The split attention's settings for a wiring; LoRA branches as the official wrappers set them.
 
-    v1/v1.5 `prepare_conditions` reset the fg/bg strengths to 1 (an app bug); `official_fgbg_reset=False`
-    lets the strengths act in every family.
+    v1/v1.5 `prepare_conditions` reset the fg/bg strengths to 1 (an app bug); sdxl's single biased attention has no
+    strengths (merging scale 0); `official_fgbg_reset=False` lets the strengths act in every family.
     """
+    spec = spec_of(family)
     if not parts.split:
         return AttentionSettings(reference_scales=tuple(reference_scales), threshold=threshold,
-                                 unfinished=unfinished(family, parts), window=window)
-    fg_lora, bg_lora = lora_branches(family, parts)
-    if family in ("v1", "v1.5") and official_fgbg_reset:
+                                 unfinished=unfinished(spec, parts), window=window)
+    fg_lora, bg_lora = lora_branches(spec, parts)
+    reset = spec.strengths_reset == "always" or spec.strengths_reset == "unmerged" and not merge_scale
+    if reset and official_fgbg_reset:
         fg_strength = bg_strength = 1.0
-    if family == "sdxl" and not merge_scale and official_fgbg_reset:
-        fg_strength = bg_strength = 1.0      # sdxl's single biased attention has no strengths (merging scale 0)
-    rule = {"sdxl": "above", "xlv2": "soft"}.get(family, "")
     return AttentionSettings(reference_scales=tuple(reference_scales), split=True, threshold=float(threshold),
                              fg_scale=float(fg_strength), bg_scale=float(bg_strength),
-                             merge_scale=float(merge_scale), fg_lora=fg_lora, bg_lora=bg_lora, rule=rule,
-                             lora_label="background" if family == "xlv2" else "",
-                             unfinished=unfinished(family, parts), window=window)
+                             merge_scale=float(merge_scale), fg_lora=fg_lora, bg_lora=bg_lora, rule=spec.split_rule,
+                             lora_label=spec.lora_label, unfinished=unfinished(spec, parts), window=window)

@@ -16,6 +16,7 @@ import torch.nn as nn
 from ...comfy_compat import on_multigpu_deepclone
 from ...errors import ColorizerInputError
 from ..common.unet_patch import HeadAfter, call_with, set_diffusion_model_wrapper
+from .families import spec_of
 from .split_attention import (BankSelfAttention, SplitCrossAttention, gather_tokens, scatter_tokens, selection_groups,
                               take_rows)
 from .step_data import CURRENT_STEP, STEP_KEY, pop_step_data
@@ -216,7 +217,7 @@ def _install(m, family: str, extras, module_at) -> None:
         lora_key = f"{path}.attn2".replace(".", "/")
         lora = extras.lora[lora_key] if lora_key in extras.lora else None
         m.add_object_patch(name, SplitCrossAttention(module_at(name), index, mask_scale, lora))
-    if family == "xlv2":                 # the decoder self-attentions read the background ReferenceNet's banks
+    if spec_of(family).reference_net:    # the decoder self-attentions read the background ReferenceNet's banks
         decoder = [(index, path, scale) for index, path, scale in blocks if path.startswith("output_blocks.")]
         for bank_index, (_, path, mask_scale) in enumerate(decoder):
             name = f"diffusion_model.{path}.attn1"

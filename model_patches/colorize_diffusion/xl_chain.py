@@ -41,7 +41,7 @@ def started(prompt: ColorizerPrompt) -> ColorizerPrompt:
     """Apply Sketch's XL part: the family's default reference scales, the reference context, the size vector `y`."""
     height, width = prompt.size
     colorizer, ref = prompt.colorizer, prompt.reference
-    return dataclasses.replace(prompt, reference_scales=xl_conditioning.reference_scales(colorizer.family),
+    return dataclasses.replace(prompt, reference_scales=xl_conditioning.reference_scales(colorizer.spec),
                                xl_context=reference_context(colorizer, ref.full, tagger_tokens_of(ref)),
                                y=xl_conditioning.size_vector(height, width).expand(prompt.batch, -1).contiguous())
 
@@ -73,7 +73,7 @@ def with_background(prompt: ColorizerPrompt, *, vae, clip_vision, background, re
                                       "background, or turn latent_copy off")
         copy = vae_latent(vae, colorizer, _crop_to_aspect(image, height, width), prompt.size,
                           colorizer.load_encoders(), node)
-    elif prompt.family == "xlv2":
+    elif colorizer.spec.reference_net:
         if rmask is None:
             raise ColorizerInputError(f"{node}: the XL v2 background ReferenceNet also reads the reference's "
                                       "character mask: connect reference_mask (ColorizeDiffusion Reference Mask)")
@@ -97,7 +97,7 @@ def with_banks(prompt: ColorizerPrompt) -> ColorizerPrompt:
     """xlv2 with Split Attention and a Background Encoder: the ReferenceNet run once at t=0 on the background latent
     and both masks; its banks are the prompt's own (never shared with another prompt or model)."""
     split, bg = prompt.split, prompt.background
-    if prompt.family != "xlv2" or split is None or bg is None or bg.z_bg is None or prompt.banks is not None:
+    if not prompt.spec.reference_net or split is None or bg is None or bg.z_bg is None or prompt.banks is not None:
         return prompt
     device = prompt.colorizer.load_encoders()
     net = prompt.colorizer.encoders.reference_net
@@ -113,5 +113,7 @@ def latent_copy_entry(prompt: ColorizerPrompt) -> dict:
     split, bg = prompt.split, prompt.background
     if bg is None or bg.copy_latent is None or split is None:
         return {}
-    threshold = 0.5 if prompt.family == "sdxl" else split.threshold     # as the official wrappers pass it
+    threshold = prompt.spec.latent_copy_threshold    # as the official wrappers pass it
+    if threshold is None:
+        threshold = split.threshold
     return {LATENT_COPY_KEY: LatentCopy(bg.copy_latent, split.mask, threshold)}

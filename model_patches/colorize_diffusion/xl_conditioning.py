@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .families import FamilySpec, spec_of
+
 AESTHETIC_SCORE = 7.0
 EMBED_DIM = 256
 XL_BLOCKS = 70
@@ -61,14 +63,15 @@ def reference_net_input(z_bg: torch.Tensor, sketch_mask: torch.Tensor, reference
     return torch.cat([z_bg.float(), small(sketch_mask).to(z_bg.device), small(reference_mask).to(z_bg.device)], 1)
 
 
-def reference_scales(family: str, strength: float = 1.0, encoder: float = 1.0, low: float = 1.0) -> tuple:
+def reference_scales(family: FamilySpec | str, strength: float = 1.0, encoder: float = 1.0,
+                     low: float = 1.0) -> tuple:
     """Reference strength of each XL transformer block as the XL app maps its sliders.
 
     sdxl: every block ← encoder·strength (the other sliders are unused). xlv2: blocks 0–23 ← encoder·strength,
     then 4–23 and 34–63 ← semantics (low)·strength; the middle block (24–33) and the last decoder blocks (64–69)
     are never written and keep 1. The app's color (middle) slider is skipped for XL.
     """
-    if family == "sdxl":
+    if spec_of(family).reference_levels == "encoder":
         return (float(encoder * strength),) * XL_BLOCKS
     scales = [1.0] * XL_BLOCKS
     for i in XL_ENCODER_BLOCKS:
