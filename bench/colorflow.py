@@ -99,6 +99,7 @@ def child(family: str, variant: str, workdir: Path, canvas: int, rounds: int) ->
     from colorize_diffusion.model_patches.colorflow import conditioning as cond
     from colorize_diffusion.model_patches.colorflow.colorizer import apply_colorizer, load_colorizer
     from colorize_diffusion.model_patches.colorflow.diffusers_bases import load_model_folder
+    from colorize_diffusion.model_patches.colorflow.families import spec_of
 
     base = env.proc_status()
     paths = {k: Path(v) for k, v in json.loads((workdir / f"{family}.json").read_text()).items()}
@@ -112,7 +113,7 @@ def child(family: str, variant: str, workdir: Path, canvas: int, rounds: int) ->
     if variant == "colorflow":
         colorizer = load_colorizer(str(paths["colorflow"]))
         model = apply_colorizer(model, colorizer)
-        channels = cond.GUIDER_CHANNELS[family]
+        channels = spec_of(family).guider_channels
         pos = cond.attach(pos, torch.randn(1, channels, h, w, generator=g))
         neg = cond.attach(neg, torch.randn(1, channels, h, w, generator=g))
     guider = comfy.samplers.CFGGuider(model)

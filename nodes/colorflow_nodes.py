@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import os
 
-import torch
 from comfy_api.v0_0_2 import io
 
 from ..comfy_compat import unet_patcher
 from ..errors import ColorizerInputError, ColorizerLoadError
 from ..model_folders import COLORFLOW, subfolder_path, subfolders
-from ..model_patches.colorflow import conditioning, diffusers_bases, sampling
-from ..model_patches.colorflow.colorizer import apply_colorizer, load_colorizer
+from ..model_patches.colorflow import diffusers_bases, sampling
+from ..model_patches.colorflow.colorizer import condition, load_colorizer
 from ..model_patches.colorflow.files import SUPER_RESOLUTION_FILE
-from ..model_patches.colorflow.super_resolution import load_network, super_resolve
+from ..model_patches.colorflow.super_resolution import load_network, super_resolve_pages
 from ..preprocess import convert
 from .io_types import CATEGORY, ColorFlow, ColorFlowSuperResolution
 from .loader_nodes import output_used
 
 COLORFLOW_CATEGORY = f"{CATEGORY}/ColorFlow"
-MIN_CANVAS = 64           # px: 8 latent cells, 4 PixArt patches
 
 
 def _guider_folders() -> list[str]:
@@ -58,28 +56,6 @@ class LoadColorFlow(io.ComfyNode):
         return io.NodeOutput(load_colorizer(_folder(colorizer)))
 
 
-def _canvas(canvas: torch.Tensor, mask: torch.Tensor | None, family: str):
-    canvas = convert.rgb(convert.check_image(canvas, "canvas"))
-    if mask is None:
-        raise ColorizerInputError("ColorFlow Conditioning needs the canvas's mask (Retrieve References gives both): "
-                                  "white where the page is, black on the retrieved references")
-    mask = convert.as_mask_batch(mask, "mask")[:, 0]
-    b, h, w = canvas.shape[:3]
-    if tuple(mask.shape[-2:]) != (h, w):
-        raise ColorizerInputError(f"the mask is {mask.shape[-1]}x{mask.shape[-2]} but the canvas {w}x{h}: connect "
-                                  "the mask made with this canvas")
-    step = 16 if family == "pixart" else 8
-    if h < MIN_CANVAS or w < MIN_CANVAS:
-        raise ColorizerInputError(f"the canvas is {w}x{h} pixels: smaller than the latent grid ColorFlow needs "
-                                  f"({MIN_CANVAS}x{MIN_CANVAS} at least; ColorFlow's canvases are 2x the page, "
-                                  "1024x1600 for a 512x800 page)")
-    if h % step or w % step:
-        raise ColorizerInputError(f"the canvas is {w}x{h} pixels: the {family} base needs sides that are multiples "
-                                  f"of {step}")
-    convert.match_batch(b, mask.shape[0], "mask")
-    return canvas, mask.expand(b, -1, -1)
-
-
 class ColorFlowConditioning(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -109,31 +85,12 @@ class ColorFlowConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, colorflow, vae, positive, negative, canvas, mask, strength=1.0, seed=0):
-        import comfy.model_management
-
-        patched = apply_colorizer(model, colorflow)
-        canvas, mask = _canvas(canvas, mask, colorflow.family)
-        comfy.model_management.load_models_gpu([vae.patcher])
-        first_stage = vae.first_stage_model
-        device, dtype = vae.device, vae.vae_dtype
-        b, h, w = canvas.shape[:3]
-        pictures = 2 if colorflow.family == "pixart" else 1
-        gen = torch.Generator().manual_seed(int(seed))
-        eps = {row: [torch.randn((b, 4, h // 8, w // 8), generator=gen) for _ in range(pictures)]
-               for row in ("negative", "positive")}
-        scale = patched.model.latent_format.scale_factor
-        guides = {}
-        with torch.no_grad():
-            for row in ("negative", "positive"):
-                latents, _ = conditioning.guider_latents(
-                    colorflow.family, first_stage, canvas.to(device, dtype), mask.to(device, dtype),
-                    [e.to(device, dtype) for e in eps[row]], scale)
-                guides[row] = latents.to(comfy.model_management.intermediate_device(), torch.float32)
-        size = {"width": w, "height": h} if colorflow.family == "pixart" else {}
-        pos = conditioning.attach([[c, {**o, **size}] for c, o in positive], guides["positive"], strength)
-        neg = conditioning.attach([[c, {**o, **size}] for c, o in negative], guides["negative"], strength)
-        latent = torch.zeros((b, 4, h // 8, w // 8), device=comfy.model_management.intermediate_device())
-        return io.NodeOutput(patched, pos, neg, {"samples": latent})
+        canvas = convert.rgb(convert.check_image(canvas, "canvas"))
+        if mask is None:
+            raise ColorizerInputError("ColorFlow Conditioning needs the canvas's mask (Retrieve References gives "
+                                      "both): white where the page is, black on the retrieved references")
+        mask = convert.as_mask_batch(mask, "mask")[:, 0]
+        return io.NodeOutput(*condition(model, colorflow, vae, positive, negative, canvas, mask, strength, seed))
 
 
 class ColorFlowSampling(io.ComfyNode):
@@ -152,13 +109,8 @@ class ColorFlowSampling(io.ComfyNode):
 
     @classmethod
     def execute(cls, colorflow, steps=10):
-        import comfy.samplers
-
-        if colorflow.family == "pixart":
-            sampler = sampling.official_start_sampler(comfy.samplers.ksampler("dpmpp_2m").sampler_function)
-        else:
-            sampler = sampling.official_start_sampler(sampling.sample_unipc)
-        return io.NodeOutput(sampler, sampling.official_sigmas(colorflow.family, int(steps)))
+        return io.NodeOutput(sampling.official_sampler(colorflow.spec),
+                             sampling.official_sigmas(colorflow.spec, int(steps)))
 
 
 class PageFromCanvas(io.ComfyNode):
@@ -224,33 +176,10 @@ class SuperResolution(io.ComfyNode):
 
     @classmethod
     def execute(cls, super_resolution, vae, colours, page, batchnorm="picture statistics (official)", seed=0):
-        import comfy.model_management
-
         colours = convert.rgb(convert.check_image(colours, "colours"))
         page = convert.rgb(convert.check_image(page, "page"))
-        if colours.shape[0] not in (1, page.shape[0]):
-            raise ColorizerInputError(f"{colours.shape[0]} coloured pages for {page.shape[0]} pages")
-        comfy.model_management.load_models_gpu([vae.patcher, super_resolution])
-        device, dtype = vae.device, vae.vae_dtype
-        net = super_resolution.model
-        gen = torch.Generator().manual_seed(int(seed))
-        out = []
-        for i in range(page.shape[0]):
-            pg = page[i:i + 1]
-            h, w = pg.shape[1:3]
-            col = colours[min(i, colours.shape[0] - 1):][:1]
-            col = torch.nn.functional.interpolate(col.movedim(-1, 1), size=(h, w), mode="bicubic", antialias=True,
-                                                  align_corners=False).clamp(0, 1).movedim(1, -1)
-            ph, pw = -h % 8, -w % 8
-            pad = lambda x: torch.nn.functional.pad(x.movedim(-1, 1), (0, pw, 0, ph), mode="replicate")  # noqa: E731
-            eps = torch.randn((1, 4, (h + ph) // 8, (w + pw) // 8), generator=gen)
-            with torch.no_grad():
-                r = super_resolve(vae.first_stage_model, net,
-                                  (pad(col) * 2 - 1).to(device, dtype), (pad(pg) * 2 - 1).to(device, dtype),
-                                  eps.to(device, dtype), batch_statistics=batchnorm.startswith("picture"))
-            img = ((r.output[:, :, :h, :w].float() + 1) / 2).clamp(0, 1).movedim(1, -1)
-            out.append(img.to(comfy.model_management.intermediate_device()))
-        return io.NodeOutput(torch.cat(out))
+        return io.NodeOutput(super_resolve_pages(super_resolution, vae, colours, page,
+                                                 batch_statistics=batchnorm.startswith("picture"), seed=seed))
 
 
 class LoadDiffusersModel(io.ComfyNode):

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ColorizerInputError
+from .families import spec_of
 from .vae_features import encoder_features, posterior_sample
 
-GUIDER_CHANNELS = {"pixart": 9, "sd15": 5}
 GUIDE_KEY = "colorflow_guide"           # model_conds: the guider's conditioning latents of each row
 SCALE_KEY = "colorflow_scale"           # model_conds: the guider strength (a constant)
 
@@ -34,6 +34,26 @@ def attach(conditioning: list, guide: torch.Tensor, scale: float = 1.0) -> list:
         conds[SCALE_KEY] = comfy.conds.CONDConstant(float(scale))
         out.append([context, {**options, "model_conds": conds}])
     return out
+
+
+MIN_CANVAS = 64           # px: 8 latent cells, 4 PixArt patches
+
+
+def check_canvas(canvas: torch.Tensor, mask: torch.Tensor, family) -> None:
+    """A retrieval canvas (NHWC) and its mask (NHW) the family's base can take: the same size, at least
+    MIN_CANVAS, sides multiples of the family's canvas step."""
+    spec = spec_of(family)
+    h, w = canvas.shape[1:3]
+    if tuple(mask.shape[-2:]) != (h, w):
+        raise ColorizerInputError(f"the mask is {mask.shape[-1]}x{mask.shape[-2]} but the canvas {w}x{h}: connect "
+                                  "the mask made with this canvas")
+    if h < MIN_CANVAS or w < MIN_CANVAS:
+        raise ColorizerInputError(f"the canvas is {w}x{h} pixels: smaller than the latent grid ColorFlow needs "
+                                  f"({MIN_CANVAS}x{MIN_CANVAS} at least; ColorFlow's canvases are 2x the page, "
+                                  "1024x1600 for a 512x800 page)")
+    if h % spec.canvas_step or w % spec.canvas_step:
+        raise ColorizerInputError(f"the canvas is {w}x{h} pixels: the {spec.name} base needs sides that are "
+                                  f"multiples of {spec.canvas_step}")
 
 
 def check_guide_size(guide: torch.Tensor, x: torch.Tensor) -> None:
@@ -69,13 +89,13 @@ def _latent(first_stage, image_nhwc: torch.Tensor, eps: torch.Tensor, scale: flo
     return posterior_sample(moments, eps) * scale, mean, torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
 
 
-def guider_latents(family: str, first_stage, canvas: torch.Tensor, mask: torch.Tensor, eps: list, scale: float):
-    """The ColorGuider input of `family` ("pixart": eps for the outer and the centre picture; "sd15": one eps).
-    Returns (latents [N, 9 or 5, h, w], {name: (mean, std)} of each encoded picture)."""
+def guider_latents(family, first_stage, canvas: torch.Tensor, mask: torch.Tensor, eps: list, scale: float):
+    """The ColorGuider input of `family` (a spec or its name; PixArt: eps for the outer and the centre picture, SD1.5:
+    one eps). Returns (latents [N, 9 or 5, h, w], {name: (mean, std)} of each encoded picture)."""
     if canvas.shape[1] % 8 or canvas.shape[2] % 8:
         raise ColorizerInputError(f"the canvas is {canvas.shape[2]}x{canvas.shape[1]} pixels: ColorFlow's canvas "
                                   "is a multiple of 8 on each side (twice the page size)")
-    if family == "pixart":
+    if spec_of(family).guide_pictures == 2:
         outer, centre = split_canvas(canvas)
         lat_a, mean_a, std_a = _latent(first_stage, outer, eps[0], scale)
         lat_b, mean_b, std_b = _latent(first_stage, centre, eps[1], scale)

@@ -18,12 +18,11 @@ import torch
 
 from ...errors import ColorizerLoadError
 from ...weight_files import load_strict, read_state_dict
+from .families import BY_GUIDER_CLASS
 from .networks.pixart_guider import ColorGuiderPixArt
 from .networks.sd_guider import ColorGuiderSD
 
-GUIDER_CLASSES = {"ColorGuiderSDModel": "sd15", "ColorGuiderPixArtModel": "pixart"}
-BASE_NAMES = {"sd15": "Stable Diffusion 1.5", "pixart": "PixArt-alpha XL (1024-MS)"}
-LORA_FILES = {"sd15": "unet_lora.bin", "pixart": "transformer_lora.bin"}
+GUIDERS = {"pixart": ColorGuiderPixArt, "sd15": ColorGuiderSD}    # the guider network of each family
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 SUPER_RESOLUTION_FILE = "MultiResNetModel.bin"
 LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$")
@@ -32,7 +31,7 @@ LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.
 @dataclass
 class ColorFlowFolder:
     path: str
-    family: str               # "sd15" | "pixart"
+    family: str               # "sd15" | "pixart" (families.py)
     config: dict
     weights: str
     lora: str
@@ -45,19 +44,19 @@ def read_folder(path: str) -> ColorFlowFolder:
         raise ColorizerLoadError(f"{name}/ has no config.json: a ColorFlow model folder (sketch/, shading/ or "
                                  "GraySD/ of TencentARC/ColorFlow) holds the ColorGuider's config.json and weights")
     config = json.loads(open(config_path, encoding="utf-8").read())
-    family = GUIDER_CLASSES.get(config.get("_class_name", ""))
-    if family is None:
+    spec = BY_GUIDER_CLASS.get(config.get("_class_name", ""))
+    if spec is None:
         raise ColorizerLoadError(f"{name}/config.json describes a {config.get('_class_name')!r}, not a ColorFlow "
-                                 f"ColorGuider ({', '.join(GUIDER_CLASSES)})")
+                                 f"ColorGuider ({', '.join(BY_GUIDER_CLASS)})")
     weights = next((os.path.join(path, f) for f in WEIGHT_FILES if os.path.isfile(os.path.join(path, f))), None)
     if weights is None:
         raise ColorizerLoadError(f"{name}/ has no ColorGuider weights ({' or '.join(WEIGHT_FILES)})")
-    lora = os.path.join(path, LORA_FILES[family])
+    lora = os.path.join(path, spec.lora_file)
     if not os.path.isfile(lora):
-        raise ColorizerLoadError(f"{name}/ has the ColorGuider but not its LoRA {LORA_FILES[family]}: the guider only "
-                                 f"works with the {BASE_NAMES[family]} base patched by that LoRA; copy the whole "
+        raise ColorizerLoadError(f"{name}/ has the ColorGuider but not its LoRA {spec.lora_file}: the guider only "
+                                 f"works with the {spec.base_name} base patched by that LoRA; copy the whole "
                                  "folder of the release")
-    return ColorFlowFolder(path, family, config, weights, lora)
+    return ColorFlowFolder(path, spec.name, config, weights, lora)
 
 
 def lora_pairs(path: str) -> dict:
@@ -123,12 +122,9 @@ def load_guider(folder: ColorFlowFolder):
     """The folder's ColorGuider network (plain torch, float32, eval), every key of its weight file read."""
     name = f"{os.path.basename(os.path.normpath(folder.path))}/{os.path.basename(folder.weights)}"
     sd = read_state_dict(folder.weights, "ColorGuider weights")
-    if folder.family == "sd15":
-        net = ColorGuiderSD(folder.config)
-        ignore = ()
-    else:
-        net = ColorGuiderPixArt(folder.config)
-        ignore = ColorGuiderPixArt.DUPLICATE_KEYS(sd)
+    network = GUIDERS[folder.family]
+    net = network(folder.config)
+    ignore = network.DUPLICATE_KEYS(sd)
     load_strict(net, {k: v for k, v in sd.items() if k not in ignore}, source=name,
                 what=f"ColorGuider of its config.json ({folder.family})", dtype=torch.float32)
     return net.eval()

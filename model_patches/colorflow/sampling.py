@@ -16,29 +16,26 @@ import math
 
 import torch
 
-SCHEDULES = {"pixart": "linspace", "sd15": "leading"}
+from .families import spec_of
 
-
-def official_timesteps(family: str, steps: int) -> list[int]:
+def official_timesteps(family, steps: int) -> list[int]:
+    """The official scheduler's timesteps for `family` (a spec or its name)."""
     if steps < 1:
         raise ValueError("steps must be at least 1")
-    if SCHEDULES[family] == "linspace":
+    if spec_of(family).schedule == "linspace":
         points = torch.linspace(0, 999, steps + 1, dtype=torch.float64).round().flip(0)[:-1]
         return [int(t) for t in points]
     ratio = 1000 // (steps + 1)
     return [int(i * ratio) + 1 for i in range(steps, 0, -1)]
 
 
-BETAS = {"pixart": "linear", "sd15": "scaled_linear"}     # beta 0.0001..0.02 (PixArt), 0.00085..0.012 (SD1.5)
-
-
-def official_sigmas(family: str, steps: int) -> torch.Tensor:
+def official_sigmas(family, steps: int) -> torch.Tensor:
     """ComfyUI sigmas at the official timesteps, then 0 (the official final step goes to the clean latent). The
     noise levels are the official scheduler's: its float32 betas and float32 cumulative product (ComfyUI's own
     table is float64; the two differ by 1e-5 at t = 333, which a 3-step run with guidance 4.5 amplifies 30-fold).
     ComfyUI maps each sigma back to the nearest training timestep, the official integer one."""
     n = 1000
-    if BETAS[family] == "linear":
+    if spec_of(family).betas == "linear":       # beta 0.0001..0.02 (PixArt); "scaled_linear" 0.00085..0.012 (SD1.5)
         betas = torch.linspace(0.0001, 0.02, n, dtype=torch.float32)
     else:
         betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, n, dtype=torch.float32) ** 2
@@ -127,6 +124,15 @@ def _corrector(outputs, model_t, last_sample, sig, i, order):
         rhos = torch.linalg.solve(r, torch.tensor(b, dtype=torch.float64)).tolist()
         corr = rhos[0] * (outputs[-2] - m0) / rk
     return x_t - alpha_t * b_h * (corr + rhos[-1] * (model_t - m0))
+
+
+def official_sampler(family):
+    """The official app's solver for `family` as a ComfyUI SAMPLER that starts as the app does."""
+    import comfy.samplers
+
+    if spec_of(family).sampler == "dpmpp_2m":
+        return official_start_sampler(comfy.samplers.ksampler("dpmpp_2m").sampler_function)
+    return official_start_sampler(sample_unipc)
 
 
 def official_start_sampler(sampler_function):

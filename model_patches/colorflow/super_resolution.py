@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ...errors import ColorizerInputError, ColorizerLoadError
 from ...weight_files import load_strict, read_state_dict, with_batch_counters
@@ -48,6 +49,41 @@ def super_resolve(first_stage, network: GuidedSuperResolution, colour: torch.Ten
     z = posterior_sample(moments, eps)
     decoded = decode_with_features(first_stage, z, maps)
     return SuperResolved(decoded.clamp(-1, 1), decoded, z, colour_features, page_features, maps)
+
+
+def super_resolve_pages(super_resolution, vae, colours: torch.Tensor, page: torch.Tensor, *,
+                        batch_statistics: bool = True, seed: int = 0) -> torch.Tensor:
+    """Guided Super-Resolution of IMAGE batches (NHWC in [0, 1]): each page on its own (with batch statistics the
+    batch is the statistics' population), its colours (one for all, or one per page) resized to it; sides padded to
+    the VAE's multiple of 8 by edge replication and cropped back. `super_resolution`: the network's ModelPatcher."""
+    import comfy.model_management
+
+    if colours.shape[0] not in (1, page.shape[0]):
+        raise ColorizerInputError(f"{colours.shape[0]} coloured pages for {page.shape[0]} pages")
+    comfy.model_management.load_models_gpu([vae.patcher, super_resolution])
+    device, dtype = vae.device, vae.vae_dtype
+    net = super_resolution.model
+    gen = torch.Generator().manual_seed(int(seed))
+    out = []
+    for i in range(page.shape[0]):
+        pg = page[i:i + 1]
+        h, w = pg.shape[1:3]
+        col = colours[min(i, colours.shape[0] - 1):][:1]
+        col = F.interpolate(col.movedim(-1, 1), size=(h, w), mode="bicubic", antialias=True,
+                            align_corners=False).clamp(0, 1).movedim(1, -1)
+        ph, pw = -h % 8, -w % 8
+
+        def pad(x):
+            return F.pad(x.movedim(-1, 1), (0, pw, 0, ph), mode="replicate")
+
+        eps = torch.randn((1, 4, (h + ph) // 8, (w + pw) // 8), generator=gen)
+        with torch.no_grad():
+            r = super_resolve(vae.first_stage_model, net, (pad(col) * 2 - 1).to(device, dtype),
+                              (pad(pg) * 2 - 1).to(device, dtype), eps.to(device, dtype),
+                              batch_statistics=batch_statistics)
+        img = ((r.output[:, :, :h, :w].float() + 1) / 2).clamp(0, 1).movedim(1, -1)
+        out.append(img.to(comfy.model_management.intermediate_device()))
+    return torch.cat(out)
 
 
 def load_network(path: str) -> GuidedSuperResolution:

@@ -151,6 +151,11 @@ class Block(nn.Module):
 
 
 class ColorGuiderSD(nn.Module):
+    @staticmethod
+    def DUPLICATE_KEYS(sd: dict) -> tuple:  # noqa: N802 - the same interface as the PixArt guider's
+        """The released SD1.5 guider stores no key twice."""
+        return ()
+
     def __init__(self, config: dict):
         super().__init__()
         ch = list(config["block_out_channels"])
