@@ -29,9 +29,10 @@ class CheckpointLoader(io.ComfyNode):
         return io.Schema(
             node_id="ColorizeDiffusionCheckpointLoader", display_name="Load ColorizeDiffusion Checkpoint",
             category=CATEGORY,
-            description=("Loads an official ColorizeDiffusion checkpoint (v1 'mult', v1.5 'switch', v2) from "
-                         "models/colorizediffusion. The family is read from the weights; the prediction type follows "
-                         "the official file-name rule ('eps' in the name → eps, otherwise v) unless overridden."),
+            description=("Loads an official ColorizeDiffusion checkpoint — SD2.1 (v1 'mult', v1.5 'switch', v2) or "
+                         "XL (sdxl, xlv2) — from models/colorizediffusion. The family is read from the weights; the "
+                         "prediction type follows the official file-name rule ('eps' in the name → eps, otherwise v) "
+                         "unless overridden."),
             inputs=[
                 io.Combo.Input("ckpt_name", options=folder_paths.get_filename_list(CHECKPOINTS),
                                tooltip="a file in models/colorizediffusion"),
@@ -40,9 +41,10 @@ class CheckpointLoader(io.ComfyNode):
             ],
             outputs=[
                 io.Model.Output(display_name="model",
-                                tooltip="the SD2.1 UNet of the checkpoint (patched by ColorizeDiffusion Apply Sketch)"),
+                                tooltip="the UNet of the checkpoint, SD2.1 or SDXL-shaped (patched by "
+                                        "ColorizeDiffusion Apply Sketch)"),
                 Colorizer.Output(display_name="colorizer", tooltip=(
-                    "the sketch encoder, LoRA and (v1.5/v2) context, background and style networks")),
+                    "the sketch encoder, LoRA and the family's context, background, style and reference networks")),
                 io.Vae.Output(display_name="vae", tooltip="the checkpoint's VAE"),
             ],
             hidden=[io.Hidden.prompt, io.Hidden.unique_id],
