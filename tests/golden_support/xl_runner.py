@@ -74,7 +74,7 @@ def _clip(case, inputs, root):
 def _tagger(case, inputs, root):
     from colorize_diffusion.model_patches.colorize_diffusion.tagger import load_tagger
 
-    tagger = load_tagger(str(Path(root) / case["tagger"]))
+    tagger = load_tagger(str(Path(root) / case["tagger"])).model
     tokens, logits = tagger.tokens(inputs["image"], logits=True)
     return {"tokens": tokens, "logits": logits,
             "preprocessed_448_bgr_mean": tagger.preprocess(inputs["image"]).mean(dim=(2, 3))}

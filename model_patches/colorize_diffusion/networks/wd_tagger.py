@@ -15,7 +15,9 @@ import re
 import torch
 import torch.nn.functional as F
 
+from ....comfy_compat import expected_state_shapes
 from ....errors import ColorizerInputError, ColorizerLoadError
+from ....weight_files import load_strict
 
 IMAGE_SIZE = 448
 WINDOW = 14
@@ -102,17 +104,10 @@ def build(sd: dict, name: str, dtype=torch.float32) -> WDTagger:
             f"{name} is {describe(sd)}, not the WD v1.4 SwinV2 tagger ColorizeDiffusion XL encodes references with: "
             "use SmilingWolf/wd-v1-4-swinv2-tagger-v2's model.safetensors")
     tagger = WDTagger(architecture(sd))
-    want = tagger.model.state_dict()
-    missing = sorted(k for k in want if k not in sd and not _rebuilt_buffer(k))
-    unexpected = sorted(k for k in sd if k not in want)
-    if missing or unexpected:
-        raise ColorizerLoadError(f"{name} does not match the SwinV2 tagger layout: missing {missing[:4]}, "
-                                 f"unexpected {unexpected[:4]}")
-    for k, v in sd.items():
-        if tuple(v.shape) != tuple(want[k].shape):
-            raise ColorizerLoadError(f"{name}: {k} has shape {list(v.shape)}, the tagger expects {list(want[k].shape)}")
-    tagger.model.load_state_dict(sd, strict=False)
-    return tagger.to(dtype)
+    want = expected_state_shapes(tagger.model)
+    rebuilt = {k: b for k, b in tagger.model.named_buffers() if k in want and k not in sd and _rebuilt_buffer(k)}
+    load_strict(tagger.model, {**sd, **rebuilt}, what="SwinV2 tagger", source=name, dtype=dtype)
+    return tagger
 
 
 def _rebuilt_buffer(key: str) -> bool:
