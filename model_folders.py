@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+from .errors import ColorizerLoadError
+
 CHECKPOINTS = "colorizediffusion"                          # models/colorizediffusion/
 PREPROCESSORS = "colorizediffusion_preprocessors"          # models/colorizediffusion/preprocessors/
 TAGGERS = "colorizediffusion_tagger"                       # models/colorizediffusion/tagger/ (XL: WD tagger)
@@ -45,6 +47,17 @@ def subfolder_path(key: str, name: str) -> str | None:
         if os.path.isdir(path):
             return path
     return None
+
+
+def file_path(key: str, name: str) -> str:
+    """The file `name` of the pack's model folder `key`; a ColorizerLoadError naming the folders searched."""
+    import folder_paths
+
+    path = folder_paths.get_full_path(key, name)
+    if path is None:
+        raise ColorizerLoadError(f"{name} not found in models/{FOLDERS[key].replace(os.sep, '/')} "
+                                 f"(searched: {', '.join(folder_paths.get_folder_paths(key))})")
+    return path
 
 
 def register() -> None:

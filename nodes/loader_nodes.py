@@ -5,7 +5,7 @@ import folder_paths
 from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerLoadError
-from ..model_folders import CHECKPOINTS
+from ..model_folders import CHECKPOINTS, file_path
 from ..model_patches.colorize_diffusion.checkpoint import MissingVAE, load_checkpoint
 from .io_types import CATEGORY, Colorizer
 
@@ -52,11 +52,7 @@ class CheckpointLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, ckpt_name, prediction="auto"):
-        path = folder_paths.get_full_path(CHECKPOINTS, ckpt_name)
-        if path is None:
-            raise ColorizerLoadError(f"{ckpt_name} not found in models/colorizediffusion "
-                                     f"(searched: {', '.join(folder_paths.get_folder_paths(CHECKPOINTS))})")
-        loaded = load_checkpoint(path, prediction=prediction)
+        loaded = load_checkpoint(file_path(CHECKPOINTS, ckpt_name), prediction=prediction)
         hidden = cls.hidden
         if isinstance(loaded.vae, MissingVAE) and hidden is not None and \
                 output_used(hidden.prompt, hidden.unique_id, VAE_OUTPUT):

@@ -9,8 +9,7 @@ from __future__ import annotations
 import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..errors import ColorizerLoadError
-from ..model_folders import TAGGERS
+from ..model_folders import TAGGERS, file_path
 from ..model_patches.colorize_diffusion import chain
 from ..model_patches.colorize_diffusion.assembly import conditionings
 from ..model_patches.colorize_diffusion.prompt import prompt_of
@@ -34,11 +33,7 @@ class LoadWDTagger(io.ComfyNode):
 
     @classmethod
     def execute(cls, tagger_name):
-        path = folder_paths.get_full_path(TAGGERS, tagger_name)
-        if path is None:
-            raise ColorizerLoadError(f"{tagger_name} not found in models/colorizediffusion/tagger (searched: "
-                                     f"{', '.join(folder_paths.get_folder_paths(TAGGERS))})")
-        return io.NodeOutput(load_tagger(path))
+        return io.NodeOutput(load_tagger(file_path(TAGGERS, tagger_name)))
 
 
 class SketchLevelStrength(io.ComfyNode):
