@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...errors import ColorizerLoadError
+from ..common.specs import spec_from
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,4 @@ BY_GUIDER_CLASS = {spec.guider_class: spec for spec in FAMILIES.values()}
 
 def spec_of(family) -> ColorFlowSpec:
     """The spec of `family`: a ColorFlowSpec as it is, or a family name."""
-    if isinstance(family, ColorFlowSpec):
-        return family
-    spec = FAMILIES.get(family)
-    if spec is None:
-        raise ColorizerLoadError(f"unknown ColorFlow family {family!r}; known: {', '.join(FAMILIES)}")
-    return spec
+    return spec_from(FAMILIES, family, "ColorFlow")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...errors import ColorizerLoadError
+from ..common.specs import spec_from
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,5 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
 
 
 def spec_of(family) -> FamilySpec:
-    """The spec of `family`: a FamilySpec as it is, or a family name (tests, workflow builders)."""
-    if isinstance(family, FamilySpec):
-        return family
-    spec = FAMILIES.get(family)
-    if spec is None:
-        raise ColorizerLoadError(f"unknown ColorizeDiffusion family {family!r}; known: {', '.join(FAMILIES)}")
-    return spec
+    """The spec of `family`: a FamilySpec as it is, or a family name."""
+    return spec_from(FAMILIES, family, "ColorizeDiffusion")
