@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -59,8 +60,24 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def check_out(out: Path) -> None:
+    """--out must be a folder the client can write, or one it can create there; checked before any job."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder: name a folder (it is created if missing)")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--out {out}: {existing} is a file, so the folder cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {existing} is not writable" if existing == out else
+                         f"--out {out}: cannot create it in {existing} (not writable)")
+
+
 def plan(args) -> list:
-    """Jobs for the sketches; refuses outputs that would overwrite an input or each other."""
+    """Jobs for the sketches; refuses an unusable --out and outputs that would overwrite an input or each
+    other."""
+    check_out(args.out)
     sketches = pics.sketches_of(args.sketch)
     inputs = {p.resolve() for p in sketches} | {p.resolve() for p in pool_pictures(args)} | (
         {args.reference.resolve()} if args.reference else set()) | (
@@ -72,6 +89,8 @@ def plan(args) -> list:
         out = args.out / f"{stem}_colorized.png"
         if out.resolve() in inputs:
             raise UsageError(f"{out} is an input: choose another --out")
+        if out.exists() and not out.is_file():
+            raise UsageError(f"{out} is in the way of a result (not a file): move it or choose another --out")
         names[out] = s
         jobs.append(Job(s, out))
     return jobs
@@ -100,6 +119,17 @@ def check_models(info: dict, prompt: dict, models: dict, server: ComfyServer) ->
                              f"or name another with --{key.replace('_', '-')}")
 
 
+def answering(servers: list) -> tuple[list, dict]:
+    """The servers that answer, the first of them the one whose /object_info was read."""
+    live = [s for s in servers if s.alive()]
+    while live:
+        try:
+            return live, live[0].object_info()
+        except ServerDown:
+            live.pop(0)
+    raise UsageError(f"no server answers: {', '.join(s.url for s in servers)}")
+
+
 def run(args, log=print) -> int:
     for path, what in ((args.reference, "reference"), (args.background, "background")):
         if path is not None:
@@ -118,10 +148,7 @@ def run(args, log=print) -> int:
         embedded = Embedded(args.comfy_args, log=log)
         servers = [embedded.__enter__()]
     try:
-        live = [s for s in servers if s.alive()]
-        if not live:
-            raise UsageError(f"no server answers: {', '.join(s.url for s in servers)}")
-        info = live[0].object_info()
+        live, info = answering(servers)
         prompt = to_api(ui, info)
         models = {k: getattr(args, k) for k in MODEL_WIDGETS}
         models["clip_heads"] = args.clip_heads
@@ -181,6 +208,9 @@ def main(argv=None) -> int:
         return run(args)
     except (UsageError, WorkflowError, pics.PictureError, Rejected, ServerDown, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:                 # a file the client cannot read or a folder it cannot make
+        print(f"error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: finished results are kept; run the same command again to go on", file=sys.stderr)
