@@ -4,7 +4,6 @@ ends done once, skipped (its result exists) or failed with its reason."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 import uuid
@@ -13,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .progress import Progress
-from .server import ComfyServer, Rejected, ServerDown
+from . import results
+from .server import ComfyServer, Rejected, ServerDown, pool_folder
 from .workflow import WorkflowError, fill
 
 TRANSIENT = ("OutOfMemory", "out of memory", "InterruptProcessingException", "interrupted")
@@ -29,6 +29,7 @@ class Job:
     server: str = ""
     seconds: float = 0.0
     tried: set = field(default_factory=set)
+    record: dict | None = None      # what makes this result (client/results.py), written into it
 
     @property
     def name(self) -> str:
@@ -170,8 +171,7 @@ class Scheduler:
         with self.changed:
             folder = self.pool_folders.get(server.url)
         if folder is None:
-            digest = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in self.pool))
-            folder = f"colorize_client_pool/{digest.hexdigest()[:16]}"
+            folder = pool_folder(self.pool)
             for path in self.pool:
                 server.upload(str(path), subfolder=folder)
             with self.changed:
@@ -218,6 +218,11 @@ class Scheduler:
         if not saved:
             raise JobFailed("the workflow saved no picture")
         data = server.download(saved[0])
+        if job.record is not None:
+            try:
+                data = results.embed(data, job.record)
+            except ValueError:
+                raise JobFailed(f"the workflow saved {saved[0].get('filename')}, not a PNG picture") from None
         write_result(job.output, data)
         job.server, job.seconds = server.url, time.perf_counter() - t0
 

@@ -27,6 +27,14 @@ def upload_name(data: bytes, suffix: str) -> str:
     return f"cd_{hashlib.sha256(data).hexdigest()[:20]}{suffix.lower() or '.png'}"
 
 
+def pool_folder(paths: list) -> str | None:
+    """The folder of the server's input/ a reference pool is uploaded into: named by the pool's content."""
+    if not paths:
+        return None
+    digest = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in paths))
+    return f"colorize_client_pool/{digest.hexdigest()[:16]}"
+
+
 class ComfyServer:
     def __init__(self, url: str, timeout: float = 60.0, ws_timeout: float = 600.0):
         """`timeout`: each HTTP request and the websocket handshake; `ws_timeout`: the longest silence on the

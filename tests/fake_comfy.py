@@ -23,7 +23,9 @@ import socket
 import threading
 import urllib.parse
 import uuid
+from pathlib import Path
 
+import pytest
 from PIL import Image
 
 PHASES = ("upload", "prompt", "handshake", "midrun", "ws-close", "history", "view")
@@ -67,7 +69,7 @@ class FakeComfy:
         assert die_at in PHASES + (None,)
         self.die_at, self.on_job, self.hold = die_at, on_job, hold
         self.prompts: list = []                   # (prompt id, API prompt), in the order queued
-        self.views = 0                            # pictures fully sent
+        self.views = 0                            # pictures sent whole
         self.dead = threading.Event()
         self.lock = threading.Lock()
         self.conns: set = set()
@@ -190,10 +192,9 @@ class FakeComfy:
                              .encode() + data[: len(data) // 2])
                 self.die()
                 return False
-            self._send(conn, 200, data, "image/png")
-            with self.lock:
+            with self.lock:                       # counted before it is sent: the client may end at once
                 self.views += 1
-            return True
+            return self._send(conn, 200, data, "image/png")
         return self._json(conn, {"error": "not found"}, 404)
 
     def _job(self, pid: str) -> int:
@@ -247,3 +248,52 @@ def _frame(opcode: int, payload: bytes) -> bytes:
     n = len(payload)
     head = bytes([0x80 | opcode]) + (bytes([n]) if n < 126 else bytes([126]) + n.to_bytes(2, "big"))
     return head + payload
+
+
+# ---------------------------------------------------------------------------------------------- test helpers
+BOUND = 30.0         # the longest a client run may take in these tests; each takes well under a second
+
+
+@pytest.fixture
+def fakes():
+    """make(**FakeComfy options) -> a fake server, closed after the test."""
+    made = []
+
+    def make(**kw):
+        made.append(FakeComfy(**kw))
+        return made[-1]
+
+    yield make
+    for f in made:
+        f.close()
+
+
+def inputs(tmp_path: Path, n: int) -> list:
+    """Arguments for n sketches (page_00.png, ...), a reference and the fake's workflow."""
+    sketches = tmp_path / "sketches"
+    sketches.mkdir(exist_ok=True)
+    for i in range(n):
+        Image.new("L", (16, 16), 40 * i).save(sketches / f"page_{i:02d}.png")
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "reference.png")
+    (tmp_path / "flow.json").write_text(json.dumps(WORKFLOW))
+    return ["--sketch", sketches, "--reference", tmp_path / "reference.png", "--workflow", tmp_path / "flow.json"]
+
+
+def colorize(args, *servers, via_main=False):
+    """(exit code, logged lines) of `python -m client colorize ARGS --server ...`: main() (its messages on
+    stderr) or run() (its lines collected); bounded."""
+    from client.cli import main, parser, run
+
+    argv = ["colorize", *map(str, args)] + [a for s in servers for a in ("--server", s.url)]
+    lines = []
+    return bounded(lambda: main(argv) if via_main else run(parser().parse_args(argv), log=lines.append), lines), lines
+
+
+def bounded(call, lines):
+    """call() in a thread that must end within BOUND seconds; its value."""
+    result = {}
+    t = threading.Thread(target=lambda: result.update(value=call()), daemon=True)
+    t.start()
+    t.join(BOUND)
+    assert not t.is_alive(), f"the client hangs: {lines}"
+    return result["value"]

@@ -6,57 +6,10 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from fake_comfy import PHASES, WORKFLOW, FakeComfy
-
-BOUND = 30.0         # the longest a client run may take here; each takes well under a second
-
-
-@pytest.fixture
-def fakes():
-    made = []
-
-    def make(**kw):
-        made.append(FakeComfy(**kw))
-        return made[-1]
-
-    yield make
-    for f in made:
-        f.close()
-
-
-def _inputs(tmp_path: Path, n: int) -> list:
-    sketches = tmp_path / "sketches"
-    sketches.mkdir(exist_ok=True)
-    for i in range(n):
-        Image.new("L", (16, 16), 40 * i).save(sketches / f"page_{i:02d}.png")
-    Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "reference.png")
-    (tmp_path / "flow.json").write_text(json.dumps(WORKFLOW))
-    return ["--sketch", sketches, "--reference", tmp_path / "reference.png", "--workflow", tmp_path / "flow.json"]
-
-
-def _client(args, *servers, via_main=False):
-    """The client's exit code and its lines, run in a thread that must end within BOUND seconds."""
-    from client.cli import main, parser, run
-
-    argv = ["colorize", *map(str, args)] + [a for s in servers for a in ("--server", s.url)]
-    lines = []
-    return _bounded(lambda: main(argv) if via_main else run(parser().parse_args(argv), log=lines.append), lines), lines
-
-
-def _bounded(call, lines):
-    """call() in a thread that must end within BOUND seconds; its value."""
-    result = {}
-    t = threading.Thread(target=lambda: result.update(value=call()), daemon=True)
-    t.start()
-    t.join(BOUND)
-    assert not t.is_alive(), f"the client hangs: {lines}"
-    return result["value"]
-
+from fake_comfy import BOUND, PHASES, bounded, colorize, fakes, inputs  # noqa: F401 - fakes: a fixture
 
 @pytest.mark.parametrize("phase", PHASES)
 def test_a_server_dying_at_any_point_gives_its_job_to_the_other(phase, fakes, tmp_path):
@@ -64,7 +17,7 @@ def test_a_server_dying_at_any_point_gives_its_job_to_the_other(phase, fakes, tm
     the dying one always gets to a second job."""
     dying = fakes(die_at=phase, on_job=2)
     healthy = fakes(hold=dying.dead)
-    code, lines = _client([*_inputs(tmp_path, 4), "--out", tmp_path / "out"], dying, healthy)
+    code, lines = colorize([*inputs(tmp_path, 4), "--out", tmp_path / "out"], dying, healthy)
     assert dying.dead.is_set() and dying.views == 1               # it died in its second job
     assert code == 0, lines
     done = [line for line in lines if " -> " in line]
@@ -77,7 +30,7 @@ def test_a_server_dying_at_any_point_gives_its_job_to_the_other(phase, fakes, tm
 @pytest.mark.parametrize("phase", PHASES)
 def test_a_lone_server_dying_fails_each_job_by_name(phase, fakes, tmp_path):
     dying = fakes(die_at=phase, on_job=1)
-    code, lines = _client([*_inputs(tmp_path, 2), "--out", tmp_path / "out"], dying)
+    code, lines = colorize([*inputs(tmp_path, 2), "--out", tmp_path / "out"], dying)
     assert code == 1, lines
     for name in ("page_00.png", "page_01.png"):
         assert any(line.startswith("FAILED ") and name in line and "no server left to run it" in line
@@ -88,7 +41,7 @@ def test_a_lone_server_dying_fails_each_job_by_name(phase, fakes, tmp_path):
 def test_a_result_that_cannot_be_written_fails_its_job_not_the_server(fakes, tmp_path):
     server = fakes()
     (tmp_path / "out" / "page_01_colorized.png.part").mkdir(parents=True)   # in the way of the temporary file
-    code, lines = _client([*_inputs(tmp_path, 3), "--out", tmp_path / "out"], server)
+    code, lines = colorize([*inputs(tmp_path, 3), "--out", tmp_path / "out"], server)
     assert code == 1
     assert [line for line in lines if line.startswith("FAILED ")] == [
         next(line for line in lines if line.startswith("FAILED "))]
@@ -120,7 +73,7 @@ def test_a_worker_never_dies_with_a_job_in_flight(tmp_path):
 
     jobs = [Job(tmp_path / f"{i}.png", tmp_path / f"{i}_out.png") for i in range(4)]
     lines = []
-    _bounded(lambda: Simulated([odd, fine], {}, {}, {}, {}, lines.append).run(jobs), lines)
+    bounded(lambda: Simulated([odd, fine], {}, {}, {}, {}, lines.append).run(jobs), lines)
     failed = [j for j in jobs if j.state == "failed"]
     assert len(failed) == 1 and "KeyError" in failed[0].reason and "http://odd" in failed[0].reason
     assert [j.state for j in jobs if j not in failed] == ["done"] * 3
@@ -131,7 +84,7 @@ def test_a_worker_never_dies_with_a_job_in_flight(tmp_path):
 def test_an_out_that_cannot_be_a_folder_is_refused_before_any_job(out, fakes, tmp_path, capsys):
     server = fakes()
     (tmp_path / "a_file.png").write_bytes(b"keep me")
-    code, _ = _client([*_inputs(tmp_path, 2), "--out", tmp_path / out], server, via_main=True)
+    code, _ = colorize([*inputs(tmp_path, 2), "--out", tmp_path / out], server, via_main=True)
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: --out "), err
     assert "is a file" in err and "Traceback" not in err
@@ -141,7 +94,7 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_any_job(out, fakes, tm
 def test_a_folder_in_the_way_of_a_result_is_refused_before_any_job(fakes, tmp_path, capsys):
     server = fakes()
     (tmp_path / "out" / "page_01_colorized.png").mkdir(parents=True)
-    code, _ = _client([*_inputs(tmp_path, 2), "--out", tmp_path / "out"], server, via_main=True)
+    code, _ = colorize([*inputs(tmp_path, 2), "--out", tmp_path / "out"], server, via_main=True)
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "page_01_colorized.png is in the way" in err
     assert server.prompts == [] and [p.name for p in (tmp_path / "out").iterdir()] == ["page_01_colorized.png"]
@@ -149,13 +102,13 @@ def test_a_folder_in_the_way_of_a_result_is_refused_before_any_job(fakes, tmp_pa
 
 def test_a_workflow_file_that_is_no_workflow_says_so_in_one_line(fakes, tmp_path, capsys):
     server = fakes()
-    args = _inputs(tmp_path, 1)
+    args = inputs(tmp_path, 1)
     (tmp_path / "flow.json").write_text("{not json")
-    code, _ = _client([*args, "--out", tmp_path / "out"], server, via_main=True)
+    code, _ = colorize([*args, "--out", tmp_path / "out"], server, via_main=True)
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot be read as a workflow" in err
     (tmp_path / "flow.json").write_text(json.dumps({"3": {"class_type": "SaveImage", "inputs": {}}}))
-    code, _ = _client([*args, "--out", tmp_path / "out"], server, via_main=True)
+    code, _ = colorize([*args, "--out", tmp_path / "out"], server, via_main=True)
     err = capsys.readouterr().err
     assert code == 2 and "API-format export" in err and len(err.strip().splitlines()) == 1
     assert server.prompts == [] and not (tmp_path / "out").exists()
