@@ -10,6 +10,7 @@ Fault points (`die_at`), each on the `on_job`-th job the server sees:
   ws-close    the websocket is closed (close frame) after that step  (mid-run, a server shutting down)
   history     GET /history/<id> is cut after the prompt succeeded    (after the result, before its download)
   view        GET /view sends half of the picture, then is cut       (during the download)
+With `stall`, the server goes silent at that point instead (a hung server): nothing more is sent.
 """
 from __future__ import annotations
 
@@ -65,9 +66,13 @@ def result_png(prompt: dict) -> bytes:
 
 
 class FakeComfy:
-    def __init__(self, die_at: str | None = None, on_job: int = 1, hold: threading.Event | None = None):
+    def __init__(self, die_at: str | None = None, on_job: int = 1, hold: threading.Event | None = None,
+                 stall: bool = False):
+        """`hold`: each job's run waits for that event first; `stall`: at the fault point the server goes silent
+        (the connection kept open, nothing answered until it is closed) instead of dying."""
         assert die_at in PHASES + (None,)
-        self.die_at, self.on_job, self.hold = die_at, on_job, hold
+        self.die_at, self.on_job, self.hold, self.stall = die_at, on_job, hold, stall
+        self.faulted = threading.Event()          # the fault point was reached
         self.prompts: list = []                   # (prompt id, API prompt), in the order queued
         self.views = 0                            # pictures sent whole
         self.dead = threading.Event()
@@ -110,9 +115,13 @@ class FakeComfy:
     close = die
 
     def _fault(self, phase: str, job: int) -> bool:
-        """Dies when `phase` is reached on the chosen job (1-based); True then."""
+        """Dies (or stalls) when `phase` is reached on the chosen job (1-based); True then."""
         if self.die_at == phase and job == self.on_job:
-            self.die()
+            self.faulted.set()
+            if self.stall:
+                self.dead.wait(WAIT)
+            else:
+                self.die()
             return True
         return False
 
@@ -190,8 +199,7 @@ class FakeComfy:
             if self.die_at == "view" and self._job(pid) == self.on_job:
                 conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {len(data)}\r\n\r\n"
                              .encode() + data[: len(data) // 2])
-                self.die()
-                return False
+                return not self._fault("view", self._job(pid))
             with self.lock:                       # counted before it is sent: the client may end at once
                 self.views += 1
             return self._send(conn, 200, data, "image/png")
@@ -226,11 +234,11 @@ class FakeComfy:
         send({"type": "execution_start", "data": {"prompt_id": pid}})
         send({"type": "executing", "data": {"node": "3", "prompt_id": pid}})
         send({"type": "progress", "data": {"value": 1, "max": 2, "prompt_id": pid, "node": "3"}})
-        if self.die_at == "ws-close" and job == self.on_job:
+        if self.die_at == "ws-close" and job == self.on_job and not self.stall:
             conn.sendall(_frame(8, b"\x03\xe9"))          # 1001: going away
-            self.die()
+            self._fault("ws-close", job)
             return
-        if self._fault("midrun", job):
+        if self._fault("midrun", job) or self._fault("ws-close", job):
             return
         send({"type": "progress", "data": {"value": 2, "max": 2, "prompt_id": pid, "node": "3"}})
         send({"type": "execution_success", "data": {"prompt_id": pid}})

@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import json
 import threading
+from types import SimpleNamespace
 
 import pytest
 
-from fake_comfy import BOUND, PHASES, bounded, colorize, fakes, inputs  # noqa: F401 - fakes: a fixture
+from fake_comfy import BOUND, OBJECT_INFO, PHASES, WORKFLOW, bounded, colorize, fakes, inputs  # noqa: F401
 
 @pytest.mark.parametrize("phase", PHASES)
 def test_a_server_dying_at_any_point_gives_its_job_to_the_other(phase, fakes, tmp_path):
     """The dying server has done one job and dies in its second; the other holds its first job until then, so
     the dying one always gets to a second job."""
     dying = fakes(die_at=phase, on_job=2)
-    healthy = fakes(hold=dying.dead)
+    healthy = fakes(hold=dying.faulted)
     code, lines = colorize([*inputs(tmp_path, 4), "--out", tmp_path / "out"], dying, healthy)
     assert dying.dead.is_set() and dying.views == 1               # it died in its second job
     assert code == 0, lines
@@ -25,6 +26,27 @@ def test_a_server_dying_at_any_point_gives_its_job_to_the_other(phase, fakes, tm
     assert dying.views + healthy.views == 4                       # every picture downloaded exactly once
     assert any(line.startswith(f"{dying.url} ") and f"goes to {healthy.url}" in line for line in lines), lines
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"page_{i:02d}_colorized.png" for i in range(4)]
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_a_server_that_hangs_at_any_point_is_given_up_within_its_timeout(phase, fakes, tmp_path):
+    """A server that goes silent (the connection open, no answer) is given up after the client's timeouts (here
+    1 s) and its job goes to the other server."""
+    from client.jobs import Job, Scheduler
+    from client.server import ComfyServer
+    from client.workflow import to_api
+
+    hung = fakes(die_at=phase, stall=True)
+    healthy = fakes(hold=hung.faulted)
+    args = inputs(tmp_path, 3)
+    jobs = [Job(p, tmp_path / "out" / f"{p.stem}_colorized.png") for p in sorted(args[1].iterdir())]
+    servers = [ComfyServer(hung.url, timeout=1.0, ws_timeout=1.0), ComfyServer(healthy.url)]
+    lines = []
+    scheduler = Scheduler(servers, to_api(WORKFLOW, OBJECT_INFO), {"Reference": args[3]}, {}, {}, lines.append)
+    bounded(lambda: scheduler.run(jobs), lines)
+    assert hung.faulted.is_set() and [j.state for j in jobs] == ["done"] * 3, lines
+    assert {j.server for j in jobs} == {healthy.url} and healthy.views == 3
+    assert any(line.startswith(hung.url) and f"goes to {healthy.url}" in line for line in lines), lines
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -55,12 +77,7 @@ def test_a_worker_never_dies_with_a_job_in_flight(tmp_path):
     other server is not left waiting for the job (no ComfyUI: the job runs are simulated)."""
     from client.jobs import Job, Scheduler
 
-    class Server:
-        def __init__(self, url):
-            self.url = url
-
-    odd, fine = Server("http://odd"), Server("http://fine")
-
+    odd, fine = SimpleNamespace(url="http://odd"), SimpleNamespace(url="http://fine")
     raised = threading.Event()
 
     class Simulated(Scheduler):
