@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 from . import pictures as pics
@@ -128,6 +129,17 @@ def check_models(info: dict, prompt: dict, models: dict, server: ComfyServer) ->
                              f"or name another with --{key.replace('_', '-')}")
 
 
+def server_url(url: str) -> str:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        ok = parts.scheme == "http" and parts.hostname and (parts.port or 80)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UsageError(f"--server {url}: give the server's address as http://HOST:PORT (e.g. http://127.0.0.1:8188)")
+    return url
+
+
 def answering(servers: list) -> tuple[list, dict]:
     """The servers that answer, the first of them the one whose /object_info was read."""
     live = [s for s in servers if s.alive()]
@@ -149,7 +161,7 @@ def run(args, log=print) -> int:
     for path in pool:
         pics.check(path)
     jobs = plan(args)
-    servers = [ComfyServer(u) for u in args.server]
+    servers = [ComfyServer(server_url(u)) for u in args.server]
     embedded = None
     if not servers:
         from .embedded import Embedded

@@ -1,6 +1,7 @@
-"""Jobs over one or several ComfyUI servers: each server works on one job at a time; a server that stops answering,
-or fails a job for a reason outside it (interrupted, out of memory), gives its job back to the others; every job
-ends done once, skipped (its result exists) or failed with its reason."""
+"""Jobs over one or several ComfyUI servers: each server works on one job at a time; a server that stops answering
+at any point of a job (upload, submission, websocket, history, download) is given up and its job goes to the
+others; one that fails a job for a reason outside it (interrupted, out of memory) gives the job back; every job ends
+done once, skipped (done with these settings) or failed with its reason, whatever is raised in a worker."""
 from __future__ import annotations
 
 import contextlib

@@ -129,3 +129,18 @@ def test_a_workflow_file_that_is_no_workflow_says_so_in_one_line(fakes, tmp_path
     err = capsys.readouterr().err
     assert code == 2 and "API-format export" in err and len(err.strip().splitlines()) == 1
     assert server.prompts == [] and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("change, says", [
+    (("--server", "localhost:8188"), "--server localhost:8188: give the server's address as http://HOST:PORT"),
+    (("--server", "http://127.0.0.1:port"), "give the server's address as http://HOST:PORT"),
+    (("--reference", "."), ": a folder, not a picture"),
+])
+def test_bad_addresses_and_paths_say_one_line(change, says, tmp_path, capsys):
+    args = [str(a) for a in inputs(tmp_path, 1)] + ["--out", str(tmp_path / "out"), "--server", "http://127.0.0.1:9"]
+    flag, value = change
+    args[args.index(flag) + 1] = value
+    code, _ = colorize(args, via_main=True)
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
