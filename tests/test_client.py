@@ -246,12 +246,19 @@ def test_a_job_given_back_late_is_still_run_by_the_server_left(tmp_path):
 
     slow, fast = Fake("http://slow"), Fake("http://fast")
 
+    emptied = threading.Event()
+
     class Simulated(Scheduler):
         def _run(self, server, job):
             if server is slow:
-                time.sleep(0.5)            # dies long after `fast` has emptied the queue
+                assert emptied.wait(30)    # dies after `fast` has emptied the queue
                 raise ServerDown("killed")
-            job.state, job.server = "done", server.url
+            job.server = server.url
+
+        def _conclude(self, server, job, outcome, why):
+            super()._conclude(server, job, outcome, why)
+            if server is fast and not self.pending:
+                emptied.set()
 
     jobs = [Job(tmp_path / f"{i}.png", tmp_path / f"{i}_out.png") for i in range(2)]
     Simulated([slow, fast], {}, {}, {}, {}, lambda line: None).run(jobs)
