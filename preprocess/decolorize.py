@@ -27,7 +27,6 @@ from PIL import Image
 from .screen_vae import ScreenDecoder, ScreenGenerator, ScreenRandom
 
 STYLES = ("Sketch", "Sketch_Shading", "GrayImage(ScreenStyle)")
-RESOLUTIONS = {"640x640": (640, 640), "512x800": (512, 800), "800x512": (800, 512)}
 SCALE = 1.5
 
 
