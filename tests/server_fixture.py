@@ -135,6 +135,9 @@ def link_golden_models(root: Path, models: Path) -> None:
     for folder in sorted((root / "models" / "colorflow").glob("*/")):
         (models / "colorflow").mkdir(exist_ok=True)
         _link(folder, models / "colorflow" / folder.name)
+    if (root / "models" / "colorflow" / "sketch").is_dir():   # shading/ has sketch/'s format: the tiny sketch/
+        (models / "colorflow").mkdir(exist_ok=True)            # stands in for it
+        _link(root / "models" / "colorflow" / "sketch", models / "colorflow" / "shading")
     for sub in ("LE", "ScreenStyle"):               # the decolorize networks, in the snapshot layout
         if (root / "models" / sub).is_dir():
             (models / "colorflow").mkdir(exist_ok=True)
