@@ -48,8 +48,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, type=Path, help="output folder, made when the first result is written "
                    "(a file there, or a path that cannot be a folder, is refused before any job); results are "
                    "<sketch name>_colorized.png")
-    c.add_argument("--mode", help=f"{', '.join(MODES)} (default: vanilla, with --pool chapter; colorflow and "
-                   "colorflow-grey take --pool too); or --workflow")
+    c.add_argument("--mode", help=f"{', '.join(MODES)} (default: vanilla, with --pool chapter; colorflow, "
+                   "colorflow-shading and colorflow-grey take --pool too); or --workflow")
     c.add_argument("--workflow", help="a workflow .json saved from ComfyUI instead of a mode")
     c.add_argument("--server", action="append", default=[], metavar="URL",
                    help="a running ComfyUI with the pack (repeat for several); none: the embedded one")

@@ -14,7 +14,8 @@ MODES = {"vanilla": "vanilla", "foreground-background": "foreground_background_v
          "background": "background_enhance_v2", "style": "style_enhance_v2", "full": "full_enhance_v2",
          "full-background": "full_enhance_background_v2", "xl": "vanilla_xl", "xl-background": "background_enhance_xl",
          "xl-background-picture": "background_picture_xl", "chapter": "chapter_v2",
-         "colorflow": "chapter_colorflow", "colorflow-grey": "grey_pages_colorflow"}
+         "colorflow": "chapter_colorflow", "colorflow-shading": "shaded_pages_colorflow",
+         "colorflow-grey": "grey_pages_colorflow"}
 FOLDER_LOADERS = {"LoadImageDataSetFromFolder"}     # a workflow's folder of sketches: one sketch per job here
 POOL_NODE = "ColorizeDiffusionReferencePool"
 

@@ -1,0 +1,121 @@
+"""ColorFlow Decolorize through the node with the golden set's tiny networks (../shared/golden_colorflow_decolorize,
+in the released snapshot layout): the three styles at 1.5x the working resolution, what each output is, the seed,
+and bad input or files refused with one clear message before any work. Numerical parity: test_golden.py."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import torch
+
+from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
+
+from chain_support import node
+from shared_data import GOLDEN_COLORFLOW_DECOLORIZE
+
+MODELS = GOLDEN_COLORFLOW_DECOLORIZE / "models"
+NODE = "ColorizeDiffusionColorFlowDecolorize"
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory):
+    """models/colorflow/<snapshot>/{LE, ScreenStyle} (copies of the tiny released-layout files)."""
+    import folder_paths
+
+    root = tmp_path_factory.mktemp("colorflow")
+    for sub in ("LE", "ScreenStyle"):
+        shutil.copytree(MODELS / sub, root / "snap" / sub)
+    folder_paths.add_model_folder_path("colorflow", str(root))
+    return root / "snap"
+
+
+def _page(h=90, w=70, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    page = torch.rand((1, h, w, 3), generator=g)
+    page[:, h // 3:h // 2] = 0.05          # a dark band (Sketch_Shading's black areas)
+    return page
+
+
+def _run(style, page=None, resolution="256x256", seed=0, folder="snap"):
+    return node(NODE, page=_page() if page is None else page, style=style, folder=folder, resolution=resolution,
+                seed=seed)
+
+
+def test_folder_is_offered(snapshot):
+    from colorize_diffusion.nodes.colorflow_decolorize_nodes import _snapshot_folders
+
+    assert "snap" in _snapshot_folders()
+
+
+@pytest.mark.parametrize("style", ["Sketch", "Sketch_Shading", "GrayImage(ScreenStyle)"])
+def test_styles_give_grey_pictures_at_one_and_a_half_times_the_resolution(snapshot, style):
+    context, vae_input = _run(style, page=_page().repeat(2, 1, 1, 1))
+    assert context.shape == vae_input.shape == (2, 384, 384, 3)           # 1.5 x 256x256, a batch of 2
+    for x in (context, vae_input):
+        assert torch.equal(x[..., 0], x[..., 1]) and torch.equal(x[..., 0], x[..., 2])
+        assert torch.equal(x * 255, (x * 255).round())                     # uint8 pictures
+        assert x.std() > 0
+    if style == "Sketch_Shading":                                          # thresholds change the context only
+        assert not torch.equal(context, vae_input)
+        assert (context <= vae_input).all()
+    else:
+        assert torch.equal(context, vae_input)
+
+
+def test_presets_size_and_aspect(snapshot):
+    context, _ = _run("Sketch", resolution="256x400")
+    assert context.shape == (1, 600, 384, 3)
+
+
+def test_screen_style_seed(snapshot):
+    a = _run("GrayImage(ScreenStyle)", seed=1)[0]
+    b = _run("GrayImage(ScreenStyle)", seed=1)[0]
+    c = _run("GrayImage(ScreenStyle)", seed=2)[0]
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)                      # the ScreenVAE's dropout and noise are live, as in the app
+    assert torch.equal(_run("Sketch", seed=1)[0], _run("Sketch", seed=2)[0])
+
+
+def test_bad_input_gets_one_clear_message(snapshot, tmp_path):
+    import folder_paths
+
+    with pytest.raises(ColorizerInputError, match="style 'Colour' is not one of Sketch, Sketch_Shading"):
+        _run("Colour")
+    with pytest.raises(ColorizerInputError, match="resolution '100x100' is not one of 640x640"):
+        _run("Sketch", resolution="100x100")
+    with pytest.raises(ColorizerInputError, match="page must be an IMAGE"):
+        _run("Sketch", page=torch.rand(1, 2, 3, 4, 5))
+    with pytest.raises(ColorizerInputError, match="page is 4x4 pixels"):
+        _run("Sketch", page=torch.rand(1, 4, 4, 3))
+    with pytest.raises(ColorizerLoadError, match="nowhere not found in models/colorflow"):
+        _run("Sketch", folder="nowhere")
+
+    # a snapshot without the ScreenVAE decoder; a decoder file holding another network
+    flows = tmp_path / "flows"
+    shutil.copytree(snapshot, flows / "no_dec")
+    dec = os.path.join("ScreenStyle", "ScreenVAE", "latest_net_dec.pth")
+    (flows / "no_dec" / dec).unlink()
+    folder_paths.add_model_folder_path("colorflow", str(flows))
+    with pytest.raises(ColorizerLoadError, match="ScreenStyle/ScreenVAE/latest_net_dec.pth not found in"):
+        _run("GrayImage(ScreenStyle)", folder="no_dec")
+    assert _run("Sketch", folder="no_dec")[0].shape == (1, 384, 384, 3)  # the line model alone suffices
+    shutil.copytree(snapshot, flows / "swapped")
+    shutil.copy(flows / "swapped" / "LE" / "erika.pth", flows / "swapped" / dec)
+    with pytest.raises(ColorizerLoadError, match="latest_net_dec.pth: not the ScreenStyle dec network"):
+        _run("GrayImage(ScreenStyle)", folder="swapped")
+    enc = flows / "swapped" / "ScreenStyle" / "ScreenVAE" / "latest_net_enc.pth"
+    shutil.copy(snapshot / "LE" / "erika.pth", enc)
+    with pytest.raises(ColorizerLoadError, match="latest_net_enc.pth: not the ScreenStyle enc network"):
+        _run("GrayImage(ScreenStyle)", folder="swapped")
+
+
+def test_code_executing_pickle_is_refused(snapshot, tmp_path):
+    import folder_paths
+
+    bad = tmp_path / "pickled" / "pickle_snap"
+    (bad / "LE").mkdir(parents=True)
+    torch.save({"x": torch.nn.Linear(2, 2)}, bad / "LE" / "erika.pth")     # a module object: not weights-only
+    folder_paths.add_model_folder_path("colorflow", str(tmp_path / "pickled"))
+    with pytest.raises(ColorizerLoadError, match="erika.pth"):
+        _run("Sketch", folder="pickle_snap")
