@@ -150,3 +150,20 @@ def test_full_size_networks_have_the_released_files_keys_and_shapes():
     for name, markers in files._UNUSED_MARKERS.items():
         stem = {"enc": "ScreenStyle_ScreenVAE_latest_net_enc"}.get(name, f"ScreenStyle_latest_net_{name}")
         assert set(markers) <= set(_manifest(stem)), name
+
+
+def test_networks_load_once_per_chapter_and_again_when_a_file_changes(snapshot, monkeypatch):
+    from colorize_diffusion.nodes import colorflow_decolorize_nodes as nodes
+
+    loads = []
+    real = nodes.load_decolorize_models
+    monkeypatch.setattr(nodes, "load_decolorize_models", lambda root, style: loads.append(style) or real(root, style))
+    nodes._CACHE.clear()
+    for seed in (0, 1):
+        _run("Sketch", page=_page(seed=seed))
+    assert loads == ["Sketch"]
+    erika = snapshot / "LE" / "erika.pth"
+    os.utime(erika, ns=(erika.stat().st_atime_ns, erika.stat().st_mtime_ns + 10**9))
+    _run("Sketch")
+    assert loads == ["Sketch", "Sketch"]
+    assert all(p.device.type == "cpu" for net in nodes._CACHE.values() for m in net.values() for p in m.parameters())
