@@ -119,3 +119,51 @@ def test_code_executing_pickle_is_refused(snapshot, tmp_path):
     folder_paths.add_model_folder_path("colorflow", str(tmp_path / "pickled"))
     with pytest.raises(ColorizerLoadError, match="erika.pth"):
         _run("Sketch", folder="pickle_snap")
+
+
+def _manifest(name: str) -> dict:
+    import json
+
+    rows = (GOLDEN_COLORFLOW_DECOLORIZE / "manifests" / f"{name}.tsv").read_text().splitlines()[1:]
+    return {key: tuple(json.loads(shape)) for key, shape, _ in (r.split("\t") for r in rows)}
+
+
+def test_full_size_networks_have_the_released_files_keys_and_shapes():
+    """The README's manifests of the real files (full widths): the port's networks, shaped from those state
+    dicts, take exactly their keys with their shapes; the three unused files carry the marker keys the loader
+    checks."""
+    from colorize_diffusion.comfy_compat import expected_state_shapes
+    from colorize_diffusion.preprocess import decolorize_files as files
+    from colorize_diffusion.preprocess.extractor_nets import MangaLineNet, manga_widths
+    from colorize_diffusion.preprocess.screen_vae import decoder_from_state, generator_from_state
+
+    def meta(shapes):
+        return {k: torch.empty(s, device="meta") for k, s in shapes.items()}
+
+    with torch.device("meta"):
+        for manifest, build in (("LE_erika", lambda sd: MangaLineNet(manga_widths(sd))),
+                                ("ScreenStyle_latest_net_G_RGB2INTSCR", generator_from_state),
+                                ("ScreenStyle_ScreenVAE_latest_net_dec", decoder_from_state)):
+            want = _manifest(manifest)
+            assert expected_state_shapes(build(meta(want))) == want, manifest
+    assert manga_widths(meta(_manifest("LE_erika"))) == (24, 48, 96, 192, 384, 16)
+    for name, markers in files._UNUSED_MARKERS.items():
+        stem = {"enc": "ScreenStyle_ScreenVAE_latest_net_enc"}.get(name, f"ScreenStyle_latest_net_{name}")
+        assert set(markers) <= set(_manifest(stem)), name
+
+
+def test_networks_load_once_per_chapter_and_again_when_a_file_changes(snapshot, monkeypatch):
+    from colorize_diffusion.nodes import colorflow_decolorize_nodes as nodes
+
+    loads = []
+    real = nodes.load_decolorize_models
+    monkeypatch.setattr(nodes, "load_decolorize_models", lambda root, style: loads.append(style) or real(root, style))
+    nodes._CACHE.clear()
+    for seed in (0, 1):
+        _run("Sketch", page=_page(seed=seed))
+    assert loads == ["Sketch"]
+    erika = snapshot / "LE" / "erika.pth"
+    os.utime(erika, ns=(erika.stat().st_atime_ns, erika.stat().st_mtime_ns + 10**9))
+    _run("Sketch")
+    assert loads == ["Sketch", "Sketch"]
+    assert all(p.device.type == "cpu" for net in nodes._CACHE.values() for m in net.values() for p in m.parameters())

@@ -9,6 +9,7 @@ digest is reported, the probe must agree to 1e-5, torch's non-vectorised randn k
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,12 @@ import torch
 
 NOISE_PROBE_ATOL = 1e-5
 PROBE_STEP = {"A": 16, "L": 16}      # README §5: A/L probes [..., ::16, ::16], noise [..., ::8, ::8]
+
+
+def _probe_step(case: dict, name: str) -> int:
+    """The probe's stride as case.json's `storage` entry states it (`probe [..., ::16, ::16]`), else README §5's."""
+    found = re.search(r"::(\d+)", str((case.get("storage") or {}).get(name, "")))
+    return int(found.group(1)) if found else PROBE_STEP.get(name, 8)
 
 
 def is_decolorize_case(case: dict) -> bool:
@@ -78,7 +85,7 @@ def check(case: dict, got: dict, expected: dict) -> dict[str, float]:
                 failures.append(f"{key}: digest differs")
             continue
         if kind == "probe":
-            step = PROBE_STEP.get(name, 8)
+            step = _probe_step(case, name)
             err = (value[..., ::step, ::step].double() - want.double()).abs().max().item()
             report[key] = err
             if err > (NOISE_PROBE_ATOL if noise else 0.0):
