@@ -7,6 +7,8 @@ Nothing else in the pack checks a ComfyUI version or probes for one of these att
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -99,16 +101,26 @@ def set_reload_recipe(patcher, function, args: tuple, index: int | None = None) 
         patcher.cached_patcher_init = (function, args) if index is None else (function, args, index)
 
 
-def on_multigpu_deepclone(patcher, key: str, callback) -> bool:
-    """Register `callback(original, clone)` for `ModelPatcher.deepclone_multigpu` (after 0.3.75); False where the
-    host has no multi-GPU clones."""
+def on_model_replaced(patcher, key: str, callback) -> bool:
+    """Register `callback(original, clone)` for every clone of `patcher` that gets a model of its own (after
+    0.3.75): `ModelPatcher.deepclone_multigpu` (`ON_DEEPCLONE_MULTIGPU`), `match_multigpu_clones`, which rebuilds
+    each per-GPU clone from the main patcher's patches on every sampling (`ON_MATCH_MULTIGPU_CLONES`), and
+    `clone(model_override=...)` / the non-dynamic delegate of hooked conditioning (`ON_CLONE` with
+    `clone.model is not original.model`). False where the host has no multi-GPU clones (0.3.75, whose clones
+    always share the model)."""
     import comfy.patcher_extension
 
-    event = getattr(comfy.patcher_extension.CallbacksMP, "ON_DEEPCLONE_MULTIGPU", None)
-    if event is None:
-        return False
-    patcher.add_callback_with_key(event, key, callback)
-    return True
+    events = comfy.patcher_extension.CallbacksMP
+    patcher.add_callback_with_key(events.ON_CLONE, key, functools.partial(_if_model_replaced, callback))
+    multigpu = [getattr(events, name, None) for name in ("ON_DEEPCLONE_MULTIGPU", "ON_MATCH_MULTIGPU_CLONES")]
+    for event in filter(None, multigpu):
+        patcher.add_callback_with_key(event, key, callback)
+    return any(multigpu)
+
+
+def _if_model_replaced(callback, original, clone) -> None:
+    if clone.model is not original.model:
+        callback(original, clone)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -242,38 +242,93 @@ def test_core_patcher_class_and_reload_recipe():
         assert not hasattr(plain.model, "cached_patcher_init")
 
 
-def test_multigpu_deep_clone_computes_with_its_own_weights():
-    """A deep clone gets a fresh UNet and fresh colorizer networks; its patches must use those, not the
-    original's, and give the same result."""
-    import golden_support.unet_runner as unet_runner
+def _golden_v2_case():
     from golden_support.discovery import discover_cases
+
+    return next(c for c in discover_cases() if c.name == "B_v2_full_b2_16x24").load()
+
+
+def _computes_with_its_own_weights(original, clone, colorizer, case, inputs, expected, own_networks=True):
+    """`clone`'s patches sit on its own UNet (and networks, where `own_networks`), and it matches the golden case
+    with the original's weights overwritten with NaN."""
+    import golden_support.unet_runner as unet_runner
     from golden_support.model_eval import guided_step
 
-    case_dir = next(c for c in discover_cases() if c.name == "B_v2_full_b2_16x24")
-    case, inputs, expected = case_dir.load()
-    with host_emulation.emulate():
-        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
-        model = apply_colorizer(v2.model, v2.colorizer)
-        clone = host_emulation.deepclone_multigpu(model)
-        assert clone.model is not model.model
-        new_extras = clone.get_additional_models_with_key("colorize_diffusion")[0].model
-        assert new_extras is not v2.colorizer.unet_extras
-        for name, obj in clone.object_patches.items():
-            if isinstance(obj, SplitCrossAttention):
-                assert obj.to_q is comfy.utils.get_attr(clone.model, name).to_q
-                assert all(lora is None or any(lora is m for m in new_extras.modules()) for lora in obj._lora)
-            if isinstance(obj, StyledOutput):
-                assert obj[2] is clone.model.diffusion_model.out[2]
-                assert any(obj._style[0] is m for m in new_extras.modules())
-        conds = unet_runner._conds(case, inputs, v2.colorizer)
-        sigma = [case["timesteps"][0]["comfy_sigma"]]
-        with torch.no_grad():   # the clone must not read the original's weights: poison them
-            for p in list(model.model.parameters()) + list(v2.colorizer.unet_extras.parameters()):
-                p.fill_(float("nan"))
-        rec, _, _ = guided_step(clone, *conds, inputs["x_t"], sigma, 1.0, 1.0, "v")
+    assert clone.model is not original.model
+    extras = clone.get_additional_models_with_key("colorize_diffusion")[0].model
+    for name, obj in clone.object_patches.items():
+        if isinstance(obj, SplitCrossAttention):
+            assert obj.to_q is comfy.utils.get_attr(clone.model, name).to_q
+            assert all(lora is None or any(lora is m for m in extras.modules()) for lora in obj._lora)
+        if isinstance(obj, StyledOutput):
+            assert obj[2] is clone.model.diffusion_model.out[2]
+            assert any(obj._style[0] is m for m in extras.modules())
+    conds = unet_runner._conds(case, inputs, colorizer)
+    sigma = [case["timesteps"][0]["comfy_sigma"]]
+    with torch.no_grad():   # the clone must not read the original's weights: poison them
+        for p in list(original.model.parameters()) + list(colorizer.unet_extras.parameters() if own_networks else []):
+            p.fill_(float("nan"))
+    rec, _, _ = guided_step(clone, *conds, inputs["x_t"], sigma, 1.0, 1.0, "v")
     got, want = rec.calls[0][0], expected["out"]
     assert torch.isfinite(got).all()
     assert (got - want).abs().max() / want.pow(2).mean().sqrt() < case["tolerance"]["rtol_rms"]
+
+
+def test_multigpu_deep_clone_computes_with_its_own_weights():
+    """A deep clone gets a fresh UNet and fresh colorizer networks; its patches must use those, not the
+    original's, and give the same result."""
+    case, inputs, expected = _golden_v2_case()
+    with host_emulation.emulate():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        model = apply_colorizer(v2.model, v2.colorizer)
+        clone = model.deepclone_multigpu()
+        assert clone.get_additional_models_with_key("colorize_diffusion")[0].model is not v2.colorizer.unet_extras
+        _computes_with_its_own_weights(model, clone, v2.colorizer, case, inputs, expected)
+
+
+def test_multigpu_clones_keep_their_own_weights_after_clone_matching():
+    """`match_multigpu_clones` (every sampling, and the MultiGPU node) rebuilds each per-GPU clone from the main
+    patcher's object patches: the pack re-targets them again onto the clone's own modules."""
+    case, inputs, expected = _golden_v2_case()
+    with host_emulation.emulate():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        model = apply_colorizer(v2.model, v2.colorizer).clone()     # what the MultiGPU node does
+        device_clone = model.deepclone_multigpu(new_load_device=model.load_device)
+        device_clone.is_multigpu_base_clone = True
+        model.set_additional_models("multigpu", [device_clone])
+        model.match_multigpu_clones()
+        model.match_multigpu_clones()
+        matched = model.get_additional_models_with_key("multigpu")[0]
+        assert matched is not device_clone and matched.model is device_clone.model
+        _computes_with_its_own_weights(model, matched, v2.colorizer, case, inputs, expected)
+
+
+def test_hooked_conditioning_samples_on_a_delegate_with_its_own_weights():
+    """With dynamic VRAM, a cond carrying hooks makes `CFGGuider.inner_set_conds` switch to
+    `get_non_dynamic_delegate()`: a plain patcher on a model rebuilt from the reload recipe. The pack's patches
+    follow it onto that model."""
+    import comfy.hooks
+    from colorize_diffusion.model_patches.guidance import guider
+
+    case, inputs, expected = _golden_v2_case()
+    with host_emulation.emulate():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        model = apply_colorizer(v2.model, v2.colorizer)
+        assert model.is_dynamic()
+        hooked = [[torch.zeros(1, 3, 128), {"hooks": comfy.hooks.HookGroup()}]]
+        g = guider(model, hooked, hooked, None, 1.0, 1.0)
+        delegate = g.model_patcher
+        assert delegate is not model and not delegate.is_dynamic()
+        assert delegate.get_additional_models_with_key("colorize_diffusion")[0].model is v2.colorizer.unet_extras
+        _computes_with_its_own_weights(model, delegate, v2.colorizer, case, inputs, expected, own_networks=False)
+
+
+def test_a_delegate_needs_a_reload_recipe():
+    with host_emulation.emulate():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        v2.model.cached_patcher_init = None
+        with pytest.raises(RuntimeError, match="Cannot create non-dynamic delegate"):
+            v2.model.get_non_dynamic_delegate()
 
 
 # ------------------------------------------------------------------------------------------ small moves
@@ -298,3 +353,26 @@ def test_in_process_executor_gets_every_cache_argument():
     with host_emulation.executor_reads_ram_inactive():
         runner = Runner()
     assert runner.executor is not None
+
+
+def test_a_missing_vae_answers_attribute_probes_like_an_object_without_them(tmp_path, caplog):
+    """The RAM-pressure cache (0.38's default) probes `getattr(output, "patcher", None)` on cached outputs: the
+    stand-in VAE of a checkpoint without one must answer "no such attribute", not log a traceback and get the
+    loader's MODEL and COLORIZER evicted; any real use still says what to do."""
+    from safetensors.torch import save_file
+
+    from colorize_diffusion.model_patches.checkpoint import MissingVAE
+
+    sd = {k: v for k, v in load_file(str(MODELS / "v2-tiny.safetensors")).items()
+          if not k.startswith("first_stage_model.")}
+    save_file(sd, str(tmp_path / "novae.safetensors"))
+    loaded = load_checkpoint(str(tmp_path / "novae.safetensors"), dtype=torch.float32)
+    assert isinstance(loaded.vae, MissingVAE)
+    assert getattr(loaded.vae, "patcher", None) is None and not hasattr(loaded.vae, "get_models")
+    usage, failed = host_emulation.ram_release_sizing([[loaded.model], [loaded.colorizer], [loaded.vae]],
+                                                      old_generation=False)
+    assert not failed and "Could not size" not in caplog.text
+    with host_emulation.emulate():      # the prompt's model tracker probes the same attributes, with no try
+        host_emulation.PromptModelTracker().add([[loaded.model], [loaded.colorizer], [loaded.vae]])
+    with pytest.raises(ColorizerLoadError, match="contains no VAE.*Load VAE"):
+        loaded.vae.decode(torch.zeros(1, 4, 8, 8))

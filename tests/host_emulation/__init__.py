@@ -38,8 +38,10 @@ import os
 
 import torch
 
+from . import patchers
+from .execution import PromptModelTracker, executor_reads_ram_inactive, ram_release_sizing  # noqa: F401
+
 ENV_VAR = "COLORIZEDIFFUSION_HOST"
-DEEPCLONE_EVENT = "on_deepclone_multigpu"
 Backup = collections.namedtuple("Dimension", ["weight", "inplace_update"])
 
 
@@ -110,6 +112,9 @@ def dynamic_patcher_class():
     import comfy.utils
 
     class DynamicPatcher(comfy.model_patcher.ModelPatcher):
+        non_dynamic_delegate_model = None
+        get_non_dynamic_delegate = patchers.get_non_dynamic_delegate
+
         def is_dynamic(self):
             return True
 
@@ -144,32 +149,6 @@ def dynamic_patcher_class():
                 self.load(device_to)
 
     return DynamicPatcher
-
-
-def deepclone_multigpu(patcher, models_cache=None):
-    """`ModelPatcher.deepclone_multigpu` of current ComfyUI, on the pinned patcher (same load device)."""
-    import comfy.model_patcher
-
-    if patcher.cached_patcher_init is None:
-        raise RuntimeError("cached_patcher_init is not initialized")
-    init = patcher.cached_patcher_init
-    fresh = init[0](*init[1])
-    if len(init) > 2:
-        fresh = fresh[init[2]]
-    n = patcher.clone()
-    n.model = fresh.model
-    n.backup, n.backup_buffers, n.object_patches_backup = {}, {}, {}
-    n.hook_backup = {}
-    cache = {} if models_cache is None else models_cache
-    for key, models in n.additional_models.items():
-        for i, m in enumerate(models):
-            if id(m) not in cache:
-                cache[id(m)] = deepclone_multigpu(m, cache)
-            models[i] = cache[id(m)]
-    for callback in patcher.get_all_callbacks(DEEPCLONE_EVENT):
-        callback(patcher, n)
-    assert isinstance(n, comfy.model_patcher.ModelPatcher)
-    return n
 
 
 # ------------------------------------------------------------------------------------------------ attention
@@ -209,20 +188,6 @@ def comfy_attention():
 # ------------------------------------------------------------------------------------------------ the rest
 
 @contextlib.contextmanager
-def executor_reads_ram_inactive():
-    import execution
-
-    original = execution.PromptExecutor.__init__
-
-    def __init__(self, server, cache_type=False, cache_args=None, *args, **kwargs):
-        cache_args["ram_inactive"]   # KeyError, as current ComfyUI's RAM-pressure executor raises
-        original(self, server, cache_type, cache_args, *args, **kwargs)
-
-    with _patched(execution.PromptExecutor, __init__=__init__):
-        yield
-
-
-@contextlib.contextmanager
 def emulate(lazy: str = "none", executor: bool = True):
     """Everything above at once (the executor piece only where `executor`: a test server's main.py builds its own
     executor, with its own version's arguments)."""
@@ -237,20 +202,9 @@ def emulate(lazy: str = "none", executor: bool = True):
         if executor:
             stack.enter_context(executor_reads_ram_inactive())
         stack.enter_context(_patched(comfy.model_patcher, CoreModelPatcher=dynamic_patcher_class()))
-        stack.enter_context(_patched(comfy.model_patcher.ModelPatcher, cached_patcher_init=None,
-                                     clone=_clone_keeping_reload_recipe(comfy.model_patcher.ModelPatcher.clone)))
-        stack.enter_context(_patched(comfy.patcher_extension.CallbacksMP, ON_DEEPCLONE_MULTIGPU=DEEPCLONE_EVENT))
+        stack.enter_context(patchers.install())
         stack.enter_context(_patched(comfy.clip_model, clip_preprocess=comfy.clip_vision.clip_preprocess))
         yield
-
-
-def _clone_keeping_reload_recipe(clone):
-    @functools.wraps(clone)
-    def wrapper(self, *args, **kwargs):
-        n = clone(self, *args, **kwargs)
-        n.cached_patcher_init = self.cached_patcher_init
-        return n
-    return wrapper
 
 
 @contextlib.contextmanager
