@@ -84,13 +84,21 @@ def new_model_patcher(model: nn.Module, load_device, offload_device, *, disable_
     return model_patcher_class(disable_dynamic)(model, load_device=load_device, offload_device=offload_device)
 
 
-def unet_patcher(model: nn.Module):
+def unet_patcher(model: nn.Module, *, disable_dynamic: bool = False):
     """`model` under the host's patcher class on the diffusion model's devices (loaded beside the UNet, offloaded
     like it)."""
     import comfy.model_management
 
     return new_model_patcher(model, comfy.model_management.get_torch_device(),
-                             comfy.model_management.unet_offload_device())
+                             comfy.model_management.unet_offload_device(), disable_dynamic=disable_dynamic)
+
+
+def reloadable_unet_patcher(build, *args, disable_dynamic: bool = False):
+    """`unet_patcher(build(*args))` with a reload recipe that builds it again the same way, so that the host can
+    make multi-GPU clones and non-dynamic delegates of it (after 0.3.75; `args` name files, never tensors)."""
+    patcher = unet_patcher(build(*args), disable_dynamic=disable_dynamic)
+    set_reload_recipe(patcher, reloadable_unet_patcher, (build, *args))
+    return patcher
 
 
 def set_reload_recipe(patcher, function, args: tuple, index: int | None = None) -> None:
