@@ -376,3 +376,14 @@ def test_a_missing_vae_answers_attribute_probes_like_an_object_without_them(tmp_
         host_emulation.PromptModelTracker().add([[loaded.model], [loaded.colorizer], [loaded.vae]])
     with pytest.raises(ColorizerLoadError, match="contains no VAE.*Load VAE"):
         loaded.vae.decode(torch.zeros(1, 4, 8, 8))
+
+
+def test_the_colorizers_networks_are_visible_to_the_hosts_memory_accounting():
+    """0.38's prompt model tracker follows ModelPatcher outputs, `.patcher` and `get_models()`: the COLORIZER's
+    UNet extras and encoders are tracked with the MODEL."""
+    with host_emulation.emulate():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        tracker = host_emulation.PromptModelTracker()
+        tracker.add({0: [v2.model], 1: [v2.colorizer]})
+    tracked = set(map(id, tracker.models.values()))
+    assert tracked == {id(v2.model), id(v2.colorizer.unet_extras_patcher), id(v2.colorizer.encoders_patcher)}
