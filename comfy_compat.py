@@ -131,6 +131,19 @@ def _if_model_replaced(callback, original, clone) -> None:
         callback(original, clone)
 
 
+def cast_model(model: nn.Module, dtype) -> None:
+    """`model.to(dtype)`, and the dtype the dynamic patcher stages each weight in (after 0.3.75):
+    `ModelPatcherDynamic.load` stages a layer's weight in `<param>_comfy_model_dtype` (a lazy Linear records the dtype
+    it was built with), not in the weight's present dtype; `comfy.model_management.archive_model_dtypes` records the
+    present ones."""
+    import comfy.model_management
+
+    model.to(dtype=dtype)
+    archive = getattr(comfy.model_management, "archive_model_dtypes", None)
+    if archive is not None:
+        archive(model)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Attention (after 0.3.75): `CrossAttention` carries a `comfy_attention` child (`ComfyAttention`, which a
 # checkpoint may configure) and passes it to `optimized_attention(..., preferred_attention=...)`, which the

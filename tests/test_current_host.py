@@ -1,4 +1,4 @@
-"""The pack on current ComfyUI (0.38.x), imitated on the pinned host by tests/host_emulation.py.
+"""The pack on current ComfyUI (0.38.x), imitated on the pinned host by tests/host_emulation/.
 
 Loading with lazily built layers, patches that keep the host's key paths under the static and the dynamic
 patcher, the attention module's new attributes, the patcher class and reload recipe of core models, multi-GPU
@@ -22,6 +22,7 @@ from colorize_diffusion.errors import ColorizerLoadError
 from colorize_diffusion.model_patches.split_attention import SplitCrossAttention
 from colorize_diffusion.model_patches.unet_patches import StyledOutput, apply_colorizer
 from conftest import GOLDEN
+from golden_support.colorflow_runner import weights_in_use
 
 MODELS = GOLDEN / "models"
 CHECKPOINTS = ["mult-eps-tiny.safetensors", "switch-tiny.safetensors", "v2-tiny.safetensors"]
@@ -114,7 +115,7 @@ def _unet_out(patcher, x, t, context):
 
 def test_object_patches_keep_the_hosts_key_paths(v2_static):
     patched = apply_colorizer(v2_static.model, v2_static.colorizer)
-    patched.patch_model()
+    patched.patch_model(load_weights=False)
     try:
         keys = {k for k, _ in patched.model.diffusion_model.named_parameters()}
         assert isinstance(patched.model.diffusion_model.out, StyledOutput)
@@ -140,14 +141,11 @@ def test_weight_patches_reach_patched_modules(key, patcher):
         patched = apply_colorizer(v2.model, v2.colorizer)
         delta = torch.full_like(original, 0.25)
         patched.add_patches({key: (delta,)}, 1.0)
-        patched.patch_model()
-        try:
-            assert torch.allclose(comfy.utils.get_attr(patched.model, key), original + delta)
-        finally:
-            patched.unpatch_model()
-        v2.model.patch_model()
-        assert torch.equal(comfy.utils.get_attr(v2.model.model, key), original)
-        v2.model.unpatch_model()
+        comfy.model_management.load_models_gpu([patched])
+        assert torch.allclose(weights_in_use(patched.model)[key], original + delta)
+        comfy.model_management.load_models_gpu([v2.model])
+        assert torch.equal(weights_in_use(v2.model.model)[key], original)
+        comfy.model_management.unload_all_models()
 
 
 def test_switching_between_patched_and_plain_clones_under_the_dynamic_patcher():
@@ -265,9 +263,9 @@ def _computes_with_its_own_weights(original, clone, colorizer, case, inputs, exp
             assert any(obj._style[0] is m for m in extras.modules())
     conds = unet_runner._conds(case, inputs, colorizer)
     sigma = [case["timesteps"][0]["comfy_sigma"]]
-    with torch.no_grad():   # the clone must not read the original's weights: poison them
-        for p in list(original.model.parameters()) + list(colorizer.unet_extras.parameters() if own_networks else []):
-            p.fill_(float("nan"))
+    for module in (original.model, colorizer.unet_extras) if own_networks else (original.model,):
+        for key, p in list(module.named_parameters()):    # the clone must not read the original's weights: poison
+            comfy.utils.set_attr_param(module, key, torch.full_like(p, float("nan")))   # (not in place: read-only)
     rec, _, _ = guided_step(clone, *conds, inputs["x_t"], sigma, 1.0, 1.0, "v")
     got, want = rec.calls[0][0], expected["out"]
     assert torch.isfinite(got).all()
@@ -387,3 +385,25 @@ def test_the_colorizers_networks_are_visible_to_the_hosts_memory_accounting():
         tracker.add({0: [v2.model], 1: [v2.colorizer]})
     tracked = set(map(id, tracker.models.values()))
     assert tracked == {id(v2.model), id(v2.colorizer.unet_extras_patcher), id(v2.colorizer.encoders_patcher)}
+
+
+def test_an_fp32_clip_vision_tower_is_staged_in_fp32_under_dynamic_vram():
+    """The fp32 option of the CLIP-vision loaders: with dynamic VRAM, a lazy layer built in the host's text-encoder
+    dtype (fp16) would still be staged in fp16 (`weight_comfy_model_dtype`) after `.to(float32)`."""
+    from colorize_diffusion.model_patches import clip_tokens
+
+    sd = load_file(str(GOLDEN / "clip" / "tiny-vit-openclip.safetensors"))
+    pixels = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(5))
+    want = clip_tokens.build_comfy_clip_vision(dict(sd), heads=4, dtype=torch.float32).encode_image(pixels)
+    with host_emulation.emulate():
+        cv = clip_tokens.build_comfy_clip_vision(dict(sd), heads=4, dtype=torch.float32)
+        assert cv.patcher.is_dynamic()
+        comfy.model_management.load_models_gpu([cv.patcher])
+        assert any(getattr(m, "weight_function", None) for m in cv.model.modules()), "nothing staged"
+        for m in cv.model.modules():
+            for name in ("weight", "bias"):
+                if getattr(m, name, None) is not None and hasattr(m, f"{name}_comfy_model_dtype"):
+                    assert getattr(m, f"{name}_comfy_model_dtype") == torch.float32, m
+        got = cv.encode_image(pixels)
+        comfy.model_management.unload_all_models()
+    assert torch.equal(got["last_hidden_state"], want["last_hidden_state"])
