@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..comfy_compat import clip_preprocess, image_sizes, new_model_patcher
+from ..comfy_compat import cast_model, clip_preprocess, image_sizes, new_model_patcher
 from .checkpoint_file import read_state_dict
 from ..errors import ColorizerInputError, ColorizerLoadError
 from .networks.common import load_strict
@@ -419,7 +419,7 @@ def build_comfy_clip_vision(sd: dict, *, heads: int | None = None, quick_gelu: b
     if missing or unexpected:
         raise ColorizerLoadError(f"ComfyUI CLIP vision model: missing {list(missing)[:8]}, unexpected {list(unexpected)[:8]}")
     if dtype is not None:                 # a host with lazy layers assigns the file's tensors as they are
-        cv.model.to(dtype=dtype)
+        cast_model(cv.model, dtype)
     return cv
 
 
@@ -477,7 +477,7 @@ def build_comfy_clip_vision_hf(sd: dict, *, heads: int | None = None, dtype=None
     if missing or unexpected:
         raise ColorizerLoadError(f"ComfyUI CLIP vision model: missing {list(missing)[:8]}, unexpected {list(unexpected)[:8]}")
     if dtype is not None:
-        cv.model.to(dtype=dtype)
+        cast_model(cv.model, dtype)
     return cv
 
 

@@ -28,10 +28,10 @@ class ColorFlowColorizer:
 
 
 def load_colorizer(path: str) -> ColorFlowColorizer:
-    from ..comfy_compat import unet_patcher
+    from ..comfy_compat import reloadable_unet_patcher
 
     folder = files.read_folder(path)
-    return ColorFlowColorizer(folder, unet_patcher(files.load_guider(folder)))
+    return ColorFlowColorizer(folder, reloadable_unet_patcher(files.load_guider, folder))
 
 
 def base_family(model) -> str | None:

@@ -193,10 +193,11 @@ class LoadSuperResolution(io.ComfyNode):
 
     @classmethod
     def execute(cls, folder):
-        from ..comfy_compat import unet_patcher
+        from ..comfy_compat import reloadable_unet_patcher
         from ..model_patches.colorflow_super_resolution import load_network
 
-        return io.NodeOutput(unet_patcher(load_network(os.path.join(_folder(folder), SUPER_RESOLUTION_FILE))))
+        path = os.path.join(_folder(folder), SUPER_RESOLUTION_FILE)
+        return io.NodeOutput(reloadable_unet_patcher(load_network, path))
 
 
 class SuperResolution(io.ComfyNode):
