@@ -96,9 +96,9 @@ def child(family: str, variant: str, workdir: Path, canvas: int, rounds: int) ->
     import comfy.model_management
     import comfy.samplers
 
-    from colorize_diffusion.model_patches import colorflow_conditioning as cond
-    from colorize_diffusion.model_patches.colorflow_colorizer import apply_colorizer, load_colorizer
-    from colorize_diffusion.model_patches.diffusers_bases import load_model_folder
+    from colorize_diffusion.model_patches.colorflow import conditioning as cond
+    from colorize_diffusion.model_patches.colorflow.colorizer import apply_colorizer, load_colorizer
+    from colorize_diffusion.model_patches.colorflow.diffusers_bases import load_model_folder
 
     base = env.proc_status()
     paths = {k: Path(v) for k, v in json.loads((workdir / f"{family}.json").read_text()).items()}

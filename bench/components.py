@@ -37,7 +37,7 @@ class Recorder:
         self._undo = []
 
     def wrap(self, cls, name: str, label: str):
-        from colorize_diffusion.model_patches.step_data import CURRENT_STEP
+        from colorize_diffusion.model_patches.colorize_diffusion.step_data import CURRENT_STEP
 
         original = getattr(cls, name)
         recorder = self
@@ -68,7 +68,7 @@ def _clone(v):
 @contextlib.contextmanager
 def current_step(step):
     """The step data the StyledOutput head reads, as during the recorded UNet call."""
-    from colorize_diffusion.model_patches.step_data import CURRENT_STEP
+    from colorize_diffusion.model_patches.colorize_diffusion.step_data import CURRENT_STEP
 
     token = CURRENT_STEP.set(step)
     try:
@@ -90,9 +90,10 @@ def fastest(fn, reps: int) -> float:
 def run(ckpt, size: int, baseline_s: dict | None = None, reps: int = 5, log=print) -> dict:
     """Call after step_time.run (which copies the weights into RAM); `baseline_s` {tokens: fastest unpatched step
     in seconds} from its rounds (else two steps are timed here)."""
-    from colorize_diffusion.model_patches.split_attention import SplitCrossAttention
-    from colorize_diffusion.model_patches.step_data import STEP_KEY
-    from colorize_diffusion.model_patches.unet_patches import ColorizerUNetPatch, StyledOutput, apply_colorizer
+    from colorize_diffusion.model_patches.colorize_diffusion.split_attention import SplitCrossAttention
+    from colorize_diffusion.model_patches.colorize_diffusion.step_data import STEP_KEY
+    from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import (ColorizerUNetPatch, StyledOutput,
+                                                                                  apply_colorizer)
 
     col, plain = ckpt.colorizer, ckpt.model
     rec = Recorder()

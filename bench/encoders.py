@@ -53,7 +53,7 @@ class Counter:
 
 
 def install_counters(counter: Counter):
-    from colorize_diffusion.model_patches import clip_tokens
+    from colorize_diffusion.model_patches.common import clip_vision
 
     def hook(module, args, output):
         name = type(module).__name__
@@ -65,17 +65,17 @@ def install_counters(counter: Counter):
             counter.unet_batches.append(int(args[0].shape[0]) if args else -1)
 
     handle = torch.nn.modules.module.register_module_forward_hook(hook)
-    original = clip_tokens.OpenCLIPVision._hidden
+    original = clip_vision.OpenCLIPVision._hidden
 
     def counted_hidden(self, pixels):
         counter.record("clip", pixels)
         return original(self, pixels)
 
-    clip_tokens.OpenCLIPVision._hidden = counted_hidden
+    clip_vision.OpenCLIPVision._hidden = counted_hidden
 
     def remove():
         handle.remove()
-        clip_tokens.OpenCLIPVision._hidden = original
+        clip_vision.OpenCLIPVision._hidden = original
     return remove
 
 

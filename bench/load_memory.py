@@ -22,7 +22,7 @@ def _child(kind: str, path: str) -> None:
     import torch  # noqa: F401
     import comfy.model_management  # noqa: F401
     import comfy.sd  # noqa: F401
-    from colorize_diffusion.model_patches import checkpoint  # noqa: F401
+    from colorize_diffusion.model_patches.colorize_diffusion import checkpoint  # noqa: F401
 
     base = env.proc_status()
     peak = dict(base)

@@ -84,7 +84,7 @@ def count_pool_encodings(log=print) -> dict:
 
 
 def _vit_h(workdir: Path):
-    from colorize_diffusion.nodes.reference_nodes import load_vision_file
+    from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
     path = workdir / "openclip-vit-h-bench-random.safetensors"
     gen = torch.Generator().manual_seed(3)

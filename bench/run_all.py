@@ -107,7 +107,7 @@ def main(argv=None) -> int:
 
         if "steps" not in skip:
             from bench import step_time
-            from colorize_diffusion.model_patches.checkpoint import load_checkpoint
+            from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
 
             log(f"\n[3] per-step UNet time, full-size v2 UNet, {size}x{size} px")
             ckpt = load_checkpoint(str(v2_file), dtype=torch.float32)

@@ -50,7 +50,7 @@ def separate_guider_class():
     """Our dual-guidance guider, but each active pass in its own UNet call (the comparison point)."""
     import comfy.samplers
 
-    from colorize_diffusion.model_patches import guidance
+    from colorize_diffusion.model_patches.colorize_diffusion import guidance
 
     base = guidance.make_guider_class()
 
@@ -74,7 +74,7 @@ class Variant:
         self.timer = Timer()
 
     def guider(self):
-        from colorize_diffusion.model_patches import guidance
+        from colorize_diffusion.model_patches.colorize_diffusion import guidance
 
         if self.guider_class is None:
             return guidance.guider(self.model, *self.conds, *self.scales)
@@ -111,7 +111,7 @@ def _hs_shapes(colorizer, diffusion_model, latent_hw):
 
 def build_inputs(ckpt, size: int, seed: int = 0) -> dict:
     """Conditioning tensors for one 1-image generation at size×size px (real encoders, random weights)."""
-    from colorize_diffusion.model_patches.networks.v2_encoders import size_embedding
+    from colorize_diffusion.model_patches.colorize_diffusion.networks.v2_encoders import size_embedding
 
     col = ckpt.colorizer
     g = torch.Generator().manual_seed(seed)
@@ -134,9 +134,9 @@ def build_inputs(ckpt, size: int, seed: int = 0) -> dict:
 
 
 def mode_conditionings(colorizer, mode: str, inp: dict):
-    from colorize_diffusion.model_patches.conditioning import guidance_conditionings
-    from colorize_diffusion.model_patches.modes import official_mode
-    from colorize_diffusion.model_patches.settings import attention_settings, level_reference_scales
+    from colorize_diffusion.model_patches.colorize_diffusion.conditioning import guidance_conditionings
+    from colorize_diffusion.model_patches.colorize_diffusion.modes import official_mode
+    from colorize_diffusion.model_patches.colorize_diffusion.settings import attention_settings, level_reference_scales
 
     flags = official_mode(MODES[mode], colorizer.family)
     settings = attention_settings(colorizer.family, flags, level_reference_scales(), 0.05)
@@ -150,8 +150,9 @@ def mode_conditionings(colorizer, mode: str, inp: dict):
 def injection_cost(patched, colorizer, inp: dict, rounds: int, log=print, flops: bool = False) -> dict:
     """Attention injection (reference guidance 4, so the reference-unconditional rows take the fidelity blend)
     against the same vanilla step without it: the price of its write pass."""
-    from colorize_diffusion.model_patches.injection import (AttentionInjection, InjectionSettings, SeededNoise,
-                                                            alphas_cumprod, apply_injection)
+    from colorize_diffusion.model_patches.colorize_diffusion.injection import (AttentionInjection, InjectionSettings,
+                                                                               SeededNoise, alphas_cumprod,
+                                                                               apply_injection)
 
     latent = inp["latent"]
     reference_latent = torch.randn(latent, generator=torch.Generator().manual_seed(7))   # stands for the VAE latent
@@ -265,7 +266,7 @@ def materialize(*modules) -> int:
 
 
 def run(ckpt, size: int, rounds: int, dual_rounds: int, log=print, flops: bool = False) -> dict:
-    from colorize_diffusion.model_patches.unet_patches import apply_colorizer
+    from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import apply_colorizer
 
     col = ckpt.colorizer
     plain = ckpt.model

@@ -55,8 +55,8 @@ def _randomize(module: torch.nn.Module, gen: torch.Generator) -> int:
 
 
 def build(log=print):
-    from colorize_diffusion.model_patches.checkpoint import split_networks
-    from colorize_diffusion.model_patches.colorizer import Colorizer
+    from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import split_networks
+    from colorize_diffusion.model_patches.colorize_diffusion.colorizer import Colorizer
 
     sd = _meta_state_dict()
     model, extras, encoders, _, context = split_networks(sd, "xlv2", "v", dtype=torch.float32, device="meta",
@@ -75,12 +75,12 @@ def _patcher(module):
 
 
 def run(size: int, rounds: int, log=print) -> dict:
-    from colorize_diffusion.model_patches import xl_conditioning as xl
-    from colorize_diffusion.model_patches.conditioning import guidance_conditionings
-    from colorize_diffusion.model_patches.modes import official_mode
-    from colorize_diffusion.model_patches.settings import attention_settings
-    from colorize_diffusion.model_patches.step_data import Banks
-    from colorize_diffusion.model_patches.unet_patches import apply_colorizer, transformer_blocks
+    from colorize_diffusion.model_patches.colorize_diffusion import xl_conditioning as xl
+    from colorize_diffusion.model_patches.colorize_diffusion.conditioning import guidance_conditionings
+    from colorize_diffusion.model_patches.colorize_diffusion.modes import official_mode
+    from colorize_diffusion.model_patches.colorize_diffusion.settings import attention_settings
+    from colorize_diffusion.model_patches.colorize_diffusion.step_data import Banks
+    from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import apply_colorizer, transformer_blocks
 
     import comfy.conds
 

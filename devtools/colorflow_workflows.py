@@ -42,7 +42,7 @@ MODEL_WIDGETS = {("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"), ("Che
 
 def build_colorflow(stem: str, spec, o, graph_class, colors: dict):
     """The graph of a ColorFlow workflow. `graph_class`, `colors`: devtools.workflows' Graph and node colours."""
-    from ..model_patches.modes import official_mode
+    from ..model_patches.colorize_diffusion.modes import official_mode
     from . import workflows as wf
 
     family = spec.family

@@ -5,7 +5,7 @@ and what the template browser loads) and ``tests/workflows/<stem>.api.json`` (AP
 takes) from :func:`build`; the tests build their prompts with the same function, and the HTTP client (``client/``)
 reads the written UI files.
 
-A workflow is a graph: the mode is which nodes are wired after Apply Sketch (``model_patches/modes.py``, the one
+A workflow is a graph: the mode is which nodes are wired after Apply Sketch (``model_patches/colorize_diffusion/modes.py``, the one
 rule table). The API form needs nothing but this module; the UI form takes the nodes' ``/object_info`` (the
 schemas are the one source of truth for input order, widgets and outputs: nothing here repeats them).
 ``Options()`` gives the shipped graphs: the official app's defaults and the official file names.
@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ..model_patches.modes import OFFICIAL_MODES, ModeParts, official_mode, unfinished
+from ..model_patches.colorize_diffusion.modes import OFFICIAL_MODES, ModeParts, official_mode, unfinished
 from .colorflow_workflows import COLORFLOW_FAMILIES, build_colorflow
 from .colorflow_workflows import MODEL_FILES as COLORFLOW_FILES
 from .colorflow_workflows import MODEL_WIDGETS as COLORFLOW_MODEL_WIDGETS

@@ -1,1 +1,2 @@
-"""Loading ColorizeDiffusion checkpoints, its extra networks, and the patches applied to the host UNet."""
+"""The model code of the pack, one package per product (`colorize_diffusion/`, `colorflow/`) over a small shared
+base (`common/`)."""

@@ -1,19 +1,21 @@
 """The conditioning chain: Apply Sketch, then any of Split Attention, Background Encoder, Style Encoder and the
 reference-strength nodes, each taking the (positive, negative) pair and returning it with its part added.
 
-Which nodes are wired is the inference mode (model_patches/modes.py has the table); the maths is in
-model_patches/colorizer_prompt.py.
+Which nodes are wired is the inference mode (model_patches/colorize_diffusion/modes.py has the table); the maths is in
+model_patches/colorize_diffusion/chain.py.
 """
 from __future__ import annotations
 
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..model_patches import colorizer_prompt as chain
-from ..model_patches.modes import BACKGROUND_NODE, SPLIT_NODE, STYLE_NODE
-from ..model_patches.settings import BLOCK_NAMES, accurate_reference_scales
-from ..model_patches.settings import GuidanceWindow as Window
-from ..model_patches.unet_patches import apply_colorizer
+from ..model_patches.colorize_diffusion import chain
+from ..model_patches.colorize_diffusion.assembly import conditionings
+from ..model_patches.colorize_diffusion.prompt import prompt_of
+from ..model_patches.colorize_diffusion.modes import BACKGROUND_NODE, SPLIT_NODE, STYLE_NODE
+from ..model_patches.colorize_diffusion.settings import BLOCK_NAMES, accurate_reference_scales
+from ..model_patches.colorize_diffusion.settings import GuidanceWindow as Window
+from ..model_patches.colorize_diffusion.unet_patches import apply_colorizer
 from .io_types import CATEGORY, Colorizer, ColorizerReference, ColorizerSketch, WDTagger, fraction
 
 
@@ -59,7 +61,7 @@ class ApplySketch(io.ComfyNode):
         prompt = chain.start(colorizer, sketch.sketch, reference, sketch_strength, samples_per_sketch)
         height, width = prompt.size
         latent = {"samples": torch.zeros(prompt.batch, 4, height // 8, width // 8)}
-        return io.NodeOutput(apply_colorizer(model, colorizer), *chain.conditionings(prompt), latent)
+        return io.NodeOutput(apply_colorizer(model, colorizer), *conditionings(prompt), latent)
 
 
 class SplitAttention(io.ComfyNode):
@@ -92,10 +94,10 @@ class SplitAttention(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, sketch_mask, threshold=0.05, foreground_strength=1.0,
                 background_strength=1.0, merge_scale=0.0, foreground_enhance=True, strengths_all_families=False):
-        prompt = chain.prompt_of(positive, negative, SPLIT_NODE)
+        prompt = prompt_of(positive, negative, SPLIT_NODE)
         prompt = chain.with_split(prompt, sketch_mask, threshold, foreground_strength, background_strength,
                                   merge_scale, foreground_enhance, not strengths_all_families)
-        return io.NodeOutput(*chain.conditionings(prompt))
+        return io.NodeOutput(*conditionings(prompt))
 
 
 class BackgroundEncoder(io.ComfyNode):
@@ -132,11 +134,11 @@ class BackgroundEncoder(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, reference_mask_threshold=0.5, background_factor=1.0, vae=None,
                 clip_vision=None, reference_mask=None, background=None, tagger=None, latent_copy=False):
-        prompt = chain.prompt_of(positive, negative, BACKGROUND_NODE)
+        prompt = prompt_of(positive, negative, BACKGROUND_NODE)
         prompt = chain.with_background(prompt, vae=vae, clip_vision=clip_vision, background=background,
                                        reference_mask=reference_mask, reference_threshold=reference_mask_threshold,
                                        factor=background_factor, tagger=tagger, latent_copy=bool(latent_copy))
-        return io.NodeOutput(*chain.conditionings(prompt))
+        return io.NodeOutput(*conditionings(prompt))
 
 
 class StyleEncoder(io.ComfyNode):
@@ -159,9 +161,9 @@ class StyleEncoder(io.ComfyNode):
 
     @classmethod
     def execute(cls, positive, negative, vae, merge_scale=0.0, background=None):
-        prompt = chain.prompt_of(positive, negative, STYLE_NODE)
+        prompt = prompt_of(positive, negative, STYLE_NODE)
         prompt = chain.with_style(prompt, vae=vae, background=background, merge_scale=merge_scale)
-        return io.NodeOutput(*chain.conditionings(prompt))
+        return io.NodeOutput(*conditionings(prompt))
 
 
 class ReferenceStrength(io.ComfyNode):
@@ -188,10 +190,10 @@ class ReferenceStrength(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, reference_strength=1.0, encoder_scale=1.0, color_scale=1.0,
                 semantics_scale=1.0, scale_all_blocks=False):
-        prompt = chain.prompt_of(positive, negative, "ColorizeDiffusion Reference Strength")
+        prompt = prompt_of(positive, negative, "ColorizeDiffusion Reference Strength")
         prompt = chain.with_reference_levels(prompt, reference_strength, encoder_scale, color_scale, semantics_scale,
                                              scale_all_blocks)
-        return io.NodeOutput(*chain.conditionings(prompt))
+        return io.NodeOutput(*conditionings(prompt))
 
 
 class BlockReferenceStrength(io.ComfyNode):
@@ -217,10 +219,10 @@ class BlockReferenceStrength(io.ComfyNode):
 
     @classmethod
     def execute(cls, positive, negative, official_slider_shift=True, **blocks):
-        prompt = chain.prompt_of(positive, negative, "ColorizeDiffusion Block Reference Strength")
+        prompt = prompt_of(positive, negative, "ColorizeDiffusion Block Reference Strength")
         sliders = [blocks.get(f"block_{i}", 1.0) for i in range(len(BLOCK_NAMES))]
         scales = accurate_reference_scales(sliders, official_slider_shift)
-        return io.NodeOutput(*chain.conditionings(chain.with_reference_scales(prompt, scales)))
+        return io.NodeOutput(*conditionings(chain.with_reference_scales(prompt, scales)))
 
 
 class GuidanceWindow(io.ComfyNode):
@@ -249,9 +251,9 @@ class GuidanceWindow(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, start=0.0, end=1.0, no_guidance_start=-0.05, no_guidance_end=-0.05,
                 all_families=False):
-        prompt = chain.prompt_of(positive, negative, "ColorizeDiffusion Guidance Window")
+        prompt = prompt_of(positive, negative, "ColorizeDiffusion Guidance Window")
         window = Window(float(start), float(end), float(no_guidance_start), float(no_guidance_end))
-        return io.NodeOutput(*chain.conditionings(chain.with_window(prompt, window, all_families)))
+        return io.NodeOutput(*conditionings(chain.with_window(prompt, window, all_families)))
 
 
 NODES = [ApplySketch, SplitAttention, BackgroundEncoder, StyleEncoder, ReferenceStrength, BlockReferenceStrength,

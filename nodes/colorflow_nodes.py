@@ -1,6 +1,6 @@
 """ColorFlow's colorizers in the graph: load a released ColorFlow folder, patch the base MODEL with it and build
 its conditioning from a retrieval canvas, sample with the official schedules, take the page out of the canvas, and
-sharpen it against the original page (guided super-resolution). Model code: model_patches/colorflow_*.py."""
+sharpen it against the original page (guided super-resolution). Model code: model_patches/colorflow/."""
 from __future__ import annotations
 
 import os
@@ -10,10 +10,9 @@ from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError, ColorizerLoadError
 from ..model_folders import COLORFLOW, subfolder_path, subfolders
-from ..model_patches import colorflow_conditioning as conditioning
-from ..model_patches import colorflow_sampling as sampling
-from ..model_patches.colorflow_colorizer import apply_colorizer, load_colorizer
-from ..model_patches.colorflow_files import SUPER_RESOLUTION_FILE
+from ..model_patches.colorflow import conditioning, sampling
+from ..model_patches.colorflow.colorizer import apply_colorizer, load_colorizer
+from ..model_patches.colorflow.files import SUPER_RESOLUTION_FILE
 from ..preprocess import convert
 from .io_types import CATEGORY, ColorFlow, ColorFlowSuperResolution
 
@@ -194,7 +193,7 @@ class LoadSuperResolution(io.ComfyNode):
     @classmethod
     def execute(cls, folder):
         from ..comfy_compat import reloadable_unet_patcher
-        from ..model_patches.colorflow_super_resolution import load_network
+        from ..model_patches.colorflow.super_resolution import load_network
 
         path = os.path.join(_folder(folder), SUPER_RESOLUTION_FILE)
         return io.NodeOutput(reloadable_unet_patcher(load_network, path))
@@ -228,7 +227,7 @@ class SuperResolution(io.ComfyNode):
     def execute(cls, super_resolution, vae, colours, page, batchnorm="picture statistics (official)", seed=0):
         import comfy.model_management
 
-        from ..model_patches.colorflow_super_resolution import super_resolve
+        from ..model_patches.colorflow.super_resolution import super_resolve
 
         colours = convert.rgb(convert.check_image(colours, "colours"))
         page = convert.rgb(convert.check_image(page, "page"))
@@ -276,7 +275,7 @@ class LoadDiffusersModel(io.ComfyNode):
 
     @classmethod
     def execute(cls, folder):
-        from ..model_patches import diffusers_bases as bases
+        from ..model_patches.colorflow import diffusers_bases as bases
         from .loader_nodes import output_used
 
         root = subfolder_path("diffusers", folder)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..model_patches.colorizer_prompt import prompt_of
-from ..model_patches.conditioning import sketch_unconditional
-from ..model_patches.guidance import guider
-from ..model_patches.modes import check_runnable
+from ..model_patches.colorize_diffusion.prompt import prompt_of
+from ..model_patches.colorize_diffusion.conditioning import sketch_unconditional
+from ..model_patches.colorize_diffusion.guidance import guider
+from ..model_patches.colorize_diffusion.modes import check_runnable
 from .io_types import CATEGORY
 
 

@@ -1,9 +1,10 @@
-"""Attention injection node (the official "Attention injection" option). The maths: model_patches/injection.py."""
+"""Attention injection node (the official "Attention injection" option). The maths: model_patches/colorize_diffusion/injection.py."""
 from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..model_patches.injection import SKETCH_FIDELITY_MAX, InjectionSettings, apply_injection, build_injection
+from ..model_patches.colorize_diffusion.injection import (SKETCH_FIDELITY_MAX, InjectionSettings, apply_injection,
+                                                          build_injection)
 from ..preprocess import convert
 from .io_types import CATEGORY, Colorizer, fraction
 

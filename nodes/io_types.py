@@ -5,15 +5,16 @@ from comfy_api.v0_0_2 import io
 
 CATEGORY = "ColorizeDiffusion"
 
-Colorizer = io.Custom("COLORIZER")                       # the checkpoint's extra networks (ColorizerNetworks)
-ColorizerSketch = io.Custom("COLORIZER_SKETCH")          # a prepared sketch in model space (PreparedSketch)
-ColorizerReference = io.Custom("COLORIZER_REFERENCE")    # CLIP tokens and picture of a reference
-TextTower = io.Custom("COLORIZER_TEXT_TOWER")            # OpenCLIP text tower for text manipulation
-Manipulations = io.Custom("COLORIZER_MANIPULATIONS")     # rows of text manipulations, applied in order
-WDTagger = io.Custom("COLORIZER_WD_TAGGER")              # XL: the WD SwinV2 tagger (second half of the reference)
-ReferencePool = io.Custom("COLORIZER_REFERENCE_POOL")    # chapters: a pool's patches and their embeddings
-ColorFlow = io.Custom("COLORFLOW_COLORIZER")             # a released ColorFlow folder: ColorGuider + LoRA
-ColorFlowSuperResolution = io.Custom("COLORFLOW_SUPER_RESOLUTION")   # ColorFlow's GSRP network (ModelPatcher)
+# Each type, and the value it carries (where its class lives under model_patches/ or preprocess/):
+Colorizer = io.Custom("COLORIZER")                       # colorize_diffusion.colorizer.Colorizer: the extra networks
+ColorizerSketch = io.Custom("COLORIZER_SKETCH")          # preprocess.sketch.PreparedSketch: a sketch in model space
+ColorizerReference = io.Custom("COLORIZER_REFERENCE")    # colorize_diffusion.reference.ColorizerReference
+TextTower = io.Custom("COLORIZER_TEXT_TOWER")            # colorize_diffusion.manipulation.TextTower (OpenCLIP text)
+Manipulations = io.Custom("COLORIZER_MANIPULATIONS")     # list of colorize_diffusion.manipulation.ManipulationGroup
+WDTagger = io.Custom("COLORIZER_WD_TAGGER")              # colorize_diffusion.networks.wd_tagger.WDTagger (XL)
+ReferencePool = io.Custom("COLORIZER_REFERENCE_POOL")    # preprocess.retrieval.Pool: patches and their embeddings
+ColorFlow = io.Custom("COLORFLOW_COLORIZER")             # colorflow.colorizer.ColorFlowColorizer: a released folder
+ColorFlowSuperResolution = io.Custom("COLORFLOW_SUPER_RESOLUTION")   # ColorFlow's GSRP network in its ModelPatcher
 
 
 def fraction(id_: str, default: float, tooltip: str, step: float = 0.05, lo: float = 0.0, hi: float = 1.0):

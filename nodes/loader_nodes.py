@@ -6,7 +6,7 @@ from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerLoadError
 from ..model_folders import CHECKPOINTS
-from ..model_patches.checkpoint import MissingVAE, load_checkpoint
+from ..model_patches.colorize_diffusion.checkpoint import MissingVAE, load_checkpoint
 from .io_types import CATEGORY, Colorizer
 
 VAE_OUTPUT = 2

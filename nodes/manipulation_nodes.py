@@ -1,5 +1,5 @@
 """Text manipulation nodes: the CLIP text tower, manipulation rows (structured or in the shared text form), the
-reference they act on, and the Visualize heat map. The maths: model_patches/manipulation.py."""
+reference they act on, and the Visualize heat map. The maths: model_patches/colorize_diffusion/manipulation.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,9 +11,11 @@ import folder_paths
 from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError
-from ..model_patches import clip_tokens, manipulation
-from ..model_patches.checkpoint_file import read_state_dict
+from ..model_patches.colorize_diffusion import manipulation
+from ..model_patches.common import clip_tokens
+from ..model_patches.common.clip_vision import read_sidecar_config
 from ..preprocess import convert
+from ..weight_files import read_state_dict
 from .io_types import CATEGORY as PACK_CATEGORY, ColorizerReference, Manipulations, TextTower
 
 CATEGORY = f"{PACK_CATEGORY}/manipulation"
@@ -46,7 +48,7 @@ class LoadTextTower(io.ComfyNode):
     @classmethod
     def execute(cls, clip_name, heads=0):
         path = folder_paths.get_full_path_or_raise("clip_vision", clip_name)
-        side = clip_tokens.read_sidecar_config(path)
+        side = read_sidecar_config(path)
         return io.NodeOutput(manipulation.load_text_tower(read_state_dict(path, "CLIP file"),
                                                           heads=heads or side.get("text_heads")))
 

@@ -1,7 +1,8 @@
 """Reference nodes: CLIP reference tokens as the official ColorizeDiffusion computes them.
 
-The ``COLORIZER_REFERENCE`` value is a :class:`model_patches.clip_tokens.ColorizerReference` (local tokens
-``[B, 256, C]``, the projected CLS, the picture in [-1, 1] and its size), on ComfyUI's intermediate device.
+The ``COLORIZER_REFERENCE`` value is a ``ColorizerReference`` (model_patches/colorize_diffusion/reference.py: local
+tokens ``[B, 256, C]``, the projected CLS, the picture in [-1, 1] and its size, the XL tagger tokens), on ComfyUI's
+intermediate device.
 """
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import torch
 import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..errors import ColorizerLoadError
-from ..model_patches import clip_tokens
-from ..model_patches.checkpoint_file import read_state_dict
+from ..model_patches.colorize_diffusion.reference import make_reference
+from ..model_patches.common.clip_vision import load_vision_file
 from ..preprocess import convert
 from .io_types import CATEGORY, ColorizerReference, WDTagger
 
@@ -41,12 +41,7 @@ class EncodeReference(io.ComfyNode):
     @classmethod
     def execute(cls, clip_vision, image, tagger=None):
         x = convert.to_model(convert.rgb(convert.check_image(image, "reference")))
-        reference = clip_tokens.make_reference(clip_vision, x)
-        if tagger is not None:
-            from ..model_patches.xl_reference import TAGGER_TOKENS_KEY, tagger_tokens
-
-            reference.extra[TAGGER_TOKENS_KEY] = tagger_tokens(tagger, reference.image)
-        return io.NodeOutput(reference)
+        return io.NodeOutput(make_reference(clip_vision, x, tagger=tagger))
 
 
 class LoadOpenCLIPVision(io.ComfyNode):
@@ -75,37 +70,8 @@ class LoadOpenCLIPVision(io.ComfyNode):
     @classmethod
     def execute(cls, clip_name, heads=0, activation="gelu", dtype="fp32"):
         path = folder_paths.get_full_path_or_raise("clip_vision", clip_name)
-        return io.NodeOutput(load_vision_file(path, heads=heads, activation=activation, dtype=dtype))
-
-
-def load_vision_file(path: str, *, heads: int = 0, activation: str = "gelu", dtype: str = "fp32"):
-    """Load ``path`` as a CLIP_VISION value: OpenCLIP layout -> :class:`clip_tokens.OpenCLIPVision`,
-    anything else -> ``comfy.clip_vision.load``."""
-    import comfy.clip_vision
-
-    sd = read_state_dict(path, "CLIP vision file")
-    if clip_tokens.find_openclip_vision_prefix(sd) is not None:
-        side = clip_tokens.read_sidecar_config(path)
-        h = heads if heads and heads > 0 else side.get("heads")
-        quick = activation == "quick_gelu" or bool(side.get("quick_gelu", False))
-        try:
-            return clip_tokens.load_openclip_vision(sd, heads=h, quick_gelu=quick, dtype=_DTYPES[dtype])
-        except ColorizerLoadError as exc:
-            if "open_clip_torch is not installed" not in str(exc):
-                raise
-            # no open_clip: a ComfyUI CLIP vision model with the inferred config (host text-encoder dtype)
-            return clip_tokens.build_comfy_clip_vision(sd, heads=h, quick_gelu=quick)
-    if clip_tokens.find_hf_vision_prefix(sd) is not None:
-        # transformers layout (clip_vision_g/h/l.safetensors, or a tower ComfyUI does not know by its layer
-        # count): ComfyUI's CLIP vision model in the chosen dtype (the official apps run CLIP in fp32)
-        side = clip_tokens.read_sidecar_config(path)
-        return clip_tokens.build_comfy_clip_vision_hf(sd, heads=heads if heads and heads > 0 else side.get("heads"),
-                                                      dtype=_DTYPES[dtype])
-    del sd
-    cv = comfy.clip_vision.load(path)
-    if cv is None:
-        raise ColorizerLoadError(f"{path} is neither an OpenCLIP vision tower nor a CLIP vision file ComfyUI knows")
-    return cv
+        return io.NodeOutput(load_vision_file(path, heads=heads, quick_gelu=activation == "quick_gelu",
+                                              dtype=_DTYPES[dtype]))
 
 
 NODES = [EncodeReference, LoadOpenCLIPVision]

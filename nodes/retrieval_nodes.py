@@ -15,7 +15,7 @@ import torch
 from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError
-from ..model_patches import clip_tokens
+from ..model_patches.common import clip_tokens
 from ..preprocess import composite, convert
 from ..preprocess import retrieval as rap
 from .io_types import CATEGORY, ColorizerSketch, ReferencePool

@@ -5,10 +5,10 @@ import torch
 from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError
-from ..model_patches import attention_maps as maps
-from ..model_patches.colorizer_prompt import prompt_of
-from ..model_patches.guidance import guider
-from ..model_patches.unet_patches import transformer_blocks
+from ..model_patches.colorize_diffusion import attention_maps as maps
+from ..model_patches.colorize_diffusion.prompt import prompt_of
+from ..model_patches.colorize_diffusion.guidance import guider
+from ..model_patches.colorize_diffusion.unet_patches import transformer_blocks
 from ..preprocess import convert
 from .io_types import CATEGORY, fraction
 

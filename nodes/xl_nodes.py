@@ -11,8 +11,10 @@ from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerLoadError
 from ..model_folders import TAGGERS
-from ..model_patches import colorizer_prompt as chain
-from ..model_patches.xl_reference import load_tagger
+from ..model_patches.colorize_diffusion import chain
+from ..model_patches.colorize_diffusion.assembly import conditionings
+from ..model_patches.colorize_diffusion.prompt import prompt_of
+from ..model_patches.colorize_diffusion.tagger import load_tagger
 from .io_types import CATEGORY, WDTagger
 
 
@@ -58,9 +60,9 @@ class SketchLevelStrength(io.ComfyNode):
 
     @classmethod
     def execute(cls, positive, negative, level_1=1.0, level_2=1.0, level_3=1.0, level_4=1.0):
-        prompt = chain.prompt_of(positive, negative, "ColorizeDiffusion Sketch Level Strength")
+        prompt = prompt_of(positive, negative, "ColorizeDiffusion Sketch Level Strength")
         prompt = chain.with_control_scales(prompt, (level_1, level_2, level_3, level_4))
-        return io.NodeOutput(*chain.conditionings(prompt))
+        return io.NodeOutput(*conditionings(prompt))
 
 
 NODES = [LoadWDTagger, SketchLevelStrength]

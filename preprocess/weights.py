@@ -11,7 +11,7 @@ Rules (official `util.load_weights` + `preprocessor.create_model`):
   wrapper (keys with `model.`) is accepted too (an extension: the official loader would refuse it).
 - a file whose keys all carry one extra `net.` prefix (SkyTNT's anime-seg export) loads too (an extension).
 
-Files are read by the pack's one reader (`model_patches.checkpoint_file`, ComfyUI's `load_torch_file` in weights-only
+Files are read by the pack's one reader (`weight_files.read_state_dict`, ComfyUI's `load_torch_file` in weights-only
 mode); the node layer passes the folders to search.
 """
 from __future__ import annotations
@@ -23,10 +23,9 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from ..model_patches.checkpoint_file import read_state_dict as read_weights
 from ..comfy_compat import expected_state_shapes
 from ..errors import ColorizerLoadError
-from ..model_patches.networks.common import load_strict
+from ..weight_files import load_strict, read_state_dict as read_weights, with_batch_counters
 
 
 @dataclass(frozen=True)
@@ -108,11 +107,7 @@ def _adapt_prefix(sd: dict, expected: set) -> dict:
 def load_into(module: nn.Module, sd: dict, source: str = "state dict") -> nn.Module:
     """Strict load (official semantics) through the pack's one strict loader; errors name the file, the keys and
     the shapes. BatchNorm `num_batches_tracked` counters absent from the file start at 0, as torch does."""
-    want = expected_state_shapes(module)
-    sd = _adapt_prefix(dict(sd), set(want))
-    for key, shape in want.items():
-        if key.endswith("num_batches_tracked") and key not in sd:
-            sd[key] = torch.zeros(shape, dtype=torch.long)
+    sd = with_batch_counters(module, _adapt_prefix(dict(sd), set(expected_state_shapes(module))))
     try:
         return load_strict(module, sd, what=f"{type(module).__name__} network")
     except ColorizerLoadError as exc:

@@ -1,7 +1,7 @@
 """Wiring the pack's nodes in-process as a graph would: Apply Sketch and the encoder nodes a mode needs."""
 from __future__ import annotations
 
-from colorize_diffusion.model_patches.modes import ModeParts, official_mode
+from colorize_diffusion.model_patches.colorize_diffusion.modes import ModeParts, official_mode
 from colorize_diffusion.nodes import node_classes
 
 NODES = node_classes()

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from colorize_diffusion.errors import ColorizerInputError
-from colorize_diffusion.model_patches import attention_maps as maps
-from colorize_diffusion.model_patches.checkpoint import load_checkpoint
-from colorize_diffusion.model_patches.unet_patches import transformer_blocks
-from colorize_diffusion.model_patches.xl_reference import load_tagger
-from colorize_diffusion.nodes.reference_nodes import load_vision_file
+from colorize_diffusion.model_patches.colorize_diffusion import attention_maps as maps
+from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
+from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import transformer_blocks
+from colorize_diffusion.model_patches.colorize_diffusion.tagger import load_tagger
+from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
 from chain_support import node
 from conftest import GOLDEN

@@ -12,7 +12,7 @@ import torch
 
 import golden_support.unet_runner as unet_runner
 from colorize_diffusion.errors import ColorizerInputError
-from colorize_diffusion.model_patches.unet_patches import apply_colorizer
+from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import apply_colorizer
 from golden_support.compare import check_model_case
 from golden_support.discovery import discover_cases
 from golden_support.model_eval import guided_step, loaded
@@ -103,7 +103,7 @@ def test_replace_patch_elsewhere_than_the_colorizer_attention_is_no_conflict():
 
 
 def _host_keys():
-    from colorize_diffusion.model_patches.unet_patches import attn2_patch_key, transformer_blocks
+    from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import attn2_patch_key, transformer_blocks
 
     ckpt = loaded(str(_root() / "models" / "v2-tiny.safetensors"), "v")
     return [attn2_patch_key(path) for _, path, _ in transformer_blocks(ckpt.model.model.diffusion_model)]

@@ -7,8 +7,8 @@ import pytest
 
 import golden_support.unet_runner as unet_runner
 from colorize_diffusion.errors import ColorizerInputError
-from colorize_diffusion.model_patches.conditioning import guidance_conditionings
-from colorize_diffusion.model_patches.settings import accurate_reference_scales
+from colorize_diffusion.model_patches.colorize_diffusion.conditioning import guidance_conditionings
+from colorize_diffusion.model_patches.colorize_diffusion.settings import accurate_reference_scales
 from conftest import GOLDEN
 from golden_support.compare import check_model_case
 from golden_support.discovery import discover_cases

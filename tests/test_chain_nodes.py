@@ -8,10 +8,10 @@ import torch.nn.functional as F
 import comfy.sample
 from chain_support import chain, node
 from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
-from colorize_diffusion.model_patches import modes
-from colorize_diffusion.model_patches.checkpoint import load_checkpoint
-from colorize_diffusion.model_patches.clip_tokens import load_openclip_vision
-from colorize_diffusion.model_patches.step_data import COND_PREFIX
+from colorize_diffusion.model_patches.colorize_diffusion import modes
+from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
+from colorize_diffusion.model_patches.common.clip_vision import load_openclip_vision
+from colorize_diffusion.model_patches.colorize_diffusion.step_data import COND_PREFIX
 from colorize_diffusion.nodes.loader_nodes import output_used
 from colorize_diffusion.preprocess.sketch import PreparedSketch
 from conftest import GOLDEN

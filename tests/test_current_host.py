@@ -17,10 +17,10 @@ import comfy.model_patcher
 import comfy.ops
 import comfy.utils
 import host_emulation
-from colorize_diffusion.model_patches.checkpoint import load_checkpoint
+from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
 from colorize_diffusion.errors import ColorizerLoadError
-from colorize_diffusion.model_patches.split_attention import SplitCrossAttention
-from colorize_diffusion.model_patches.unet_patches import StyledOutput, apply_colorizer
+from colorize_diffusion.model_patches.colorize_diffusion.split_attention import SplitCrossAttention
+from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import StyledOutput, apply_colorizer
 from conftest import GOLDEN
 from golden_support.colorflow_runner import weights_in_use
 
@@ -306,7 +306,7 @@ def test_hooked_conditioning_samples_on_a_delegate_with_its_own_weights():
     `get_non_dynamic_delegate()`: a plain patcher on a model rebuilt from the reload recipe. The pack's patches
     follow it onto that model."""
     import comfy.hooks
-    from colorize_diffusion.model_patches.guidance import guider
+    from colorize_diffusion.model_patches.colorize_diffusion.guidance import guider
 
     case, inputs, expected = _golden_v2_case()
     with host_emulation.emulate():
@@ -333,9 +333,9 @@ def test_a_delegate_needs_a_reload_recipe():
 
 def test_openclip_encode_image_on_a_host_without_the_old_clip_preprocess(monkeypatch):
     import comfy.clip_vision
-    from colorize_diffusion.model_patches import clip_tokens
+    from colorize_diffusion.model_patches.common import clip_vision
 
-    clip = clip_tokens.load_openclip_vision(str(GOLDEN / "clip" / "tiny-vit-openclip.safetensors"), heads=4)
+    clip = clip_vision.load_openclip_vision(str(GOLDEN / "clip" / "tiny-vit-openclip.safetensors"), heads=4)
     image = torch.rand(2, 40, 56, 3, generator=torch.Generator().manual_seed(3))
     before = clip.encode_image(image)
     with host_emulation.emulate():
@@ -359,7 +359,7 @@ def test_a_missing_vae_answers_attribute_probes_like_an_object_without_them(tmp_
     loader's MODEL and COLORIZER evicted; any real use still says what to do."""
     from safetensors.torch import save_file
 
-    from colorize_diffusion.model_patches.checkpoint import MissingVAE
+    from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import MissingVAE
 
     sd = {k: v for k, v in load_file(str(MODELS / "v2-tiny.safetensors")).items()
           if not k.startswith("first_stage_model.")}
@@ -390,13 +390,13 @@ def test_the_colorizers_networks_are_visible_to_the_hosts_memory_accounting():
 def test_an_fp32_clip_vision_tower_is_staged_in_fp32_under_dynamic_vram():
     """The fp32 option of the CLIP-vision loaders: with dynamic VRAM, a lazy layer built in the host's text-encoder
     dtype (fp16) would still be staged in fp16 (`weight_comfy_model_dtype`) after `.to(float32)`."""
-    from colorize_diffusion.model_patches import clip_tokens
+    from colorize_diffusion.model_patches.common import clip_vision
 
     sd = load_file(str(GOLDEN / "clip" / "tiny-vit-openclip.safetensors"))
     pixels = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(5))
-    want = clip_tokens.build_comfy_clip_vision(dict(sd), heads=4, dtype=torch.float32).encode_image(pixels)
+    want = clip_vision.build_comfy_clip_vision(dict(sd), heads=4, dtype=torch.float32).encode_image(pixels)
     with host_emulation.emulate():
-        cv = clip_tokens.build_comfy_clip_vision(dict(sd), heads=4, dtype=torch.float32)
+        cv = clip_vision.build_comfy_clip_vision(dict(sd), heads=4, dtype=torch.float32)
         assert cv.patcher.is_dynamic()
         comfy.model_management.load_models_gpu([cv.patcher])
         assert any(getattr(m, "weight_function", None) for m in cv.model.modules()), "nothing staged"

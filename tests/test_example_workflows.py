@@ -90,7 +90,7 @@ def test_each_mode_is_its_own_graph():
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_the_wired_encoders_are_the_mode_and_the_defaults_are_official(stem):
-    from colorize_diffusion.model_patches.modes import official_mode
+    from colorize_diffusion.model_patches.colorize_diffusion.modes import official_mode
 
     api, by_type = _api(stem)
     spec = wf.WORKFLOWS[stem]

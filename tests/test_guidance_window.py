@@ -8,10 +8,10 @@ import torch
 
 from chain_support import node
 from colorize_diffusion.errors import ColorizerInputError
-from colorize_diffusion.model_patches.checkpoint import load_checkpoint
-from colorize_diffusion.model_patches.clip_tokens import load_openclip_vision
-from colorize_diffusion.model_patches.conditioning import sketch_unconditional
-from colorize_diffusion.model_patches.settings import GuidanceWindow
+from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
+from colorize_diffusion.model_patches.common.clip_vision import load_openclip_vision
+from colorize_diffusion.model_patches.colorize_diffusion.conditioning import sketch_unconditional
+from colorize_diffusion.model_patches.colorize_diffusion.settings import GuidanceWindow
 from colorize_diffusion.preprocess.sketch import PreparedSketch
 from conftest import GOLDEN
 from golden_support.model_eval import guided_step

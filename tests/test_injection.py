@@ -6,7 +6,7 @@ import torch
 
 import golden_support.unet_runner as unet_runner
 from colorize_diffusion.errors import ColorizerInputError
-from colorize_diffusion.model_patches import injection as inj
+from colorize_diffusion.model_patches.colorize_diffusion import injection as inj
 from golden_support.discovery import discover_cases
 from golden_support.model_eval import guided_step, loaded
 from conftest import GOLDEN

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from colorize_diffusion.model_patches import checkpoint
-from colorize_diffusion.model_patches.checkpoint import load_checkpoint
+from colorize_diffusion.model_patches.colorize_diffusion import checkpoint
+from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
 from colorize_diffusion.errors import ColorizerLoadError
 from conftest import GOLDEN
 from host_emulation import host_layers
@@ -96,8 +96,8 @@ def test_full_size_manifest_every_key_consumed_on_meta(name, family, layers):
 
 
 def _full_size_manifest_every_key_consumed_on_meta(name, family):
-    from colorize_diffusion.model_patches.detection import DDPM_BUFFERS, detect_family
-    from colorize_diffusion.model_patches.networks.common import take_prefix
+    from colorize_diffusion.model_patches.colorize_diffusion.detection import DDPM_BUFFERS, detect_family
+    from colorize_diffusion.model_patches.colorize_diffusion.networks.common import take_prefix
 
     sd = _manifest(name)
     assert detect_family(sd) == family
@@ -207,7 +207,7 @@ def _xl_manifest(name):
 @pytest.mark.parametrize("family", ["sdxl", "xlv2"])
 def test_full_size_xl_manifest_every_key_consumed_on_meta(family, layers):
     """The released XL layout (built from the official configs): every key read, the released sizes."""
-    from colorize_diffusion.model_patches.detection import detect_family
+    from colorize_diffusion.model_patches.colorize_diffusion.detection import detect_family
 
     sd = _xl_manifest(family)
     assert detect_family(sd) == family
@@ -233,10 +233,10 @@ def test_full_size_xl_manifest_every_key_consumed_on_meta(family, layers):
 def test_full_size_xl_encoders_from_their_manifests():
     """clip_vision_g: the config read from the shapes is ComfyUI's ViT-bigG one; the WD tagger: the released
     SwinV2, built by timm on meta, takes exactly the manifest's keys and shapes."""
-    from colorize_diffusion.model_patches import clip_tokens
-    from colorize_diffusion.model_patches.networks import wd_tagger
+    from colorize_diffusion.model_patches.common import clip_vision
+    from colorize_diffusion.model_patches.colorize_diffusion.networks import wd_tagger
 
-    cfg = clip_tokens.hf_vision_config(_xl_manifest("clip_vision_g"))
+    cfg = clip_vision.hf_vision_config(_xl_manifest("clip_vision_g"))
     assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["intermediate_size"],
             cfg["projection_dim"], cfg["image_size"], cfg["patch_size"]) == (1664, 48, 16, 8192, 1280, 224, 14)
     sd = _xl_manifest("wd_swinv2_tagger")

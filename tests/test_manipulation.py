@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
-from colorize_diffusion.model_patches import manipulation
-from colorize_diffusion.model_patches.checkpoint_file import read_state_dict
+from colorize_diffusion.model_patches.colorize_diffusion import manipulation
+from colorize_diffusion.weight_files import read_state_dict
 from conftest import GOLDEN
 
 FULL = GOLDEN / "clip" / "tiny-openclip-full.safetensors"
@@ -81,7 +81,7 @@ def _nodes():
 
 
 def test_manipulation_rows_chain_and_gate_like_the_app(text):
-    from colorize_diffusion.model_patches import clip_tokens
+    from colorize_diffusion.model_patches.common import clip_vision
 
     n = _nodes()
     rows = n["ColorizeDiffusionManipulation"].execute("blue sky", "none", "the sky", 0.0, False, 0.2, 0.4, 0.6, 0.8)[0]
@@ -93,7 +93,7 @@ def test_manipulation_rows_chain_and_gate_like_the_app(text):
         "[ts2] 0.6; [ts3] 0.8\n[target] a red dress; [anchor] ; [control] dress; [scale] 4.0; [enhanced] True; "
         "[ts0] 0.3; [ts1] 0.5; [ts2] 0.7; [ts3] 0.9")[0]
     assert same == rows
-    vision = clip_tokens.load_openclip_vision(str(FULL), heads=4)
+    vision = clip_vision.load_openclip_vision(str(FULL), heads=4)
     ref = n["ColorizeDiffusionEncodeReference"].execute(vision, torch.rand(1, 64, 48, 3))[0]
     out = n["ColorizeDiffusionManipulateReference"].execute(ref, text, rows)[0]
     assert torch.equal(out.cls, ref.cls) and not torch.allclose(out.tokens, ref.tokens)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from colorize_diffusion.errors import ColorizerLoadError
-from colorize_diffusion.model_patches.networks import sketch_encoder, v15_context, v2_encoders
+from colorize_diffusion.model_patches.colorize_diffusion.networks import sketch_encoder, v15_context, v2_encoders
 from host_emulation import host_layers
 from shared_data import GOLDEN
 

@@ -13,9 +13,10 @@ from conftest import GOLDEN
 from golden_support.compare import check_model_case
 from golden_support import clip_runner
 
-from colorize_diffusion.model_patches import clip_tokens
+from colorize_diffusion.model_patches.colorize_diffusion import reference
+from colorize_diffusion.model_patches.common import clip_tokens, clip_vision
 from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
-from colorize_diffusion.nodes import reference_nodes
+
 from colorize_diffusion.nodes.preprocess_nodes import ReferencePad
 from colorize_diffusion.nodes.reference_nodes import EncodeReference, LoadOpenCLIPVision
 
@@ -36,17 +37,17 @@ def tiny_sd():
 
 @pytest.fixture(scope="module")
 def openclip_cv(tiny_sd):
-    return clip_tokens.load_openclip_vision(dict(tiny_sd), heads=HEADS)
+    return clip_vision.load_openclip_vision(dict(tiny_sd), heads=HEADS)
 
 
 @pytest.fixture(scope="module")
 def comfy_cv_fp32(tiny_sd):
-    return clip_tokens.build_comfy_clip_vision(dict(tiny_sd), heads=HEADS, dtype=torch.float32)
+    return clip_vision.build_comfy_clip_vision(dict(tiny_sd), heads=HEADS, dtype=torch.float32)
 
 
 @pytest.fixture(scope="module")
 def comfy_cv_host_dtype(tiny_sd):
-    return clip_tokens.build_comfy_clip_vision(dict(tiny_sd), heads=HEADS)   # ComfyUI's text-encoder dtype
+    return clip_vision.build_comfy_clip_vision(dict(tiny_sd), heads=HEADS)   # ComfyUI's text-encoder dtype
 
 
 def load_case(case_dir: Path):
@@ -69,31 +70,31 @@ def test_comfy_loader_does_not_know_the_tiny_tower():
 
     assert comfy.clip_vision.load(str(CLIP_FILE)) is None
     cv, how = clip_runner.load_clip_vision(CLIP_FILE)
-    assert how == "open_clip" and isinstance(cv, clip_tokens.OpenCLIPVision)
+    assert how == "open_clip" and isinstance(cv, clip_vision.OpenCLIPVision)
 
 
 def test_inferred_config(tiny_sd):
-    cfg = clip_tokens.infer_openclip_vision_config(tiny_sd, "visual.", heads=HEADS)
+    cfg = clip_vision.infer_openclip_vision_config(tiny_sd, "visual.", heads=HEADS)
     assert cfg == {"width": 96, "layers": 3, "heads": 4, "patch_size": 14, "image_size": 224, "mlp_ratio": 4.0,
                    "output_dim": 128, "has_proj": True, "ls_init_value": None, "no_ln_pre": False,
                    "quick_gelu": False}
     with pytest.raises(ColorizerLoadError, match="head count"):
-        clip_tokens.infer_openclip_vision_config(tiny_sd, "visual.")       # 96 is no known width, not /64
+        clip_vision.infer_openclip_vision_config(tiny_sd, "visual.")       # 96 is no known width, not /64
     # the heads of the real towers follow from their width
     meta = {k: torch.empty(v.shape, device="meta") for k, v in tiny_sd.items()}
     meta["visual.conv1.weight"] = torch.empty(1280, 3, 14, 14, device="meta")
     meta["visual.positional_embedding"] = torch.empty(257, 1280, device="meta")
     meta["visual.proj"] = torch.empty(1280, 1024, device="meta")
     meta["visual.transformer.resblocks.0.mlp.c_fc.weight"] = torch.empty(5120, 1280, device="meta")
-    h = clip_tokens.infer_openclip_vision_config(meta, "visual.")
+    h = clip_vision.infer_openclip_vision_config(meta, "visual.")
     assert (h["heads"], h["output_dim"], h["mlp_ratio"]) == (16, 1024, 4.0)
 
 
 def test_prefix_detection(tiny_sd):
-    assert clip_tokens.find_openclip_vision_prefix(tiny_sd) == "visual."
+    assert clip_vision.find_openclip_vision_prefix(tiny_sd) == "visual."
     bare = {k[len("visual."):]: v for k, v in tiny_sd.items()}
-    assert clip_tokens.find_openclip_vision_prefix(bare) == ""
-    assert clip_tokens.find_openclip_vision_prefix({"vision_model.post_layernorm.weight": torch.ones(2)}) is None
+    assert clip_vision.find_openclip_vision_prefix(bare) == ""
+    assert clip_vision.find_openclip_vision_prefix({"vision_model.post_layernorm.weight": torch.ones(2)}) is None
 
 
 # ------------------------------------------------------------------ parity with the golden cases, both back ends
@@ -189,7 +190,7 @@ def test_uncond_is_zero_tokens_of_same_shape(openclip_cv):
 def test_reference_object_layout(openclip_cv):
     img = torch.rand(1, 50, 70, 4)                    # RGBA: composited over white, as every node does
     (ref,) = EncodeReference.execute(openclip_cv, img)
-    assert isinstance(ref, clip_tokens.ColorizerReference)
+    assert isinstance(ref, reference.ColorizerReference)
     assert ref.size == (50, 70) and ref.image.shape == (1, 3, 50, 70)
     over_white = img[..., :3] * img[..., 3:] + (1 - img[..., 3:])
     assert torch.allclose(ref.image, over_white.movedim(-1, 1) * 2 - 1, atol=1e-6)
@@ -214,14 +215,14 @@ def test_context_dim_mismatch_is_a_clear_error(openclip_cv, comfy_cv_fp32, tiny_
         with pytest.raises(ColorizerInputError, match=r"128.*does not match the checkpoint's context dim 1024"):
             clip_tokens.encode_reference(cv, x, context_dim=1024)
         with pytest.raises(ColorizerInputError, match="context dim 1024"):
-            clip_tokens.make_reference(cv, x, context_dim=1024)
+            reference.make_reference(cv, x, context_dim=1024)
     (ref,) = EncodeReference.execute(openclip_cv, torch.rand(1, 32, 32, 3))
     with pytest.raises(ColorizerInputError, match="context dim 1024"):
         ref.check_context_dim(1024)
     ref.check_context_dim(128)
     # a tower without projection yields its width (96)
     noproj = {k: v for k, v in tiny_sd.items() if k != "visual.proj"}
-    cv = clip_tokens.load_openclip_vision(noproj, heads=HEADS)
+    cv = clip_vision.load_openclip_vision(noproj, heads=HEADS)
     assert clip_tokens.encode_reference(cv, x).shape == (1, 256, 96)
     with pytest.raises(ColorizerInputError, match=r"width 96 \(no projection\) does not match .* context dim 128"):
         clip_tokens.encode_reference(cv, x, context_dim=128)
@@ -235,8 +236,8 @@ def test_non_square_reference_is_squashed_not_cropped(openclip_cv):
     h, w = 100, 300
     ramp = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(1, 3, h, w).contiguous()
     px = clip_tokens.preprocess(ramp)
-    mean = torch.tensor(clip_tokens.CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(clip_tokens.CLIP_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(clip_vision.CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(clip_vision.CLIP_STD).view(1, 3, 1, 1)
     back = (px * std + mean) * 2 - 1                      # undo normalisation -> [-1,1] after resize
     # the full width survives (squash): every row is the whole ramp from -1 to +1 (align_corners=True; the
     # antialiased bicubic kernel reproduces a ramp to ~1e-3)
@@ -261,8 +262,8 @@ def test_non_square_reference_is_squashed_not_cropped(openclip_cv):
 
 def test_no_8bit_quantisation():
     x = torch.full((1, 3, 224, 224), 0.1234567)           # not a k/255 level, already 224 (resize = identity)
-    back = (clip_tokens.preprocess(x) * torch.tensor(clip_tokens.CLIP_STD).view(1, 3, 1, 1)
-            + torch.tensor(clip_tokens.CLIP_MEAN).view(1, 3, 1, 1)) * 2 - 1
+    back = (clip_tokens.preprocess(x) * torch.tensor(clip_vision.CLIP_STD).view(1, 3, 1, 1)
+            + torch.tensor(clip_vision.CLIP_MEAN).view(1, 3, 1, 1)) * 2 - 1
     assert torch.allclose(back, x, atol=1e-6)
     assert abs(round((0.1234567 + 1) / 2 * 255) / 255 * 2 - 1 - 0.1234567) > 1e-3   # 8-bit would have moved it
 
@@ -279,7 +280,7 @@ def test_loader_node_lists_and_loads(tmp_path, tiny_sd):
         with pytest.raises(ColorizerLoadError, match="head count"):
             LoadOpenCLIPVision.execute("tiny.safetensors")            # width 96: no guess
         (cv,) = LoadOpenCLIPVision.execute("tiny.safetensors", heads=4)
-        assert isinstance(cv, clip_tokens.OpenCLIPVision) and cv.config["heads"] == 4
+        assert isinstance(cv, clip_vision.OpenCLIPVision) and cv.config["heads"] == 4
         # an open_clip model config next to the file supplies the heads
         (tmp_path / "tiny.json").write_text(json.dumps(
             {"embed_dim": 128, "vision_cfg": {"image_size": 224, "layers": 3, "width": 96, "head_width": 24,
@@ -304,12 +305,12 @@ def test_loader_node_lists_and_loads(tmp_path, tiny_sd):
 def test_loader_dtype_and_device_handling(tiny_sd):
     import comfy.model_management as mm
 
-    cv = clip_tokens.load_openclip_vision(dict(tiny_sd), heads=HEADS, dtype=torch.bfloat16)
+    cv = clip_vision.load_openclip_vision(dict(tiny_sd), heads=HEADS, dtype=torch.bfloat16)
     assert next(cv.model.parameters()).dtype == torch.bfloat16
     x = pm1_images(8, 1, 64, 64)
     tok = clip_tokens.encode_reference(cv, x)
     assert tok.dtype == torch.float32 and tok.device == mm.intermediate_device()
-    ref32 = clip_tokens.encode_reference(clip_tokens.load_openclip_vision(dict(tiny_sd), heads=HEADS), x)
+    ref32 = clip_tokens.encode_reference(clip_vision.load_openclip_vision(dict(tiny_sd), heads=HEADS), x)
     assert rel_rms(tok, ref32) < 5e-2
 
 
@@ -329,7 +330,7 @@ def test_vit_h_shapes_match_comfy_config_h():
         vt = VisionTransformer(image_size=224, patch_size=14, width=1280, layers=32, heads=16, mlp_ratio=4.0,
                                output_dim=1024)
     sd = {"visual." + k: v for k, v in vt.state_dict().items()}
-    ours = clip_tokens.comfy_vision_config_for_openclip(sd)
+    ours = clip_vision.comfy_vision_config_for_openclip(sd)
     with open(os.path.join(os.path.dirname(comfy.clip_vision.__file__), "clip_vision_config_h.json")) as f:
         theirs = json.load(f)
     for key in ("hidden_act", "hidden_size", "image_size", "intermediate_size", "num_attention_heads",
@@ -347,7 +348,7 @@ def test_loader_falls_back_to_comfy_model_without_open_clip(monkeypatch, opencli
     import comfy.clip_vision
 
     monkeypatch.setitem(sys.modules, "open_clip.transformer", None)     # import fails like a missing package
-    cv = reference_nodes.load_vision_file(str(CLIP_FILE), heads=HEADS)
+    cv = clip_vision.load_vision_file(str(CLIP_FILE), heads=HEADS)
     assert isinstance(cv, comfy.clip_vision.ClipVisionModel)
     x = pm1_images(10, 1, 64, 48)
     assert rel_rms(clip_tokens.encode_reference(cv, x), clip_tokens.encode_reference(openclip_cv, x)) < 1e-2

@@ -14,8 +14,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from colorize_diffusion.errors import ColorizerInputError
-from colorize_diffusion.model_patches import clip_tokens
-from colorize_diffusion.nodes.reference_nodes import load_vision_file
+from colorize_diffusion.model_patches.common import clip_tokens
+from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
 from chain_support import node
 from shared_data import GOLDEN_RAP

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
-from colorize_diffusion.model_patches import clip_tokens
-from colorize_diffusion.model_patches.checkpoint import load_checkpoint
-from colorize_diffusion.model_patches.split_attention import SplitCrossAttention
+from colorize_diffusion.model_patches.common import clip_vision
+from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
+from colorize_diffusion.model_patches.colorize_diffusion.split_attention import SplitCrossAttention
 from colorize_diffusion.preprocess.sketch import PreparedSketch
 from chain_support import chain, node
 from conftest import GOLDEN
@@ -32,7 +32,7 @@ def v2():
 
 @pytest.fixture(scope="module")
 def clip():
-    return clip_tokens.load_openclip_vision(str(GOLDEN / "clip" / "tiny-vit-openclip.safetensors"), heads=4)
+    return clip_vision.load_openclip_vision(str(GOLDEN / "clip" / "tiny-vit-openclip.safetensors"), heads=4)
 
 
 def _sketch(h=64, w=96):

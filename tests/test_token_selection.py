@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from colorize_diffusion.model_patches.networks.split_lora import AttentionLora, LoraPair
-from colorize_diffusion.model_patches.networks.warp_style import WarpModule
-from colorize_diffusion.model_patches.settings import AttentionSettings
-from colorize_diffusion.model_patches.split_attention import SplitCrossAttention, selection_groups
-from colorize_diffusion.model_patches.step_data import STEP_KEY, StepData
-from colorize_diffusion.model_patches.unet_patches import warp_where
+from colorize_diffusion.model_patches.colorize_diffusion.networks.split_lora import AttentionLora, LoraPair
+from colorize_diffusion.model_patches.colorize_diffusion.networks.warp_style import WarpModule
+from colorize_diffusion.model_patches.colorize_diffusion.settings import AttentionSettings
+from colorize_diffusion.model_patches.colorize_diffusion.split_attention import SplitCrossAttention, selection_groups
+from colorize_diffusion.model_patches.colorize_diffusion.step_data import STEP_KEY, StepData
+from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import warp_where
 
 DIM, CONTEXT_DIM, HEADS, RANK = 64, 48, 4, 8
 H, W = 6, 8

@@ -157,7 +157,7 @@ def test_xl_encoders_and_reference_net_run_once_per_prompt(inproc, monkeypatch):
     """The XL background graph through ComfyUI's executor: the sketch encoder, the reference projection and the
     ReferenceNet run once for the prompt (not per step), nothing on an unchanged re-queue; a new sketch (a new mask,
     so new banks) runs the ReferenceNet again and the banks are never reused across prompts."""
-    from colorize_diffusion.model_patches.networks import reference_net
+    from colorize_diffusion.model_patches.colorize_diffusion.networks import reference_net
 
     calls = []
     original = reference_net.ReferenceNet.banks
@@ -373,8 +373,8 @@ def test_vanilla_graph_gives_the_golden_path_picture(inproc, tiny_vae_file):
     from chain_support import node
     from golden_support.model_eval import guided_step
 
-    from colorize_diffusion.model_patches.checkpoint import load_checkpoint
-    from colorize_diffusion.nodes.reference_nodes import load_vision_file
+    from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
+    from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
     steps, seed = 3, 1234
     got = _run(inproc, "vanilla", sampler="euler", steps=steps, seed=seed)[0]

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
-from colorize_diffusion.model_patches import colorizer_prompt as chain_mod
-from colorize_diffusion.model_patches.checkpoint import load_checkpoint
-from colorize_diffusion.model_patches.xl_reference import load_tagger
-from colorize_diffusion.nodes.reference_nodes import load_vision_file
+from colorize_diffusion.model_patches.colorize_diffusion.prompt import prompt_of
+from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
+from colorize_diffusion.model_patches.colorize_diffusion.tagger import load_tagger
+from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
 from chain_support import node
 from golden_support.xl_runner import head_sizes
@@ -75,7 +75,7 @@ def test_xl_background_chain_runs_and_every_part_acts(family, encoders):
                       foreground_enhance=False)
     pos2, neg2 = node("ColorizeDiffusionBackgroundEncoder", positive=pos2, negative=neg2, vae=ckpt.vae,
                       clip_vision=clip, tagger=tagger, reference_mask=rmask)
-    prompt = chain_mod.prompt_of(pos2, neg2, "test")
+    prompt = prompt_of(pos2, neg2, "test")
     assert prompt.xl_context.shape == (1, 196, ckpt.colorizer.context_dim)
     assert pos2[0][0].shape[1] == 392                               # reference half + background half
     assert pos2[0][1]["model_conds"]["y"].cond.shape == (1, 512)

@@ -16,9 +16,9 @@ import torch
 
 def tower_heads(clip_path: Path) -> int | None:
     """Head count of a golden CLIP file: ``<stem>.json`` or any JSON next to it describing ``open_clip_model_cfg``."""
-    from colorize_diffusion.model_patches import clip_tokens
+    from colorize_diffusion.model_patches.common import clip_tokens, clip_vision
 
-    side = clip_tokens.read_sidecar_config(str(clip_path))
+    side = clip_vision.read_sidecar_config(str(clip_path))
     if "heads" in side:
         return side["heads"]
     for js in sorted(clip_path.parent.glob("*.json")):
@@ -79,7 +79,7 @@ def load_clip_vision(clip_path: Path, *, prefer_comfy: bool = True):
 
 
 def run(case: dict, inputs: dict, case_dir: Path, root: Path) -> dict:
-    from colorize_diffusion.model_patches import clip_tokens
+    from colorize_diffusion.model_patches.common import clip_tokens, clip_vision
     from colorize_diffusion.nodes.reference_nodes import EncodeReference
 
     cv, _how = load_clip_vision(Path(root) / case["clip"])

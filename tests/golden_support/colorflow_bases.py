@@ -6,12 +6,12 @@ from pathlib import Path
 
 
 def sd15(root: Path):
-    from colorize_diffusion.model_patches.diffusers_bases import load_model_folder
+    from colorize_diffusion.model_patches.colorflow.diffusers_bases import load_model_folder
 
     return load_model_folder(str(Path(root) / "models" / "sd15_base" / "unet"))
 
 
 def pixart(root: Path):
-    from colorize_diffusion.model_patches.diffusers_bases import load_model_folder
+    from colorize_diffusion.model_patches.colorflow.diffusers_bases import load_model_folder
 
     return load_model_folder(str(Path(root) / "models" / "pixart_base" / "transformer"))

@@ -23,13 +23,13 @@ def is_colorflow_case(case: dict) -> bool:
 
 def vae(root: Path):
     """The pipelines' VAE (the PixArt pipeline's, which the SD1.5 cases share) as ComfyUI's VAE."""
-    from colorize_diffusion.model_patches.diffusers_bases import load_vae_folder
+    from colorize_diffusion.model_patches.colorflow.diffusers_bases import load_vae_folder
 
     return load_vae_folder(str(root / "models" / "pixart_base" / "vae"))
 
 
 def run_super_resolution(case: dict, inputs: dict, root: Path) -> dict:
-    from colorize_diffusion.model_patches import colorflow_super_resolution as gsrp
+    from colorize_diffusion.model_patches.colorflow import super_resolution as gsrp
 
     net = gsrp.load_network(str(root / case["multires_file"]))
     first_stage = vae(root).first_stage_model
@@ -46,7 +46,7 @@ def run_super_resolution(case: dict, inputs: dict, root: Path) -> dict:
 
 def run_conditioning(case: dict, inputs: dict, root: Path) -> dict:
     """Canvas and mask pictures (batch 1) -> the guider's input latents of the CFG pair [uncond, cond]."""
-    from colorize_diffusion.model_patches import colorflow_conditioning as cond
+    from colorize_diffusion.model_patches.colorflow import conditioning as cond
 
     family = "pixart" if "conditioning_latents" in case["expected"] else "sd15"
     canvas = inputs["canvas_hwc"][None].expand(2, -1, -1, -1)
@@ -61,7 +61,7 @@ def run_conditioning(case: dict, inputs: dict, root: Path) -> dict:
 
 
 def sd15_lora(root: Path, model):
-    from colorize_diffusion.model_patches import colorflow_files as files
+    from colorize_diffusion.model_patches.colorflow import files
 
     folder = files.read_folder(str(root / "models" / "colorflow" / "GraySD"))
     return files.lora_weight_patches(folder.lora, files.sd_lora_key_map(model.model),
@@ -99,7 +99,7 @@ def weights_in_use(model) -> dict:
 
 
 def pixart_lora(root: Path, model):
-    from colorize_diffusion.model_patches import colorflow_files as files
+    from colorize_diffusion.model_patches.colorflow import files
 
     folder = files.read_folder(str(root / "models" / "colorflow" / "sketch"))
     return files.lora_weight_patches(folder.lora, files.pixart_lora_key_map(model.model), model.model.state_dict())
@@ -108,7 +108,7 @@ def pixart_lora(root: Path, model):
 def run_lora_merge(case: dict, root: Path) -> dict:
     import comfy.utils
 
-    from colorize_diffusion.model_patches import colorflow_files as files
+    from colorize_diffusion.model_patches.colorflow import files
 
     from . import colorflow_bases as bases
 
@@ -129,7 +129,7 @@ def run_lora_merge(case: dict, root: Path) -> dict:
 
 
 def guider(root: Path, family: str):
-    from colorize_diffusion.model_patches import colorflow_files as files
+    from colorize_diffusion.model_patches.colorflow import files
 
     name = "GraySD" if family == "sd15" else "sketch"
     return files.load_guider(files.read_folder(str(root / "models" / "colorflow" / name)))
@@ -162,8 +162,8 @@ class GivenResiduals(torch.nn.Module):
 
 def _sd_setup(root: Path, network, guide_neg, guide_pos, neg_context, pos_context):
     from colorize_diffusion.comfy_compat import unet_patcher
-    from colorize_diffusion.model_patches import colorflow_conditioning as cond
-    from colorize_diffusion.model_patches import colorflow_sd
+    from colorize_diffusion.model_patches.colorflow import conditioning as cond
+    from colorize_diffusion.model_patches.colorflow import sd15 as colorflow_sd
 
     from . import colorflow_bases as bases
 
@@ -181,7 +181,7 @@ def _cfg_run(model, positive, negative, cfg: float, sigmas, sampler_function, st
     import comfy.patcher_extension
     import comfy.samplers
 
-    from colorize_diffusion.model_patches import colorflow_sampling
+    from colorize_diffusion.model_patches.colorflow import sampling as colorflow_sampling
 
     from .model_eval import RawRecorder
 
@@ -229,7 +229,7 @@ def run_sd_step(case: dict, inputs: dict, root: Path) -> dict:
 
 
 def run_sd_sample(case: dict, inputs: dict, root: Path) -> dict:
-    from colorize_diffusion.model_patches import colorflow_sampling
+    from colorize_diffusion.model_patches.colorflow import sampling as colorflow_sampling
 
     guide = inputs["colorguider_cond"]
     model, pos, neg = _sd_setup(root, guider(root, "sd15"), guide[:1], guide[1:], inputs["negative_prompt_embeds"],
@@ -287,8 +287,8 @@ def _valid_tokens(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def _pixart_setup(root: Path, network, guide_neg, guide_pos, neg_context, pos_context, height: int, width: int):
     from colorize_diffusion.comfy_compat import unet_patcher
-    from colorize_diffusion.model_patches import colorflow_conditioning as cond
-    from colorize_diffusion.model_patches import colorflow_pixart
+    from colorize_diffusion.model_patches.colorflow import conditioning as cond
+    from colorize_diffusion.model_patches.colorflow import pixart as colorflow_pixart
 
     from . import colorflow_bases as bases
 
@@ -300,7 +300,7 @@ def _pixart_setup(root: Path, network, guide_neg, guide_pos, neg_context, pos_co
 
 
 def run_pixart_step(case: dict, inputs: dict, root: Path) -> dict:
-    from colorize_diffusion.model_patches import colorflow_pixart
+    from colorize_diffusion.model_patches.colorflow import pixart as colorflow_pixart
 
     x_vp = inputs["latent_model_input"][:1]
     ctx, mask = inputs["encoder_hidden_states"], inputs["encoder_attention_mask"]
@@ -329,7 +329,7 @@ def run_pixart_sample(case: dict, inputs: dict, root: Path) -> dict:
     |x| ~ 457 and sigma ~ 1.5)."""
     import comfy.samplers
 
-    from colorize_diffusion.model_patches import colorflow_pixart, colorflow_sampling
+    from colorize_diffusion.model_patches.colorflow import pixart as colorflow_pixart, sampling as colorflow_sampling
 
     guide = inputs["conditioning_latents"]
     h, w = (8 * n for n in guide.shape[-2:])
@@ -376,7 +376,7 @@ def run_t5(case: dict, inputs: dict, root: Path) -> dict:
     loaded by the pack's diffusers-folder loader): the tokens of "manga" and of the empty negative are the official
     ones up to the padding, and the encoder gives the official hidden states at all 120 positions under the
     official attention mask."""
-    from colorize_diffusion.model_patches.diffusers_bases import load_t5_folder
+    from colorize_diffusion.model_patches.colorflow.diffusers_bases import load_t5_folder
 
     clip = load_t5_folder(str(root / "models" / "pixart_base" / "text_encoder"))
     t5 = clip.cond_stage_model.t5xxl.transformer

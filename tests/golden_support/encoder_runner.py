@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from colorize_diffusion.model_patches.networks import v2_encoders
+from colorize_diffusion.model_patches.colorize_diffusion.networks import v2_encoders
 
 from .model_eval import loaded
 

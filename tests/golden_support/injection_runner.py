@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from colorize_diffusion.model_patches import injection as inj
-from colorize_diffusion.model_patches.step_data import STEP_KEY
+from colorize_diffusion.model_patches.colorize_diffusion import injection as inj
+from colorize_diffusion.model_patches.colorize_diffusion.step_data import STEP_KEY
 from colorize_diffusion.preprocess.reference import resize_like_app
 
 from . import unet_runner
@@ -114,7 +114,7 @@ def _rows_as_expected(case, key, t):
 
 
 def _block_keys(ckpt):
-    from colorize_diffusion.model_patches.unet_patches import attn2_patch_key, transformer_blocks
+    from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import attn2_patch_key, transformer_blocks
 
     return [attn2_patch_key(path) for _, path, _ in transformer_blocks(ckpt.model.model.diffusion_model)]
 

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import torch
 
-from colorize_diffusion.model_patches import clip_tokens, manipulation
-from colorize_diffusion.model_patches.checkpoint_file import read_state_dict
+from colorize_diffusion.model_patches.common import clip_tokens, clip_vision
+from colorize_diffusion.model_patches.colorize_diffusion import manipulation
+from colorize_diffusion.weight_files import read_state_dict
 
 from .clip_runner import tower_heads
 
 
 def _towers(root: Path, case: dict):
     path = root / case["clip"]
-    vision = clip_tokens.load_openclip_vision(str(path), heads=tower_heads(path))
+    vision = clip_vision.load_openclip_vision(str(path), heads=tower_heads(path))
     text = manipulation.load_text_tower(read_state_dict(path),
-                                        heads=clip_tokens.read_sidecar_config(str(path)).get("text_heads"))
+                                        heads=clip_vision.read_sidecar_config(str(path)).get("text_heads"))
     return vision, text
 
 

@@ -11,10 +11,11 @@ import math
 
 import torch
 
-from colorize_diffusion.model_patches import guidance
-from colorize_diffusion.model_patches.checkpoint import load_checkpoint
-from colorize_diffusion.model_patches.modes import official_mode
-from colorize_diffusion.model_patches.settings import GuidanceWindow, attention_settings, level_reference_scales
+from colorize_diffusion.model_patches.colorize_diffusion import guidance
+from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
+from colorize_diffusion.model_patches.colorize_diffusion.modes import official_mode
+from colorize_diffusion.model_patches.colorize_diffusion.settings import (GuidanceWindow, attention_settings,
+                                                                          level_reference_scales)
 
 CASE_MODES = {"plain": "vanilla", "bg": "background enhance", "fg": "foreground enhance",
               "fgbg": "full", "style": "style enhance", "full": "full"}

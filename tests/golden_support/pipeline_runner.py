@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from colorize_diffusion.model_patches import clip_tokens, modes
+from colorize_diffusion.model_patches.common import clip_tokens, clip_vision
+from colorize_diffusion.model_patches.colorize_diffusion import modes
 from colorize_diffusion.nodes import node_classes
-from colorize_diffusion.model_patches.networks import v2_encoders
+from colorize_diffusion.model_patches.colorize_diffusion.networks import v2_encoders
 
-from colorize_diffusion.model_patches.conditioning import sketch_unconditional
+from colorize_diffusion.model_patches.colorize_diffusion.conditioning import sketch_unconditional
 
 from .clip_runner import tower_heads
 from .model_eval import case_window, guided_step, loaded, param
@@ -76,7 +77,7 @@ def prepared_pictures(case, inputs, resampling: str = "tensor"):
 
 def run(case, inputs, case_dir, root):
     ckpt = loaded(str(root / case["checkpoint"]), case["prediction_type"])
-    clip = clip_tokens.load_openclip_vision(str(root / case["clip"]), heads=tower_heads(root / case["clip"]))
+    clip = clip_vision.load_openclip_vision(str(root / case["clip"]), heads=tower_heads(root / case["clip"]))
     sketch, ref_image, bg_image = prepared_pictures(case, inputs)
     encode = _node("ColorizeDiffusionEncodeReference")
     reference = original_reference = encode(clip_vision=clip, image=ref_image)[0]

@@ -20,8 +20,8 @@ def _sha(a: np.ndarray) -> torch.Tensor:
 
 
 def encoder(case_dir: Path, case: dict):
-    from colorize_diffusion.model_patches import clip_tokens
-    from colorize_diffusion.nodes.reference_nodes import load_vision_file
+    from colorize_diffusion.model_patches.common import clip_tokens
+    from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
     folder = (Path(case_dir) / case.get("model", "../tiny_clip_vision")).resolve()
     cv = load_vision_file(str(folder / "model.safetensors"))

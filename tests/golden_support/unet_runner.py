@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from colorize_diffusion.model_patches.conditioning import guidance_conditionings
+from colorize_diffusion.model_patches.colorize_diffusion.conditioning import guidance_conditionings
 
 from .model_eval import CASE_MODES, case_settings, guided_step, listed, loaded, param
 
@@ -41,7 +41,7 @@ def run(case, inputs, case_dir, root):
 
 
 def _apply(ckpt):
-    from colorize_diffusion.model_patches.unet_patches import apply_colorizer
+    from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import apply_colorizer
 
     return apply_colorizer(ckpt.model, ckpt.colorizer)
 

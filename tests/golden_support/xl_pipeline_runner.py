@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from colorize_diffusion.model_patches import clip_tokens, xl_conditioning, xl_reference
-from colorize_diffusion.model_patches import colorizer_prompt as chain_mod
-from colorize_diffusion.model_patches.conditioning import sketch_unconditional
-from colorize_diffusion.nodes.reference_nodes import load_vision_file
+from colorize_diffusion.model_patches.common import clip_tokens
+from colorize_diffusion.model_patches.colorize_diffusion import xl_conditioning, tagger as xl_reference
+from colorize_diffusion.model_patches.colorize_diffusion.prompt import prompt_of
+from colorize_diffusion.model_patches.colorize_diffusion.conditioning import sketch_unconditional
+from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
 from .model_eval import guided_step, param
 from .pipeline_runner import LatentStandIn, _conditioning_tensors, _mask, _node, prepared_pictures
@@ -65,7 +66,7 @@ def run(case, inputs, case_dir, root):
                 background_factor=param(case, "Background factor"), clip_vision=clip, tagger=tagger,
                 vae=XLLatentStandIn(latents, ["z_bg"], vae_inputs), reference_mask=_mask(inputs, "reference_mask"),
                 background=background)
-    prompt = chain_mod.prompt_of(pos, neg, "golden")
+    prompt = prompt_of(pos, neg, "golden")
     sk = sketch_unconditional(pos)
     assert latent["samples"].shape[-2:] == inputs["x_t"].shape[-2:]
     rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], [case["timesteps"][0]["comfy_sigma"]],
@@ -74,14 +75,14 @@ def run(case, inputs, case_dir, root):
     got = {"guided": guided[0], "pre.sketch": sketch.sketch, "pre.reference": reference.image,
            "cond.y": pos[0][1]["model_conds"]["y"].cond,
            "debug.reference_clip_full": reference.full,
-           "debug.reference_wd_tokens": reference.extra[xl_reference.TAGGER_TOKENS_KEY]}
+           "debug.reference_wd_tokens": reference.tagger_tokens}
     for position, name in enumerate(case["passes"]):
         got[f"raw.{name}"] = rec.calls[0][position]
     got.update(_conditioning_tensors(pos, sk))
     got.update(vae_inputs)
     if background is not None:
         seen["background_clip_full"] = background.full
-        seen["background_wd_tokens"] = background.extra[xl_reference.TAGGER_TOKENS_KEY]
+        seen["background_wd_tokens"] = background.tagger_tokens
     if prompt.banks is not None:
         got.update({f"bank.{k}": b for k, b in enumerate(prompt.banks.banks)})
         got["debug.bgy"] = prompt.background.bgy

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from colorize_diffusion.model_patches import xl_conditioning as xl
-from colorize_diffusion.model_patches.checkpoint import HeadSizes, load_checkpoint
-from colorize_diffusion.model_patches.conditioning import guidance_conditionings
-from colorize_diffusion.model_patches.modes import official_mode
-from colorize_diffusion.model_patches.settings import attention_settings
-from colorize_diffusion.model_patches.step_data import Banks
+from colorize_diffusion.model_patches.colorize_diffusion import xl_conditioning as xl
+from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import HeadSizes, load_checkpoint
+from colorize_diffusion.model_patches.colorize_diffusion.conditioning import guidance_conditionings
+from colorize_diffusion.model_patches.colorize_diffusion.modes import official_mode
+from colorize_diffusion.model_patches.colorize_diffusion.settings import attention_settings
+from colorize_diffusion.model_patches.colorize_diffusion.step_data import Banks
 
 from .model_eval import CASE_MODES, guided_step, listed, param
 
@@ -62,8 +62,8 @@ def case_settings(case: dict, family: str):
 
 # ---------------------------------------------------------------------------------------------------- level A
 def _clip(case, inputs, root):
-    from colorize_diffusion.model_patches import clip_tokens
-    from colorize_diffusion.nodes.reference_nodes import load_vision_file
+    from colorize_diffusion.model_patches.common import clip_tokens
+    from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
     cv = load_vision_file(str(Path(root) / case["clip"]))
     image = inputs["image"]
@@ -72,7 +72,7 @@ def _clip(case, inputs, root):
 
 
 def _tagger(case, inputs, root):
-    from colorize_diffusion.model_patches.xl_reference import load_tagger
+    from colorize_diffusion.model_patches.colorize_diffusion.tagger import load_tagger
 
     tagger = load_tagger(str(Path(root) / case["tagger"]))
     tokens, logits = tagger.tokens(inputs["image"], logits=True)
@@ -148,7 +148,7 @@ def _conds(case, inputs, colorizer):
 
 
 def _unet(case, inputs, root):
-    from colorize_diffusion.model_patches.unet_patches import apply_colorizer
+    from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import apply_colorizer
 
     ckpt = checkpoint_of(case, root)
     model = apply_colorizer(ckpt.model, ckpt.colorizer)
@@ -179,7 +179,7 @@ def _sampling(case, inputs, model, pos, neg, sk, recorder=None):
     alphas = _alphas_cumprod()
     sigmas = [math.sqrt((1 - alphas[t]) / alphas[t]) for t in ts]
     if "inpaint_bg" in inputs:      # Latent copy BG input (sdxl: threshold 0.5; xlv2: Sketch mask threshold)
-        from colorize_diffusion.model_patches.latent_copy import LATENT_COPY_KEY, LatentCopy
+        from colorize_diffusion.model_patches.colorize_diffusion.latent_copy import LATENT_COPY_KEY, LatentCopy
 
         threshold = 0.5 if case["family"] == "sdxl" else param(case, "Sketch mask threshold", 0.05)
         pos[0][1][LATENT_COPY_KEY] = LatentCopy(inputs["inpaint_bg"], inputs["mask"], threshold)

@@ -1,0 +1,1 @@
+"""ColorFlow's networks (ColorGuiders, guided super-resolution) as plain torch modules."""
