@@ -247,8 +247,9 @@ def emulate(lazy: str = "none", executor: bool = True, dynamic_vram: bool = True
     with contextlib.ExitStack() as stack:
         if dynamic_vram:
             stack.enter_context(lazy_linear(lazy))
-            stack.enter_context(_patched(comfy.model_patcher, CoreModelPatcher=dynamic.dynamic_patcher_class()))
             stack.enter_context(read_only_safetensors())
+        core = dynamic.dynamic_patcher_class() if dynamic_vram else comfy.model_patcher.ModelPatcher
+        stack.enter_context(_patched(comfy.model_patcher, CoreModelPatcher=core))   # main.py / model_patcher.py
         stack.enter_context(comfy_attention())
         if executor:
             stack.enter_context(executor_reads_ram_inactive())
