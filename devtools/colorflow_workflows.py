@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..model_patches.colorize_diffusion.modes import official_mode
+
 COLORFLOW_FAMILIES = ("pixart", "sd15")
 # per workflow: the released colorizer folder and the app's Input Style (the Decolorize step) that goes with it
 COLORIZERS = {"chapter_colorflow": ("sketch", "Sketch"), "shaded_pages_colorflow": ("shading", "Sketch_Shading"),
@@ -42,8 +44,7 @@ MODEL_WIDGETS = {("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"), ("Che
 
 def build_colorflow(stem: str, spec, o, graph_class, colors: dict):
     """The graph of a ColorFlow workflow. `graph_class`, `colors`: devtools.workflows' Graph and node colours."""
-    from ..model_patches.colorize_diffusion.modes import official_mode
-    from . import workflows as wf
+    from . import workflows as wf      # here, not at the top: devtools.workflows imports this module
 
     family = spec.family
     defaults = wf.Options()

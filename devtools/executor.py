@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..comfy_compat import executor_cache_args
+
 
 def load_nodes() -> None:
     """The core extra nodes (comfy_extras) and the pack's nodes in ComfyUI's registry, once."""
@@ -19,7 +21,7 @@ def load_nodes() -> None:
 
     if "SamplerCustomAdvanced" not in nodes.NODE_CLASS_MAPPINGS:
         asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-    from ..nodes import display_names, node_classes
+    from ..nodes import display_names, node_classes   # the pack's registration, once ComfyUI's own nodes are in
 
     for name, cls in node_classes().items():          # what ComfyUI's loader does with comfy_entrypoint
         nodes.NODE_CLASS_MAPPINGS.setdefault(name, cls)
@@ -80,7 +82,6 @@ class Runner:
         load_nodes()
         import execution
 
-        from ..comfy_compat import executor_cache_args
         self.server = _ServerStub()
         cache_type = execution.CacheType.CLASSIC if cache else execution.CacheType.NONE
         self.executor = execution.PromptExecutor(self.server, cache_type=cache_type,

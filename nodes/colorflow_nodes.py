@@ -8,13 +8,16 @@ import os
 import torch
 from comfy_api.v0_0_2 import io
 
+from ..comfy_compat import reloadable_unet_patcher
 from ..errors import ColorizerInputError, ColorizerLoadError
 from ..model_folders import COLORFLOW, subfolder_path, subfolders
-from ..model_patches.colorflow import conditioning, sampling
+from ..model_patches.colorflow import conditioning, diffusers_bases, sampling
 from ..model_patches.colorflow.colorizer import apply_colorizer, load_colorizer
 from ..model_patches.colorflow.files import SUPER_RESOLUTION_FILE
+from ..model_patches.colorflow.super_resolution import load_network, super_resolve
 from ..preprocess import convert
 from .io_types import CATEGORY, ColorFlow, ColorFlowSuperResolution
+from .loader_nodes import output_used
 
 COLORFLOW_CATEGORY = f"{CATEGORY}/ColorFlow"
 MIN_CANVAS = 64           # px: 8 latent cells, 4 PixArt patches
@@ -192,9 +195,6 @@ class LoadSuperResolution(io.ComfyNode):
 
     @classmethod
     def execute(cls, folder):
-        from ..comfy_compat import reloadable_unet_patcher
-        from ..model_patches.colorflow.super_resolution import load_network
-
         path = os.path.join(_folder(folder), SUPER_RESOLUTION_FILE)
         return io.NodeOutput(reloadable_unet_patcher(load_network, path))
 
@@ -226,8 +226,6 @@ class SuperResolution(io.ComfyNode):
     @classmethod
     def execute(cls, super_resolution, vae, colours, page, batchnorm="picture statistics (official)", seed=0):
         import comfy.model_management
-
-        from ..model_patches.colorflow.super_resolution import super_resolve
 
         colours = convert.rgb(convert.check_image(colours, "colours"))
         page = convert.rgb(convert.check_image(page, "page"))
@@ -275,18 +273,15 @@ class LoadDiffusersModel(io.ComfyNode):
 
     @classmethod
     def execute(cls, folder):
-        from ..model_patches.colorflow import diffusers_bases as bases
-        from .loader_nodes import output_used
-
         root = subfolder_path("diffusers", folder)
         if root is None or not any(os.path.isdir(os.path.join(root, s)) for s in ("transformer", "unet")):
             raise ColorizerLoadError(f"{folder} is not a diffusers base folder of models/diffusers (transformer/ or "
                                      "unet/)")
         sub = next(s for s in ("transformer", "unet") if os.path.isdir(os.path.join(root, s)))
-        model = bases.load_model_folder(os.path.join(root, sub))
+        model = diffusers_bases.load_model_folder(os.path.join(root, sub))
         parts = []
-        for slot, (name, load) in enumerate((("text_encoder", bases.load_t5_folder), ("vae", bases.load_vae_folder)),
-                                            start=1):
+        parts_of = (("text_encoder", diffusers_bases.load_t5_folder), ("vae", diffusers_bases.load_vae_folder))
+        for slot, (name, load) in enumerate(parts_of, start=1):
             path = os.path.join(root, name)
             if os.path.isdir(path):
                 parts.append(load(path))

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .convert import letterbox
+from .masks import dilate as dilate_mask
 
 
 def _up_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -146,7 +147,6 @@ def reference_canvas(reference: torch.Tensor, size: int = 1024) -> tuple[torch.T
 
 def reference_mask(net: nn.Module, reference: torch.Tensor, size: int = 1024, dilate: bool = True) -> torch.Tensor:
     """Official ISNet reference mask (`proceed(crop=True)`): [B,3,h,w] in [-1,1] -> [B,1,h,w] in [0,1]."""
-    from .masks import dilate as dilate_mask
 
     h, w = reference.shape[-2:]
     canvas, (ph, pw, nh, nw) = reference_canvas(reference, size)

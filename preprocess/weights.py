@@ -26,6 +26,8 @@ from torch import nn
 from ..comfy_compat import expected_state_shapes
 from ..errors import ColorizerLoadError
 from ..weight_files import load_strict, read_state_dict as read_weights, with_batch_counters
+from .extractor_nets import LineartDetector, MangaLineNet, SketchKeras, build_anime2sketch
+from .isnet import ISNetDIS
 
 
 @dataclass(frozen=True)
@@ -39,47 +41,22 @@ class NetworkSpec:
     annotator: bool = False       # an lllyasviel/Annotators file (comfyui_controlnet_aux may already have it)
 
 
-def _isnet():
-    from .isnet import ISNetDIS
-    return ISNetDIS()
-
-
-def _sketchkeras():
-    from .extractor_nets import SketchKeras
-    return SketchKeras()
-
-
-def _anime2sketch():
-    from .extractor_nets import build_anime2sketch
-    return build_anime2sketch()
-
-
-def _manga():
-    from .extractor_nets import MangaLineNet
-    return MangaLineNet()
-
-
-def _sk_model():
-    from .extractor_nets import LineartDetector
-    return LineartDetector()
-
-
 _HF_TELLURION = "https://huggingface.co/tellurion/line_extractor/resolve/main/"
 _HF_ANNOTATORS = "https://huggingface.co/lllyasviel/Annotators/resolve/main/"
 
 NETWORKS: dict[str, NetworkSpec] = {
     "isnet_sketch": NetworkSpec("isnet_sketch", "ISNet-sketch", ("sketch-segment.safetensors",),
-                                _HF_TELLURION + "sketch-segment.safetensors", _isnet),
+                                _HF_TELLURION + "sketch-segment.safetensors", ISNetDIS),
     "isnet": NetworkSpec("isnet", "ISNet", ("isnetis.safetensors",),
-                         _HF_TELLURION + "isnetis.safetensors", _isnet),
+                         _HF_TELLURION + "isnetis.safetensors", ISNetDIS),
     "sketchKeras": NetworkSpec("sketchKeras", "lineart_keras", ("model.pth", "sketchKeras.pth", "sketch_keras.pth"),
-                               _HF_TELLURION + "model.pth", _sketchkeras),
-    "anime2sketch": NetworkSpec("anime2sketch", "lineart", ("netG.pth",), _HF_ANNOTATORS + "netG.pth", _anime2sketch,
-                                annotator=True),
-    "manga": NetworkSpec("manga", "lineart_denoise", ("erika.pth",), _HF_ANNOTATORS + "erika.pth", _manga,
+                               _HF_TELLURION + "model.pth", SketchKeras),
+    "anime2sketch": NetworkSpec("anime2sketch", "lineart", ("netG.pth",), _HF_ANNOTATORS + "netG.pth",
+                                build_anime2sketch, annotator=True),
+    "manga": NetworkSpec("manga", "lineart_denoise", ("erika.pth",), _HF_ANNOTATORS + "erika.pth", MangaLineNet,
                          annotator=True),
-    "sk_model": NetworkSpec("sk_model", "lineart_sk", ("sk_model.pth",), _HF_ANNOTATORS + "sk_model.pth", _sk_model,
-                            target=lambda m: m.model, annotator=True),
+    "sk_model": NetworkSpec("sk_model", "lineart_sk", ("sk_model.pth",), _HF_ANNOTATORS + "sk_model.pth",
+                            LineartDetector, target=lambda m: m.model, annotator=True),
 }
 
 

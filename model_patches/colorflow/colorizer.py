@@ -5,8 +5,9 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass, field
 
+from ...comfy_compat import reloadable_unet_patcher
 from ...errors import ColorizerInputError
-from . import files
+from . import files, pixart, sd15
 
 
 @dataclass
@@ -28,8 +29,6 @@ class ColorFlowColorizer:
 
 
 def load_colorizer(path: str) -> ColorFlowColorizer:
-    from ...comfy_compat import reloadable_unet_patcher
-
     folder = files.read_folder(path)
     return ColorFlowColorizer(folder, reloadable_unet_patcher(files.load_guider, folder))
 
@@ -47,8 +46,6 @@ def base_family(model) -> str | None:
 
 def apply_colorizer(model, colorizer: ColorFlowColorizer):
     """A clone of `model` with the colorizer's LoRA and ColorGuider; refuses a base of the other family."""
-    from . import pixart, sd15
-
     family = base_family(model)
     if family != colorizer.family:
         have = {"pixart": "PixArt", "sd15": "a Stable Diffusion 1.x UNet", None: "another model"}[family]

@@ -20,6 +20,7 @@ import torch
 from ...comfy_compat import reloadable_unet_patcher
 from ...errors import ColorizerLoadError
 from ...weight_files import read_state_dict
+from ..common.vae import build_vae
 
 WEIGHTS = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin",
            "pytorch_model.bin")
@@ -129,8 +130,6 @@ def _pixart(config: dict, sd: dict, dtype, folder: str):
 
 def load_vae_folder(folder: str):
     import comfy.diffusers_convert
-
-    from ..colorize_diffusion.checkpoint import build_vae
 
     _, sd = _read(folder)
     return build_vae(comfy.diffusers_convert.convert_vae_state_dict(sd), folder)

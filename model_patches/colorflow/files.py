@@ -18,6 +18,8 @@ import torch
 
 from ...errors import ColorizerLoadError
 from ...weight_files import load_strict, read_state_dict
+from .networks.pixart_guider import ColorGuiderPixArt
+from .networks.sd_guider import ColorGuiderSD
 
 GUIDER_CLASSES = {"ColorGuiderSDModel": "sd15", "ColorGuiderPixArtModel": "pixart"}
 BASE_NAMES = {"sd15": "Stable Diffusion 1.5", "pixart": "PixArt-alpha XL (1024-MS)"}
@@ -119,16 +121,12 @@ def sd_lora_key_map(model) -> dict:
 
 def load_guider(folder: ColorFlowFolder):
     """The folder's ColorGuider network (plain torch, float32, eval), every key of its weight file read."""
-    from .networks.sd_guider import ColorGuiderSD
-
     name = f"{os.path.basename(os.path.normpath(folder.path))}/{os.path.basename(folder.weights)}"
     sd = read_state_dict(folder.weights, "ColorGuider weights")
     if folder.family == "sd15":
         net = ColorGuiderSD(folder.config)
         ignore = ()
     else:
-        from .networks.pixart_guider import ColorGuiderPixArt
-
         net = ColorGuiderPixArt(folder.config)
         ignore = ColorGuiderPixArt.DUPLICATE_KEYS(sd)
     load_strict(net, {k: v for k, v in sd.items() if k not in ignore}, source=name,

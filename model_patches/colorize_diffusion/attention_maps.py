@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import ColorizerInputError
+from .step_data import STEP_KEY
 
 CELL = 16                     # the app's query grid: one cell per 16 pixels
 AGGREGATIONS = ("mean", "max")
@@ -114,7 +115,6 @@ class MapRecorder:
 
 def _half_of(module, context, token, hw, options):
     """The context a query attends to: all of it, or with the split attention the half its mask value picks."""
-    from .step_data import STEP_KEY
 
     step = options.get(STEP_KEY)
     if step is None or not step.settings.split or step.mask is None or not hasattr(module, "mask_scale"):

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 
 import torch
 
+from ...comfy_compat import new_model_patcher, set_reload_recipe
+from ...errors import ColorizerLoadError
+from ...weight_files import load_strict, read_state_dict
+from ..common.vae import build_vae
 from .colorizer import Colorizer, Encoders, UNetExtras
 from .detection import DDPM_BUFFERS, UNET, XL_FAMILIES, detect_family, prediction_from_name
-from ...errors import ColorizerLoadError
-from ...comfy_compat import new_model_patcher, set_reload_recipe
+from .networks import (cluster_concat, reference_net, sketch_encoder, split_lora, v15_context, v2_encoders,
+                       warp_style, xl_sketch_encoder)
 from .networks.common import take_prefix
-from ...weight_files import load_strict, read_state_dict
 
 log = logging.getLogger("ColorizeDiffusion")
 
@@ -107,13 +110,9 @@ def resolve_prediction(path: str, prediction: str) -> str:
 def build_networks(sd: dict, family: str, *, dtype=None, device=None, operations=None, heads: HeadSizes = HeadSizes(),
                    unet_config: dict | None = None):
     """Pop the extra networks out of `sd` (shapes decide every size). Works on meta tensors too."""
-    from .networks import split_lora, sketch_encoder, warp_style
-
     kw = dict(dtype=dtype, device=device, operations=operations)
     lora = split_lora.extract_lora(sd, UNET, **kw)
     if family in XL_FAMILIES:
-        from .networks import cluster_concat, reference_net, xl_sketch_encoder
-
         sketch = xl_sketch_encoder.build_from_state_dict(sd, head_dim=heads.xl_sketch, **kw)
         projection = cluster_concat.build_from_state_dict(sd, head_dim=heads.xl_projection, **kw)
         ref_net = None
@@ -124,15 +123,11 @@ def build_networks(sd: dict, family: str, *, dtype=None, device=None, operations
     warp = style = None
     bg_enc = style_enc = thresh = cluster = None
     if family == "v2":
-        from .networks import v2_encoders
-
         warp = warp_style.build_warp_modules(sd, f"{UNET}warp_modules.", **kw)
         style = warp_style.build_style_modules(sd, f"{UNET}style_modules.", **kw)
         bg_enc = v2_encoders.build_from_state_dict(sd, "bg_encoder.", **kw)
         style_enc = v2_encoders.build_from_state_dict(sd, "style_encoder.", **kw)
     if family == "v1.5":
-        from .networks import v15_context
-
         thresh = v15_context.build_threshold_embedder(sd, "thresh_embedder.", **kw)
         cluster = v15_context.build_cluster_transformer(sd, "transformer.", **kw)
     sketch = sketch_encoder.build_from_state_dict(sd, "control_encoder.", **kw)
@@ -252,32 +247,6 @@ def load_checkpoint(path: str, prediction: str = "auto", dtype=None, *, disable_
     colorizer.unet_extras_patcher, colorizer.encoders_patcher = patchers[1], patchers[2]
     vae = build_vae(vae_sd, name) if vae_sd else MissingVAE(name)
     return LoadedCheckpoint(patchers[0], vae, colorizer, family, prediction)
-
-
-STANDARD_VAE = {"ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "z_channels": 4}
-
-
-def vae_layout(vae_sd: dict) -> dict:
-    """The KL autoencoder's ddconfig read from its shapes (ch, ch_mult, num_res_blocks, z_channels)."""
-    ch = int(vae_sd["encoder.conv_in.weight"].shape[0])
-    levels = 1 + max(int(k.split(".")[2]) for k in vae_sd if k.startswith("encoder.down."))
-    mult = [int(vae_sd[f"encoder.down.{i}.block.0.conv1.weight"].shape[0]) // ch for i in range(levels)]
-    blocks = 1 + max(int(k.split(".")[4]) for k in vae_sd if k.startswith("encoder.down.0.block."))
-    z = int(vae_sd["decoder.conv_in.weight"].shape[1])
-    return {"ch": ch, "ch_mult": mult, "num_res_blocks": blocks, "z_channels": z}
-
-
-def build_vae(vae_sd: dict, name: str):
-    """ComfyUI's VAE for the checkpoint's first_stage_model.* (ComfyUI's own detection for the released layout;
-    a layout read from the shapes otherwise)."""
-    import comfy.sd
-
-    layout = vae_layout(vae_sd)
-    if layout == STANDARD_VAE:
-        return comfy.sd.VAE(sd=vae_sd)
-    ddconfig = {"double_z": True, "resolution": 256, "in_channels": 3, "out_ch": 3, "attn_resolutions": [],
-                "dropout": 0.0, **layout}
-    return comfy.sd.VAE(sd=vae_sd, config={"params": {"embed_dim": layout["z_channels"], "ddconfig": ddconfig}})
 
 
 def reload_patchers(path: str, prediction: str, dtype, heads: HeadSizes = HeadSizes(),

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import ColorizerInputError
+from ...preprocess.reference import resize_like_app
 from .step_data import CURRENT_STEP, PASSES_KEY, STEP_KEY
+from .unet_patches import WRAPPER_KEY as COLORIZER_WRAPPER, attn2_patch_key, transformer_blocks
 
 INJECT_KEY = "colorize_diffusion_injection"     # transformer_options: {"mode": "write"|"read", "banks": {...}}
 WRAPPER_KEY = "colorize_diffusion_injection"
@@ -178,7 +180,6 @@ def apply_injection(model, injection: AttentionInjection):
     """A clone of a MODEL patched by ColorizeDiffusion, with attention injection added."""
     import comfy.patcher_extension
 
-    from .unet_patches import WRAPPER_KEY as COLORIZER_WRAPPER, attn2_patch_key, transformer_blocks
 
     wrappers = model.wrappers.get(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, {})
     if COLORIZER_WRAPPER not in wrappers:
@@ -211,7 +212,6 @@ def build_injection(model, colorizer, vae, reference_image: torch.Tensor, height
                     settings: InjectionSettings, seed: int) -> AttentionInjection:
     """Everything the injection needs, from the user's reference picture (IMAGE [1, H, W, 3], unpadded) at the
     generation size: its VAE latent and the write-pass sketch residuals."""
-    from ...preprocess.reference import resize_like_app
 
     settings.check()
     hook_xr = resize_like_app(reference_image, height, width)

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ColorizerInputError, ColorizerLoadError
+from ...weight_files import load_strict
+from .networks.common import count_indexed
 
 NO_ANCHOR = "none"
 KNOWN_TEXT_HEADS_BY_WIDTH = {512: 8, 768: 12, 1024: 16, 1280: 20}
@@ -95,8 +97,6 @@ def find_text_prefix(sd: dict) -> str | None:
 
 def load_text_tower(sd: dict, heads: int | None = None) -> TextTower:
     """The text tower of an OpenCLIP state dict (`open_clip_pytorch_model.bin` / its safetensors; any prefix)."""
-    from .networks.common import count_indexed
-    from ...weight_files import load_strict
 
     prefix = find_text_prefix(sd)
     if prefix is None:
