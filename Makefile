@@ -1,5 +1,5 @@
 # ComfyUI-ColorizeDiffusion developer commands. See README.md.
-#   make test   set up (scripts/setup.sh), then the whole pytest suite on CPU in both host passes (scripts/test.sh)
+#   make test   set up (scripts/setup.sh), then the pytest suite on CPU in three host passes (scripts/test.sh)
 #   make run    set up and start ComfyUI with this pack on http://127.0.0.1:8188 (scripts/run.sh)
 #   make setup  only build/refresh the environment (.venv, .host/ComfyUI); fast when nothing changed
 SHELL := /bin/bash
@@ -11,10 +11,11 @@ PYTEST_ARGS ?=
 setup:
 	bash scripts/setup.sh
 
-# scripts/test.sh: the browser's needs (scripts/install_browser.sh), then both passes, always both: the pinned
-# ComfyUI host as it is, then the same suite, test servers included, with the host made to behave like current
-# ComfyUI (COLORIZEDIFFUSION_HOST=current, tests/host_emulation.py; docs/compatibility.md). It prints both
-# summaries and fails at the end if either pass failed (pytest's exit 5, no tests collected, is a failure too).
+# scripts/test.sh: the browser's needs (scripts/install_browser.sh), then three passes, always all three: the pinned
+# ComfyUI host as it is; the same suite, test servers included, with the host made to behave like current ComfyUI
+# with dynamic VRAM (COLORIZEDIFFUSION_HOST=current, tests/host_emulation/; docs/compatibility.md); the in-process
+# model tests with dynamic VRAM off (current-static). It prints every summary and fails at the end if any pass failed
+# (pytest's exit 5, no tests collected, is a failure too).
 test: setup
 	bash scripts/test.sh $(PYTEST_ARGS)
 

@@ -7,6 +7,8 @@ Nothing else in the pack checks a ComfyUI version or probes for one of these att
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -82,13 +84,21 @@ def new_model_patcher(model: nn.Module, load_device, offload_device, *, disable_
     return model_patcher_class(disable_dynamic)(model, load_device=load_device, offload_device=offload_device)
 
 
-def unet_patcher(model: nn.Module):
+def unet_patcher(model: nn.Module, *, disable_dynamic: bool = False):
     """`model` under the host's patcher class on the diffusion model's devices (loaded beside the UNet, offloaded
     like it)."""
     import comfy.model_management
 
     return new_model_patcher(model, comfy.model_management.get_torch_device(),
-                             comfy.model_management.unet_offload_device())
+                             comfy.model_management.unet_offload_device(), disable_dynamic=disable_dynamic)
+
+
+def reloadable_unet_patcher(build, *args, disable_dynamic: bool = False):
+    """`unet_patcher(build(*args))` with a reload recipe that builds it again the same way, so that the host can
+    make multi-GPU clones and non-dynamic delegates of it (after 0.3.75; `args` name files, never tensors)."""
+    patcher = unet_patcher(build(*args), disable_dynamic=disable_dynamic)
+    set_reload_recipe(patcher, reloadable_unet_patcher, (build, *args))
+    return patcher
 
 
 def set_reload_recipe(patcher, function, args: tuple, index: int | None = None) -> None:
@@ -99,16 +109,39 @@ def set_reload_recipe(patcher, function, args: tuple, index: int | None = None) 
         patcher.cached_patcher_init = (function, args) if index is None else (function, args, index)
 
 
-def on_multigpu_deepclone(patcher, key: str, callback) -> bool:
-    """Register `callback(original, clone)` for `ModelPatcher.deepclone_multigpu` (after 0.3.75); False where the
-    host has no multi-GPU clones."""
+def on_model_replaced(patcher, key: str, callback) -> bool:
+    """Register `callback(original, clone)` for every clone of `patcher` that gets a model of its own (after
+    0.3.75): `ModelPatcher.deepclone_multigpu` (`ON_DEEPCLONE_MULTIGPU`), `match_multigpu_clones`, which rebuilds
+    each per-GPU clone from the main patcher's patches on every sampling (`ON_MATCH_MULTIGPU_CLONES`), and
+    `clone(model_override=...)` / the non-dynamic delegate of hooked conditioning (`ON_CLONE` with
+    `clone.model is not original.model`). False where the host has no multi-GPU clones (0.3.75, whose clones
+    always share the model)."""
     import comfy.patcher_extension
 
-    event = getattr(comfy.patcher_extension.CallbacksMP, "ON_DEEPCLONE_MULTIGPU", None)
-    if event is None:
-        return False
-    patcher.add_callback_with_key(event, key, callback)
-    return True
+    events = comfy.patcher_extension.CallbacksMP
+    patcher.add_callback_with_key(events.ON_CLONE, key, functools.partial(_if_model_replaced, callback))
+    multigpu = [getattr(events, name, None) for name in ("ON_DEEPCLONE_MULTIGPU", "ON_MATCH_MULTIGPU_CLONES")]
+    for event in filter(None, multigpu):
+        patcher.add_callback_with_key(event, key, callback)
+    return any(multigpu)
+
+
+def _if_model_replaced(callback, original, clone) -> None:
+    if clone.model is not original.model:
+        callback(original, clone)
+
+
+def cast_model(model: nn.Module, dtype) -> None:
+    """`model.to(dtype)`, and the dtype the dynamic patcher stages each weight in (after 0.3.75):
+    `ModelPatcherDynamic.load` stages a layer's weight in `<param>_comfy_model_dtype` (a lazy Linear records the dtype
+    it was built with), not in the weight's present dtype; `comfy.model_management.archive_model_dtypes` records the
+    present ones."""
+    import comfy.model_management
+
+    model.to(dtype=dtype)
+    archive = getattr(comfy.model_management, "archive_model_dtypes", None)
+    if archive is not None:
+        archive(model)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""Jobs over one or several ComfyUI servers: each server works on one job at a time; a server that stops answering,
-or fails a job for a reason outside it (interrupted, out of memory), gives its job back to the others; every job
-ends done once, skipped (its result exists) or failed with its reason."""
+"""Jobs over one or several ComfyUI servers: each server works on one job at a time; a server that stops answering
+at any point of a job (upload, submission, websocket, history, download) is given up and its job goes to the
+others; one that fails a job for a reason outside it (interrupted, out of memory) gives the job back; every job ends
+done once, skipped (done with these settings) or failed with its reason, whatever is raised in a worker."""
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import os
 import threading
 import uuid
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .progress import Progress
-from .server import ComfyServer, Rejected, ServerDown
+from . import results
+from .server import ComfyServer, Rejected, ServerDown, pool_folder
 from .workflow import WorkflowError, fill
 
 TRANSIENT = ("OutOfMemory", "out of memory", "InterruptProcessingException", "interrupted")
@@ -28,6 +30,7 @@ class Job:
     server: str = ""
     seconds: float = 0.0
     tried: set = field(default_factory=set)
+    record: dict | None = None      # what makes this result (client/results.py), written into it
 
     @property
     def name(self) -> str:
@@ -50,7 +53,7 @@ class Scheduler:
         self.pool_folders: dict = {}    # server url -> that folder
         self.servers, self.prompt, self.pictures = servers, prompt, pictures
         self.models, self.settings, self.log, self.verbose = models, settings, log, verbose
-        self.lock = threading.Lock()
+        self.changed = threading.Condition()     # guards the job lists and the set of live servers
         self.pending: list[Job] = []
         self.alive = set()
         self.uploaded: dict = {}        # (server url, path) -> server file name
@@ -62,6 +65,7 @@ class Scheduler:
         self.done = 0
         self.progress = Progress(self.total, self.stream)
         self.alive = {s.url for s in self.servers}
+        self.down = {}                  # url -> why it was given up
         threads = [threading.Thread(target=self._worker, args=(s,), daemon=True) for s in self.servers]
         for t in threads:
             t.start()
@@ -69,62 +73,79 @@ class Scheduler:
             t.join()
         self.progress.close()
         for job in self.pending:          # left when every server went away
-            job.state, job.reason = "failed", "no server left to run it (" + ", ".join(
-                s.url for s in self.servers) + " stopped answering)"
+            job.state, job.reason = "failed", "no server left to run it (" + (
+                "; ".join(self.down.values()) or "every server stopped") + ")"
 
-    def _next(self, server) -> Job | None:
-        with self.lock:
-            for i, job in enumerate(self.pending):
-                if server.url not in job.tried or len(job.tried) >= len(self.alive):
-                    self.in_flight += 1
-                    return self.pending.pop(i)
+    def _take(self, server) -> Job | None:
+        """The next job for `server`: one no other live server is better placed for (one it has not tried yet,
+        or one every live server has tried); None once nothing is pending or in flight, or `server` is gone.
+        Waits while jobs running elsewhere may still come back."""
+        with self.changed:
+            while server.url in self.alive:
+                for i, job in enumerate(self.pending):
+                    if server.url not in job.tried or self.alive <= job.tried:
+                        self.in_flight += 1
+                        return self.pending.pop(i)
+                if not self.pending and not self.in_flight:
+                    return None
+                self.changed.wait(timeout=5.0)    # every change notifies; the timeout only bounds a lost wake-up
             return None
 
-    def _give_back(self, job: Job) -> None:
-        with self.lock:
-            self.pending.insert(0, job)
-            self.in_flight -= 1
-
-    def _settled(self) -> None:
-        with self.lock:
-            self.in_flight -= 1
-
     def _worker(self, server: ComfyServer) -> None:
-        while True:
-            job = self._next(server)
-            if job is None:
-                with self.lock:       # stay while another server's job may still come back
-                    if (not self.pending and not self.in_flight) or server.url not in self.alive:
-                        return
-                time.sleep(0.2)
-                continue
+        """Runs jobs on `server` until none is left or the server is gone. Whatever is raised, every job it
+        takes ends done, failed or given back: none stays counted in flight after the thread."""
+        while (job := self._take(server)) is not None:
             job.attempts += 1
             job.tried.add(server.url)
+            outcome, why = "failed", f"the client stopped while it ran on {server.url}"
             try:
-                self._run(server, job)
-            except ServerDown as exc:
-                self.progress.dropped(job.name)
-                with self.lock:
-                    self.alive.discard(server.url)
-                self.log(f"{server.url} stopped answering ({exc}); its job {job.name} goes to "
-                         f"{', '.join(sorted(self.alive)) or 'no other server'}")
-                self._give_back(job)
+                outcome, why = self._attempt(server, job)
+            finally:
+                self._conclude(server, job, outcome, why)
+            if outcome == "down":
                 return
-            except ServerTrouble as exc:
-                self.progress.dropped(job.name)
-                if job.attempts > 2 * len(self.servers):
-                    job.state, job.reason = "failed", str(exc)
-                    self._settled()
-                else:
-                    self.log(f"{job.name}: {exc} on {server.url}; trying again")
-                    self._give_back(job)
-            except (JobFailed, WorkflowError, Rejected) as exc:
-                self.progress.finished(job.name)
-                job.state, job.reason = "failed", str(exc)
-                self.log(f"failed: {job.name}: {exc}")
-                self._settled()
+
+    def _attempt(self, server, job: Job) -> tuple[str, str]:
+        """(outcome, why): done, failed (the job's own fault or an answer the client cannot use), again (the
+        server's trouble: interrupted, out of memory) or down (the server stopped answering)."""
+        try:
+            self._run(server, job)
+            return "done", ""
+        except ServerDown as exc:
+            return "down", str(exc)
+        except ServerTrouble as exc:
+            return ("failed" if job.attempts > 2 * len(self.servers) else "again"), str(exc)
+        except (JobFailed, WorkflowError, Rejected) as exc:
+            return "failed", str(exc)
+        except Exception as exc:  # noqa: BLE001 - an answer or a state the client does not expect
+            return "failed", f"{type(exc).__name__}: {exc} (on {server.url})"
+
+    def _conclude(self, server, job: Job, outcome: str, why: str) -> None:
+        with self.changed:
+            self.in_flight -= 1
+            if outcome in ("down", "again"):
+                self.pending.insert(0, job)
             else:
-                self._settled()
+                job.state, job.reason = outcome, why
+            if outcome == "down":
+                self.alive.discard(server.url)
+                self.down[server.url] = why
+            if outcome == "done":
+                self.done += 1
+            n, others = self.done, ", ".join(sorted(self.alive)) or "no other server"
+            self.changed.notify_all()
+        if outcome in ("down", "again"):
+            self.progress.dropped(job.name)
+        else:
+            self.progress.finished(job.name)
+        if outcome == "done":
+            self.log(f"[{n}/{self.total}] {job.name} -> {job.output} ({job.seconds:.1f} s on {server.url})")
+        elif outcome == "down":
+            self.log(f"{why}; its job {job.name} goes to {others}")
+        elif outcome == "again":
+            self.log(f"{job.name}: {why} on {server.url}; trying again")
+        else:
+            self.log(f"failed: {job.name}: {why}")
 
     @staticmethod
     def _saved(server, prompt_id: str, wait: float = 30.0) -> list:
@@ -148,14 +169,13 @@ class Scheduler:
         Pool node reads it, encodes it for the first page and keeps it cached for the following ones."""
         if not self.pool:
             return None
-        with self.lock:
+        with self.changed:
             folder = self.pool_folders.get(server.url)
         if folder is None:
-            digest = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in self.pool))
-            folder = f"colorize_client_pool/{digest.hexdigest()[:16]}"
+            folder = pool_folder(self.pool)
             for path in self.pool:
                 server.upload(str(path), subfolder=folder)
-            with self.lock:
+            with self.changed:
                 self.pool_folders[server.url] = folder
         return folder
 
@@ -199,16 +219,27 @@ class Scheduler:
         if not saved:
             raise JobFailed("the workflow saved no picture")
         data = server.download(saved[0])
-        job.output.parent.mkdir(parents=True, exist_ok=True)     # only once there is a result to write
-        tmp = job.output.with_name(job.output.name + ".part")
+        if job.record is not None:
+            try:
+                data = results.embed(data, job.record)
+            except ValueError:
+                raise JobFailed(f"the workflow saved {saved[0].get('filename')}, not a PNG picture") from None
+        write_result(job.output, data)
+        job.server, job.seconds = server.url, time.perf_counter() - t0
+
+
+def write_result(path: Path, data: bytes) -> None:
+    """Complete or absent: a killed run leaves no half-written result. The folder is made only once there is a
+    result to write; a failure to write fails the job (not the server)."""
+    tmp = path.with_name(path.name + ".part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(data)
-        os.replace(tmp, job.output)          # complete or absent: a killed run leaves no half-written result
-        job.state, job.server, job.seconds = "done", server.url, time.perf_counter() - t0
-        self.progress.finished(job.name)
-        with self.lock:
-            self.done += 1
-            n = self.done
-        self.log(f"[{n}/{self.total}] {job.name} -> {job.output} ({job.seconds:.1f} s on {server.url})")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise JobFailed(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _saved_pictures(entry: dict) -> list:

@@ -15,7 +15,7 @@ class PictureError(Exception):
 
 def check(path: Path) -> None:
     if not path.is_file():
-        raise PictureError(f"{path}: no such file")
+        raise PictureError(f"{path}: a folder, not a picture" if path.is_dir() else f"{path}: no such file")
     try:
         from PIL import Image
     except ImportError:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import os
 import socket
@@ -21,10 +22,25 @@ class Rejected(Exception):
     """The server answered with an error about the request (e.g. prompt validation)."""
 
 
+def upload_name(data: bytes, suffix: str) -> str:
+    """The name a picture is uploaded under: made from its content, so re-runs reuse the upload."""
+    return f"cd_{hashlib.sha256(data).hexdigest()[:20]}{suffix.lower() or '.png'}"
+
+
+def pool_folder(paths: list) -> str | None:
+    """The folder of the server's input/ a reference pool is uploaded into: named by the pool's content."""
+    if not paths:
+        return None
+    digest = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in paths))
+    return f"colorize_client_pool/{digest.hexdigest()[:16]}"
+
+
 class ComfyServer:
-    def __init__(self, url: str, timeout: float = 60.0):
+    def __init__(self, url: str, timeout: float = 60.0, ws_timeout: float = 600.0):
+        """`timeout`: each HTTP request and the websocket handshake; `ws_timeout`: the longest silence on the
+        websocket while a prompt runs (ComfyUI reports every sampling step)."""
         self.url = url.rstrip("/")
-        self.timeout = timeout
+        self.timeout, self.ws_timeout = timeout, ws_timeout
         self.client_id = uuid.uuid4().hex
 
     def __repr__(self):
@@ -37,15 +53,18 @@ class ComfyServer:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as err:
-            return err.code, err.read()
-        except (urllib.error.URLError, ConnectionError, socket.timeout, OSError) as err:
-            raise ServerDown(f"{self.url} does not answer ({getattr(err, 'reason', err)})") from None
+            try:
+                return err.code, err.read()
+            except (OSError, http.client.HTTPException):
+                return err.code, b""
+        except (OSError, http.client.HTTPException) as err:     # refused, reset, timed out, cut off mid-answer
+            raise ServerDown(f"{self.url} does not answer ({getattr(err, 'reason', None) or err!r})") from None
 
     def get_json(self, path: str, timeout=None):
         status, body = self._request(path, timeout=timeout)
         if status != 200:
             raise Rejected(f"GET {path}: HTTP {status} {body[:300]!r}")
-        return json.loads(body)
+        return _json(body, f"GET {path}")
 
     def post_json(self, path: str, payload) -> tuple[int, object]:
         status, body = self._request(path, json.dumps(payload).encode(), {"Content-Type": "application/json"})
@@ -70,9 +89,9 @@ class ComfyServer:
     def upload(self, path: str, subfolder: str = "") -> str:
         """Upload a picture under a name made from its content (re-runs reuse it), into `subfolder` of the
         server's input folder; returns the name a Load Image node takes ("subfolder/name")."""
-        data = open(path, "rb").read()
-        ext = os.path.splitext(path)[1].lower() or ".png"
-        name = f"cd_{hashlib.sha256(data).hexdigest()[:20]}{ext}"
+        with open(path, "rb") as f:
+            data = f.read()
+        name = upload_name(data, os.path.splitext(path)[1])
         boundary = uuid.uuid4().hex
         fields = {"overwrite": "true", "subfolder": subfolder}
         parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
@@ -84,17 +103,22 @@ class ComfyServer:
                                      {"Content-Type": f"multipart/form-data; boundary={boundary}"})
         if status != 200:
             raise Rejected(f"upload of {os.path.basename(path)}: HTTP {status} {body[:200]!r}")
-        answer = json.loads(body)
+        answer = _json(body, "upload")
+        if not isinstance(answer, dict) or "name" not in answer:
+            raise Rejected(f"upload of {os.path.basename(path)}: unexpected answer {body[:200]!r}")
         return f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
 
     def queue(self, prompt: dict) -> str:
         status, body = self.post_json("/prompt", {"prompt": prompt, "client_id": self.client_id})
         if status != 200:
             raise Rejected(validation_message(body))
+        if not isinstance(body, dict) or "prompt_id" not in body:
+            raise Rejected(f"POST /prompt: unexpected answer {str(body)[:200]!r}")
         return body["prompt_id"]
 
     def history(self, prompt_id: str) -> dict:
-        return self.get_json(f"/history/{prompt_id}").get(prompt_id, {})
+        entry = self.get_json(f"/history/{prompt_id}")
+        return entry.get(prompt_id, {}) if isinstance(entry, dict) else {}
 
     def download(self, image: dict) -> bytes:
         q = urllib.parse.urlencode({"filename": image["filename"], "subfolder": image.get("subfolder", ""),
@@ -111,37 +135,46 @@ class ComfyServer:
             pass
 
     # ------------------------------------------------------------------------------------------ websocket
-    def events(self, timeout: float = 600.0):
-        """Messages of this client's websocket (dicts), until the caller stops iterating."""
+    def events(self):
+        """Messages of this client's websocket (dicts), until the caller stops iterating. Whatever goes wrong
+        with the connection, in the handshake or later, is ServerDown; the server closing the websocket too
+        (it only does so when it stops)."""
         parts = urllib.parse.urlsplit(self.url)
         host, port = parts.hostname, parts.port or 80
         try:
-            sock = socket.create_connection((host, port), timeout=timeout)
+            sock = socket.create_connection((host, port), timeout=self.timeout)
         except OSError as err:
             raise ServerDown(f"{self.url} does not answer ({err})") from None
+        try:
+            reader = self._handshake(sock, host, port)
+            sock.settimeout(self.ws_timeout)
+            while True:
+                opcode, payload = reader.frame()
+                if opcode == 1:
+                    try:
+                        yield json.loads(payload)
+                    except ValueError:
+                        continue                   # a message the client does not read
+                elif opcode == 8:
+                    raise ServerDown(f"{self.url} closed the websocket")
+                elif opcode == 9:      # ping -> pong (masked, as a client must)
+                    sock.sendall(_frame(10, payload))
+        except OSError as err:         # ConnectionError and socket.timeout included
+            raise ServerDown(f"{self.url} closed the connection ({err})") from None
+        finally:
+            sock.close()
+
+    def _handshake(self, sock, host, port) -> "_Reader":
         key = base64.b64encode(os.urandom(16)).decode()
         sock.sendall((f"GET /ws?clientId={self.client_id} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                       f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
         reader = _Reader(sock)
         status = reader.line()
-        if b" 101 " not in status:
-            sock.close()
-            raise Rejected(f"{self.url}: websocket refused ({status!r})")
+        if b" 101 " not in status:          # the job is not at fault: another server may run it
+            raise ServerDown(f"{self.url} refused the websocket ({status[:100]!r})")
         while reader.line():
             pass
-        try:
-            while True:
-                opcode, payload = reader.frame()
-                if opcode == 1:
-                    yield json.loads(payload)
-                elif opcode == 8:
-                    return
-                elif opcode == 9:      # ping -> pong (masked, as a client must)
-                    sock.sendall(_frame(10, payload))
-        except (OSError, ConnectionError) as err:
-            raise ServerDown(f"{self.url} closed the connection ({err})") from None
-        finally:
-            sock.close()
+        return reader
 
 
 class _Reader:
@@ -185,6 +218,13 @@ def _frame(opcode: int, payload: bytes) -> bytes:
     n = len(payload)
     head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else bytes([0xFE]) + struct.pack(">H", n))
     return head + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+
+
+def _json(body: bytes, what: str):
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise Rejected(f"{what}: the answer is not JSON ({body[:100]!r})") from None
 
 
 def validation_message(body) -> str:

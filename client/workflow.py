@@ -14,7 +14,8 @@ MODES = {"vanilla": "vanilla", "foreground-background": "foreground_background_v
          "background": "background_enhance_v2", "style": "style_enhance_v2", "full": "full_enhance_v2",
          "full-background": "full_enhance_background_v2", "xl": "vanilla_xl", "xl-background": "background_enhance_xl",
          "xl-background-picture": "background_picture_xl", "chapter": "chapter_v2",
-         "colorflow": "chapter_colorflow", "colorflow-grey": "grey_pages_colorflow"}
+         "colorflow": "chapter_colorflow", "colorflow-shading": "shaded_pages_colorflow",
+         "colorflow-grey": "grey_pages_colorflow"}
 FOLDER_LOADERS = {"LoadImageDataSetFromFolder"}     # a workflow's folder of sketches: one sketch per job here
 POOL_NODE = "ColorizeDiffusionReferencePool"
 
@@ -29,7 +30,15 @@ def load_ui(name: str) -> dict:
         known = ", ".join(sorted(MODES))
         raise WorkflowError(f"unknown mode or workflow {name!r} (modes: {known}; or a workflow .json saved from "
                             "ComfyUI)")
-    return json.loads(path.read_text())
+    try:
+        ui = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise WorkflowError(f"{path} cannot be read as a workflow ({exc})") from None
+    if not isinstance(ui, dict) or not isinstance(ui.get("nodes"), list):
+        hint = " (this looks like an API-format export: save the workflow itself)" if isinstance(ui, dict) and all(
+            isinstance(v, dict) and "class_type" in v for v in ui.values()) and ui else ""
+        raise WorkflowError(f"{path} is not a ComfyUI workflow (no list of nodes){hint}")
+    return ui
 
 
 def _widgets(info: dict) -> list:

@@ -14,7 +14,10 @@ from dataclasses import replace
 from ..model_patches.colorize_diffusion.modes import official_mode
 
 COLORFLOW_FAMILIES = ("pixart", "sd15")
-COLORIZERS = {"pixart": "sketch", "sd15": "GraySD"}
+# per workflow: the released colorizer folder and the app's Input Style (the Decolorize step) that goes with it
+COLORIZERS = {"chapter_colorflow": ("sketch", "Sketch"), "shaded_pages_colorflow": ("shading", "Sketch_Shading"),
+              "grey_pages_colorflow": ("GraySD", "GrayImage(ScreenStyle)")}
+SNAPSHOT = "."                                              # the snapshot's LE/ and ScreenStyle/ in models/colorflow/
 GUIDANCE = {"pixart": 4.5, "sd15": 7.5}
 PIXART_TRANSFORMER = "PixArt-XL-2-1024-MS.safetensors"
 T5_XXL = "t5xxl_fp16.safetensors"
@@ -72,14 +75,18 @@ def build_colorflow(stem: str, spec, o, graph_class, colors: dict):
     encoder = g.add("ColorizeDiffusionLoadOpenCLIPVision", 1,
                     {"clip_name": o.clip_vision, "heads": o.clip_heads, "activation": "gelu", "dtype": "fp32"},
                     title="Retrieval image encoder", color=blue)
-    colorizer = g.add("ColorizeDiffusionLoadColorFlow", 1, {"colorizer": COLORIZERS[family]}, color=blue)
-    sr = g.add("ColorizeDiffusionLoadColorFlowSuperResolution", 1, {"folder": COLORIZERS[family]}, color=blue)
+    folder, style = COLORIZERS[stem]
+    colorizer = g.add("ColorizeDiffusionLoadColorFlow", 1, {"colorizer": folder}, color=blue)
+    sr = g.add("ColorizeDiffusionLoadColorFlowSuperResolution", 1, {"folder": folder}, color=blue)
 
     # retrieval and prompt --------------------------------------------------------------------------------
+    decolorized = g.add("ColorizeDiffusionColorFlowDecolorize", 1,
+                        {"style": style, "folder": SNAPSHOT, "resolution": o.pool_resolution,
+                         "seed": o.seed}, {"page": (pages, 0)}, title="Decolorize", color=green)
     pool = g.add("ColorizeDiffusionReferencePool", 2, {"resolution": o.pool_resolution, "folder": o.pool_folder},
                  {"clip_vision": (encoder, 0)})
     retrieved = g.add("ColorizeDiffusionRetrieveReferences", 2, {"top_k": 3},
-                      {"pool": (pool, 0), "clip_vision": (encoder, 0), "page": (pages, 0)})
+                      {"pool": (pool, 0), "clip_vision": (encoder, 0), "page": (decolorized, 0)})
     positive = g.add("CLIPTextEncode", 2, {"text": "manga"}, {"clip": clip}, title="Prompt")
     negative = g.add("CLIPTextEncode", 2, {"text": ""}, {"clip": clip}, title="Negative prompt")
 
@@ -100,14 +107,13 @@ def build_colorflow(stem: str, spec, o, graph_class, colors: dict):
     page = g.add("ColorizeDiffusionColorFlowPage", 5, {}, {"canvas": (decoded, 0)})
     image = g.add("ColorizeDiffusionColorFlowSuperResolution", 5,
                   {"batchnorm": "picture statistics (official)", "seed": o.seed},
-                  {"super_resolution": (sr, 0), "vae": vae, "colours": (page, 0), "page": (pages, 0)})
+                  {"super_resolution": (sr, 0), "vae": vae, "colours": (page, 0), "page": (decolorized, 1)})
     g.add("SaveImage", 5, {"filename_prefix": o.filename_prefix or f"ColorFlow/{stem}"}, {"images": (image, 0)})
-    g.note = _note(g, family, o)
+    g.note = _note(g, family, folder, o)
     return g
 
 
-def _note(g, family: str, o) -> str:
-    folder = COLORIZERS[family]
+def _note(g, family: str, folder: str, o) -> str:
     if family == "pixart":
         files = [f"- {PIXART_TRANSFORMER} (the PixArt-XL-2-1024-MS transformer): models/diffusion_models/",
                  f"- {T5_XXL}: models/text_encoders/", f"- {SD_VAE}: models/vae/"]
@@ -115,7 +121,8 @@ def _note(g, family: str, o) -> str:
         files = [f"- {SD15_CHECKPOINT}: models/checkpoints/"]
     files += [f"- {IMAGE_ENCODER} (ColorFlow's image_encoder/model.safetensors): models/clip_vision/",
               f"- the {folder}/ folder of TencentARC/ColorFlow (config.json, weights, LoRA, MultiResNetModel.bin): "
-              f"models/colorflow/{folder}/"]
+              f"models/colorflow/{folder}/",
+              "- the LE/ and ScreenStyle/ folders of TencentARC/ColorFlow (Decolorize's networks): models/colorflow/"]
     return "\n".join([
         g.spec.title, "", g.spec.description, "",
         "Model files (Run offers the downloads of the single files when they are missing):", *files, "",

@@ -133,6 +133,12 @@ WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
                  f"retrieved for it from the pool in input/{POOL_FOLDER}/ around the page on ColorFlow's canvas, "
                  "the PixArt colorizer with its ColorGuider and LoRA, then the guided super-resolution against the "
                  "page itself: sharp lines and lettering at the page's own size.", batch=True, chapter=True),
+    WorkflowSpec("shaded_pages_colorflow", "Shaded pages with ColorFlow (line art with grey shading, PixArt)",
+                 "pixart", "colorflow",
+                 f"Every page in input/{SKETCH_FOLDER}/ with grey shading coloured by ColorFlow's shading model: the "
+                 "page decolorized to lines plus grey levels (Sketch_Shading), the references retrieved for it from "
+                 f"input/{POOL_FOLDER}/, the PixArt colorizer with its ColorGuider and LoRA, then the guided "
+                 "super-resolution.", batch=True, chapter=True),
     WorkflowSpec("grey_pages_colorflow", "Grey pages with ColorFlow (screentone, SD1.5)", "sd15", "colorflow",
                  f"Every grey, screentoned page in input/{SKETCH_FOLDER}/ coloured by ColorFlow's GraySD model (SD1.5 "
                  f"with its ColorGuider and LoRA) from the references retrieved from input/{POOL_FOLDER}/, then "

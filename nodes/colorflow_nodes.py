@@ -7,7 +7,7 @@ import os
 
 from comfy_api.v0_0_2 import io
 
-from ..comfy_compat import unet_patcher
+from ..comfy_compat import reloadable_unet_patcher
 from ..errors import ColorizerInputError, ColorizerLoadError
 from ..model_folders import COLORFLOW, subfolder_path, subfolders
 from ..model_patches.colorflow import diffusers_bases, sampling
@@ -147,7 +147,8 @@ class LoadSuperResolution(io.ComfyNode):
 
     @classmethod
     def execute(cls, folder):
-        return io.NodeOutput(unet_patcher(load_network(os.path.join(_folder(folder), SUPER_RESOLUTION_FILE))))
+        path = os.path.join(_folder(folder), SUPER_RESOLUTION_FILE)
+        return io.NodeOutput(reloadable_unet_patcher(load_network, path))
 
 
 class SuperResolution(io.ComfyNode):

@@ -171,28 +171,43 @@ def _stage(cin, cout, reps, first=False, up=False):
     return _Seq(blocks)
 
 
+MANGA_WIDTHS = (24, 48, 96, 192, 384, 16)   # the released erika.pth: block0..block4, then block9
+
+
+def manga_widths(sd: dict) -> tuple[int, ...]:
+    """The widths of a res_skip state dict (block0..block4 and block9), read from its first convolutions."""
+    try:
+        return tuple(int(sd[f"block{i}.model.0.conv1.model.2.weight"].shape[0]) for i in (0, 1, 2, 3, 4, 9))
+    except KeyError as exc:
+        raise KeyError(f"not a MangaLineExtraction (res_skip) state dict: no {exc.args[0]}") from None
+
+
 class MangaLineNet(nn.Module):
-    """MangaLineExtraction `res_skip`."""
+    """MangaLineExtraction `res_skip`; `widths` = block0..block4 and block9 (the released file's by default).
 
-    def __init__(self):
+    `forward` is the ControlNet annotator's use (`clamp(y, 0, 255) / 127.5 - 1`); `raw` is the bare network output,
+    which ColorFlow's decolorize step uses."""
+
+    def __init__(self, widths: tuple[int, ...] = MANGA_WIDTHS):
         super().__init__()
-        self.block0 = _stage(1, 24, 2, first=True)
-        self.block1 = _stage(24, 48, 3)
-        self.block2 = _stage(48, 96, 5)
-        self.block3 = _stage(96, 192, 7)
-        self.block4 = _stage(192, 384, 12)
-        self.block5 = _stage(384, 192, 7, up=True)
-        self.res1 = _Shortcut(192, 192)
-        self.block6 = _stage(192, 96, 5, up=True)
-        self.res2 = _Shortcut(96, 96)
-        self.block7 = _stage(96, 48, 3, up=True)
-        self.res3 = _Shortcut(48, 48)
-        self.block8 = _stage(48, 24, 2, up=True)
-        self.res4 = _Shortcut(24, 24)
-        self.block9 = _stage(24, 16, 2, first=True)
-        self.conv15 = _bn_lrelu_conv(16, 1, k=1)
+        c0, c1, c2, c3, c4, c9 = widths
+        self.block0 = _stage(1, c0, 2, first=True)
+        self.block1 = _stage(c0, c1, 3)
+        self.block2 = _stage(c1, c2, 5)
+        self.block3 = _stage(c2, c3, 7)
+        self.block4 = _stage(c3, c4, 12)
+        self.block5 = _stage(c4, c3, 7, up=True)
+        self.res1 = _Shortcut(c3, c3)
+        self.block6 = _stage(c3, c2, 5, up=True)
+        self.res2 = _Shortcut(c2, c2)
+        self.block7 = _stage(c2, c1, 3, up=True)
+        self.res3 = _Shortcut(c1, c1)
+        self.block8 = _stage(c1, c0, 2, up=True)
+        self.res4 = _Shortcut(c0, c0)
+        self.block9 = _stage(c0, c9, 2, first=True)
+        self.conv15 = _bn_lrelu_conv(c9, 1, k=1)
 
-    def forward(self, x):
+    def raw(self, x):
         x0 = self.block0(x)
         x1 = self.block1(x0)
         x2 = self.block2(x1)
@@ -202,8 +217,10 @@ class MangaLineNet(nn.Module):
         r = self.res2(x2, self.block6(r))
         r = self.res3(x1, self.block7(r))
         r = self.res4(x0, self.block8(r))
-        y = self.conv15(self.block9(r))
-        return y.clamp(0, 255) / 127.5 - 1.0
+        return self.conv15(self.block9(r))
+
+    def forward(self, x):
+        return self.raw(x).clamp(0, 255) / 127.5 - 1.0
 
 
 # ----------------------------------------------------------------------------------------- sk_model

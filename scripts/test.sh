@@ -4,8 +4,11 @@
 #   bash scripts/test.sh [pytest arguments]      # what `make test` runs after scripts/setup.sh
 #
 # Pass 1, "pinned host": ComfyUI 0.3.75 as scripts/setup.sh installed it.
-# Pass 2, "current host": the same suite with the host made to behave like current ComfyUI
-#   (COLORIZEDIFFUSION_HOST=current, tests/host_emulation.py), the test servers included.
+# Pass 2, "current host": the same suite with the host made to behave like current ComfyUI with dynamic VRAM
+#   (COLORIZEDIFFUSION_HOST=current, tests/host_emulation/), the test servers included.
+# Pass 3, "current-static host": current ComfyUI with dynamic VRAM off (COLORIZEDIFFUSION_HOST=current-static), on
+#   the tests that load and patch models in-process (STATIC_TESTS below); the whole suite runs in that mode with
+#   `COLORIZEDIFFUSION_HOST=current-static .venv/bin/python -m pytest tests` (not part of make test: time).
 #
 # The browser tests need Chromium and playwright-core (scripts/install_browser.sh, which needs root or sudo for
 # apt, and npm). Without them those tests are skipped and listed as skipped in the summary, unless
@@ -29,24 +32,27 @@ if ! bash scripts/install_browser.sh; then
     say "and Node.js >= 18 with npm (playwright-core is installed into .host/node by scripts/install_browser.sh)"
 fi
 
-run_pass() {   # name, env assignment
+STATIC_TESTS=(tests/test_current_host.py tests/test_loader.py tests/test_networks_meta.py tests/test_chain_nodes.py
+              tests/test_colorflow.py)
+run_pass() {   # name, COLORIZEDIFFUSION_HOST, pytest arguments
     local name="$1" host="$2" log="$LOGS/$1.log"
     say "=== pass: $name host ==="
-    COLORIZEDIFFUSION_HOST="$host" "$PY" -m pytest tests -q -ra "${@:3}" 2>&1 | tee "$log"
+    COLORIZEDIFFUSION_HOST="$host" "$PY" -m pytest -q -ra "${@:3}" 2>&1 | tee "$log"
     printf -v "RC_$name" %s "${PIPESTATUS[0]}"
     # pytest's closing line, e.g. "492 passed, 3 skipped in 612.30s (0:10:12)"
     printf -v "SUMMARY_$name" %s "$(grep -E '^(=+ )?[0-9]+ (passed|failed|error|skipped)|no tests ran' "$log" | tail -n 1 | sed 's/^=* //; s/ =*$//')"
 }
 
 T0=$SECONDS
-run_pass pinned "" "$@"
-run_pass current current "$@"
+run_pass pinned "" tests "$@"
+run_pass current current tests "$@"
+run_pass current_static current-static "${STATIC_TESTS[@]}" "$@"
 
 say "=== summary ($(( (SECONDS - T0) / 60 )) min $(( (SECONDS - T0) % 60 )) s; logs in $LOGS) ==="
 status=0
 count() { grep -oE "[0-9]+ ($1)" <<<"$2" | awk '{n += $1} END {print n + 0}'; }
 total_passed=0; total_failed=0; total_skipped=0
-for name in pinned current; do
+for name in pinned current current_static; do
     rc_var="RC_$name" summary_var="SUMMARY_$name"
     s="${!summary_var}"
     say "$name host: ${s:-no summary (pytest exit ${!rc_var})}"

@@ -29,12 +29,13 @@ from shared_data import GOLDEN  # noqa: E402,F401
 # A real ComfyUI server (through scripts/run.sh), one per test session: see tests/server_fixture.py.
 from server_fixture import comfy_server  # noqa: E402,F401
 
-# COLORIZEDIFFUSION_HOST=current: the whole session on the pinned host made to behave like current ComfyUI
-# (tests/host_emulation.py), switched on before any model is built.
+# COLORIZEDIFFUSION_HOST=current (or current-static, dynamic VRAM off): the whole session on the pinned host made to
+# behave like current ComfyUI
+# (tests/host_emulation/), switched on before any model is built.
 import host_emulation  # noqa: E402
 
 if host_emulation.session_emulated():
-    _CURRENT_HOST = host_emulation.emulate()
+    _CURRENT_HOST = host_emulation.emulate(dynamic_vram=host_emulation.session_dynamic_vram())
     _CURRENT_HOST.__enter__()
 
 

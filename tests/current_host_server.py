@@ -1,6 +1,6 @@
-"""ComfyUI's own main.py under the current-host emulation (tests/host_emulation.py): what the test servers run in the
-current-host pass (COLORIZEDIFFUSION_HOST=current), so that the served tests (example workflows over HTTP, the
-browser, the client) see current ComfyUI's behaviour too.
+"""ComfyUI's own main.py under the current-host emulation (tests/host_emulation/): what the test servers run in the
+current-host passes (COLORIZEDIFFUSION_HOST=current or current-static: dynamic VRAM on or off), so that the served
+tests (example workflows over HTTP, the browser, the client) see current ComfyUI's behaviour too.
 
     python tests/current_host_server.py <main.py arguments>
 
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-STARTED = "[current host] emulation on (tests/host_emulation.py), before the custom nodes load"
+STARTED = "[current host] emulation on (tests/host_emulation/), before the custom nodes load"
 COMFYUI_DIR = Path(os.environ.get("COMFYUI_DIR") or TESTS.parent / ".host" / "ComfyUI").resolve()
 
 
@@ -56,7 +56,7 @@ def _emulate_before_extra_nodes(nodes_module) -> None:
 
     @functools.wraps(init_extra_nodes)
     async def emulated_init_extra_nodes(*args, **kwargs):
-        stack.enter_context(host_emulation.emulate(executor=False))
+        stack.enter_context(host_emulation.emulate(executor=False, dynamic_vram=host_emulation.session_dynamic_vram()))
         print(STARTED, file=sys.stderr, flush=True)
         return await init_extra_nodes(*args, **kwargs)
 

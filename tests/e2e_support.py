@@ -36,6 +36,7 @@ POOL_FOLDER = "e2e_pool"
 
 
 GOLDEN_COLORFLOW = GOLDEN.parent / "golden_colorflow"
+GOLDEN_COLORFLOW_DECOLORIZE = GOLDEN.parent / "golden_colorflow_decolorize"   # Decolorize's LE/, ScreenStyle/
 COLORFLOW_BASES = {"pixart": ("pixart_base", None), "sd15": ("sd15_base", "pixart_base")}   # base, text encoder
 
 

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import pytest
 
 import host_emulation
-from shared_data import GOLDEN, GOLDEN_COLORFLOW, GOLDEN_XL
+from shared_data import GOLDEN, GOLDEN_COLORFLOW, GOLDEN_COLORFLOW_DECOLORIZE, GOLDEN_XL
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_SH = REPO / "scripts" / "run.sh"
@@ -48,9 +48,9 @@ READY_TIMEOUT_S = float(os.environ.get("COLORIZEDIFFUSION_SERVER_TIMEOUT", "240"
 
 
 def golden_roots() -> list[Path]:
-    """The public golden sets with models (``../shared/golden``, ``golden_xl``, ``golden_colorflow``) and every
-    root in COLORIZEDIFFUSION_GOLDEN_DIRS."""
-    roots = [GOLDEN, GOLDEN_XL, GOLDEN_COLORFLOW]
+    """The public golden sets with models (``../shared/golden``, ``golden_xl``, ``golden_colorflow``,
+    ``golden_colorflow_decolorize``) and every root in COLORIZEDIFFUSION_GOLDEN_DIRS."""
+    roots = [GOLDEN, GOLDEN_XL, GOLDEN_COLORFLOW, GOLDEN_COLORFLOW_DECOLORIZE]
     roots += [Path(p) for p in os.environ.get("COLORIZEDIFFUSION_GOLDEN_DIRS", "").split(os.pathsep) if p]
     return [r for r in roots if r.is_dir()]
 
@@ -135,6 +135,13 @@ def link_golden_models(root: Path, models: Path) -> None:
     for folder in sorted((root / "models" / "colorflow").glob("*/")):
         (models / "colorflow").mkdir(exist_ok=True)
         _link(folder, models / "colorflow" / folder.name)
+    if (root / "models" / "colorflow" / "sketch").is_dir():   # shading/ has sketch/'s format: the tiny sketch/
+        (models / "colorflow").mkdir(exist_ok=True)            # stands in for it
+        _link(root / "models" / "colorflow" / "sketch", models / "colorflow" / "shading")
+    for sub in ("LE", "ScreenStyle"):               # the decolorize networks, in the snapshot layout
+        if (root / "models" / sub).is_dir():
+            (models / "colorflow").mkdir(exist_ok=True)
+            _link(root / "models" / sub, models / "colorflow" / sub)
     for folder in sorted((root / "models").glob("*/")):
         if (folder / "transformer").is_dir() or (folder / "unet").is_dir():
             (models / "diffusers").mkdir(exist_ok=True)

@@ -17,12 +17,14 @@ GOLDEN = SHARED / "golden"                        # SD2.1: tiny checkpoints, CLI
 GOLDEN_XL = SHARED / "golden_xl"                  # XL: tiny sdxl/xlv2, CLIP bigG, WD tagger, cases A–F
 GOLDEN_RAP = SHARED / "golden_rap"                # ColorFlow retrieval
 GOLDEN_COLORFLOW = SHARED / "golden_colorflow"    # ColorFlow colorizers, super-resolution, diffusers bases
+GOLDEN_COLORFLOW_DECOLORIZE = SHARED / "golden_colorflow_decolorize"   # ColorFlow decolorize: erika, ScreenVAE
 
 REQUIRED = {
     GOLDEN: ("models", "clip", "cases", "manifests", "preprocess"),
     GOLDEN_XL: ("models", "clip", "tagger", "cases", "manifests"),
     GOLDEN_RAP: (),
     GOLDEN_COLORFLOW: ("models", "cases"),
+    GOLDEN_COLORFLOW_DECOLORIZE: ("models", "cases"),
 }
 
 

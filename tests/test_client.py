@@ -246,12 +246,19 @@ def test_a_job_given_back_late_is_still_run_by_the_server_left(tmp_path):
 
     slow, fast = Fake("http://slow"), Fake("http://fast")
 
+    emptied = threading.Event()
+
     class Simulated(Scheduler):
         def _run(self, server, job):
             if server is slow:
-                time.sleep(0.5)            # dies long after `fast` has emptied the queue
+                assert emptied.wait(30)    # dies after `fast` has emptied the queue
                 raise ServerDown("killed")
-            job.state, job.server = "done", server.url
+            job.server = server.url
+
+        def _conclude(self, server, job, outcome, why):
+            super()._conclude(server, job, outcome, why)
+            if server is fast and not self.pending:
+                emptied.set()
 
     jobs = [Job(tmp_path / f"{i}.png", tmp_path / f"{i}_out.png") for i in range(2)]
     Simulated([slow, fast], {}, {}, {}, {}, lambda line: None).run(jobs)
@@ -311,7 +318,8 @@ def test_a_chapter_from_a_pool_keeps_each_page_size_and_encodes_the_pool_once(se
 
 def test_a_colorflow_chapter_through_the_client(server, tmp_path):
     """The ColorFlow chapter workflow (its tiny-model variant saved from the server's node schemas, as a user saves
-    a workflow) per page through --workflow and --pool: one result per page, at the page's size."""
+    a workflow) per page through --workflow and --pool: one result per page, decolorized first and so at 1.5x the
+    working resolution (the app's output size)."""
     import json
 
     from colorize_diffusion.devtools import workflows as wf
@@ -330,4 +338,4 @@ def test_a_colorflow_chapter_through_the_client(server, tmp_path):
     assert _client("colorize", "--sketch", pages, "--pool", pool, "--workflow", flow, "--out", out,
                    "--server", server.url) == 0
     sizes = {p.name: Image.open(p).size for p in out.iterdir()}
-    assert sizes == {"p1_colorized.png": (56, 72), "p2_colorized.png": (64, 64)}
+    assert sizes == {"p1_colorized.png": (384, 384), "p2_colorized.png": (384, 384)}   # 1.5 x 256x256

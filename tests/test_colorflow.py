@@ -176,3 +176,26 @@ def test_bad_input_gets_one_clear_message(pixart_base, tmp_path):
     with pytest.raises(ColorizerLoadError, match=r"extra_key/diffusion_pytorch_model.safetensors: the file has 1 "
                                                  r"key\(s\) the ColorGuider .*does not take, e.g. \['brushnet_extra"):
         node("ColorizeDiffusionLoadColorFlow", colorizer="extra_key")
+
+
+@pytest.mark.parametrize("base,colorizer", [("sd15_base", "GraySD"), ("pixart_base", "sketch")])
+def test_colorflow_models_can_be_built_again_by_the_host(pixart_base, base, colorizer):
+    """Current ComfyUI rebuilds a MODEL and its additional models from their reload recipes for multi-GPU clones
+    and for the non-dynamic delegate of hooked conditioning: the diffusers-folder bases and the ColorGuider carry
+    one (without it: "cached_patcher_init is not initialized")."""
+    import host_emulation
+
+    _, clip, vae = pixart_base       # the tiny T5 stands in for the SD1.5 base's text encoder too
+    with host_emulation.emulate():
+        model = node("ColorizeDiffusionLoadDiffusersBase", folder=base)[0]
+        (colorflow,) = node("ColorizeDiffusionLoadColorFlow", colorizer=colorizer)
+        canvas, mask = _canvas()
+        patched, *_ = node("ColorizeDiffusionColorFlowConditioning", model=model, colorflow=colorflow, vae=vae,
+                           positive=_text(clip, "manga"), negative=_text(clip, ""), canvas=canvas, mask=mask, seed=3)
+        clone = patched.deepclone_multigpu()
+        assert clone.model is not patched.model
+        guider, = [m for ms in patched.additional_models.values() for m in ms if m.model is colorflow.guider_patcher.model]
+        cloned = {id(m.model) for ms in clone.additional_models.values() for m in ms}
+        assert id(guider.model) not in cloned
+        delegate = patched.get_non_dynamic_delegate()
+        assert not delegate.is_dynamic() and delegate.model is not patched.model

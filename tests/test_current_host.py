@@ -1,4 +1,4 @@
-"""The pack on current ComfyUI (0.38.x), imitated on the pinned host by tests/host_emulation.py.
+"""The pack on current ComfyUI (0.38.x), imitated on the pinned host by tests/host_emulation/.
 
 Loading with lazily built layers, patches that keep the host's key paths under the static and the dynamic
 patcher, the attention module's new attributes, the patcher class and reload recipe of core models, multi-GPU
@@ -22,6 +22,7 @@ from colorize_diffusion.errors import ColorizerLoadError
 from colorize_diffusion.model_patches.colorize_diffusion.split_attention import SplitCrossAttention
 from colorize_diffusion.model_patches.colorize_diffusion.unet_patches import StyledOutput, apply_colorizer
 from conftest import GOLDEN
+from golden_support.colorflow_runner import weights_in_use
 
 MODELS = GOLDEN / "models"
 CHECKPOINTS = ["mult-eps-tiny.safetensors", "switch-tiny.safetensors", "v2-tiny.safetensors"]
@@ -114,7 +115,7 @@ def _unet_out(patcher, x, t, context):
 
 def test_object_patches_keep_the_hosts_key_paths(v2_static):
     patched = apply_colorizer(v2_static.model, v2_static.colorizer)
-    patched.patch_model()
+    patched.patch_model(load_weights=False)
     try:
         keys = {k for k, _ in patched.model.diffusion_model.named_parameters()}
         assert isinstance(patched.model.diffusion_model.out, StyledOutput)
@@ -140,14 +141,11 @@ def test_weight_patches_reach_patched_modules(key, patcher):
         patched = apply_colorizer(v2.model, v2.colorizer)
         delta = torch.full_like(original, 0.25)
         patched.add_patches({key: (delta,)}, 1.0)
-        patched.patch_model()
-        try:
-            assert torch.allclose(comfy.utils.get_attr(patched.model, key), original + delta)
-        finally:
-            patched.unpatch_model()
-        v2.model.patch_model()
-        assert torch.equal(comfy.utils.get_attr(v2.model.model, key), original)
-        v2.model.unpatch_model()
+        comfy.model_management.load_models_gpu([patched])
+        assert torch.allclose(weights_in_use(patched.model)[key], original + delta)
+        comfy.model_management.load_models_gpu([v2.model])
+        assert torch.equal(weights_in_use(v2.model.model)[key], original)
+        comfy.model_management.unload_all_models()
 
 
 def test_switching_between_patched_and_plain_clones_under_the_dynamic_patcher():
@@ -242,38 +240,93 @@ def test_core_patcher_class_and_reload_recipe():
         assert not hasattr(plain.model, "cached_patcher_init")
 
 
-def test_multigpu_deep_clone_computes_with_its_own_weights():
-    """A deep clone gets a fresh UNet and fresh colorizer networks; its patches must use those, not the
-    original's, and give the same result."""
-    import golden_support.unet_runner as unet_runner
+def _golden_v2_case():
     from golden_support.discovery import discover_cases
+
+    return next(c for c in discover_cases() if c.name == "B_v2_full_b2_16x24").load()
+
+
+def _computes_with_its_own_weights(original, clone, colorizer, case, inputs, expected, own_networks=True):
+    """`clone`'s patches sit on its own UNet (and networks, where `own_networks`), and it matches the golden case
+    with the original's weights overwritten with NaN."""
+    import golden_support.unet_runner as unet_runner
     from golden_support.model_eval import guided_step
 
-    case_dir = next(c for c in discover_cases() if c.name == "B_v2_full_b2_16x24")
-    case, inputs, expected = case_dir.load()
-    with host_emulation.emulate():
-        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
-        model = apply_colorizer(v2.model, v2.colorizer)
-        clone = host_emulation.deepclone_multigpu(model)
-        assert clone.model is not model.model
-        new_extras = clone.get_additional_models_with_key("colorize_diffusion")[0].model
-        assert new_extras is not v2.colorizer.unet_extras
-        for name, obj in clone.object_patches.items():
-            if isinstance(obj, SplitCrossAttention):
-                assert obj.to_q is comfy.utils.get_attr(clone.model, name).to_q
-                assert all(lora is None or any(lora is m for m in new_extras.modules()) for lora in obj._lora)
-            if isinstance(obj, StyledOutput):
-                assert obj[2] is clone.model.diffusion_model.out[2]
-                assert any(obj._style[0] is m for m in new_extras.modules())
-        conds = unet_runner._conds(case, inputs, v2.colorizer)
-        sigma = [case["timesteps"][0]["comfy_sigma"]]
-        with torch.no_grad():   # the clone must not read the original's weights: poison them
-            for p in list(model.model.parameters()) + list(v2.colorizer.unet_extras.parameters()):
-                p.fill_(float("nan"))
-        rec, _, _ = guided_step(clone, *conds, inputs["x_t"], sigma, 1.0, 1.0, "v")
+    assert clone.model is not original.model
+    extras = clone.get_additional_models_with_key("colorize_diffusion")[0].model
+    for name, obj in clone.object_patches.items():
+        if isinstance(obj, SplitCrossAttention):
+            assert obj.to_q is comfy.utils.get_attr(clone.model, name).to_q
+            assert all(lora is None or any(lora is m for m in extras.modules()) for lora in obj._lora)
+        if isinstance(obj, StyledOutput):
+            assert obj[2] is clone.model.diffusion_model.out[2]
+            assert any(obj._style[0] is m for m in extras.modules())
+    conds = unet_runner._conds(case, inputs, colorizer)
+    sigma = [case["timesteps"][0]["comfy_sigma"]]
+    for module in (original.model, colorizer.unet_extras) if own_networks else (original.model,):
+        for key, p in list(module.named_parameters()):    # the clone must not read the original's weights: poison
+            comfy.utils.set_attr_param(module, key, torch.full_like(p, float("nan")))   # (not in place: read-only)
+    rec, _, _ = guided_step(clone, *conds, inputs["x_t"], sigma, 1.0, 1.0, "v")
     got, want = rec.calls[0][0], expected["out"]
     assert torch.isfinite(got).all()
     assert (got - want).abs().max() / want.pow(2).mean().sqrt() < case["tolerance"]["rtol_rms"]
+
+
+def test_multigpu_deep_clone_computes_with_its_own_weights():
+    """A deep clone gets a fresh UNet and fresh colorizer networks; its patches must use those, not the
+    original's, and give the same result."""
+    case, inputs, expected = _golden_v2_case()
+    with host_emulation.emulate():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        model = apply_colorizer(v2.model, v2.colorizer)
+        clone = model.deepclone_multigpu()
+        assert clone.get_additional_models_with_key("colorize_diffusion")[0].model is not v2.colorizer.unet_extras
+        _computes_with_its_own_weights(model, clone, v2.colorizer, case, inputs, expected)
+
+
+def test_multigpu_clones_keep_their_own_weights_after_clone_matching():
+    """`match_multigpu_clones` (every sampling, and the MultiGPU node) rebuilds each per-GPU clone from the main
+    patcher's object patches: the pack re-targets them again onto the clone's own modules."""
+    case, inputs, expected = _golden_v2_case()
+    with host_emulation.emulate():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        model = apply_colorizer(v2.model, v2.colorizer).clone()     # what the MultiGPU node does
+        device_clone = model.deepclone_multigpu(new_load_device=model.load_device)
+        device_clone.is_multigpu_base_clone = True
+        model.set_additional_models("multigpu", [device_clone])
+        model.match_multigpu_clones()
+        model.match_multigpu_clones()
+        matched = model.get_additional_models_with_key("multigpu")[0]
+        assert matched is not device_clone and matched.model is device_clone.model
+        _computes_with_its_own_weights(model, matched, v2.colorizer, case, inputs, expected)
+
+
+def test_hooked_conditioning_samples_on_a_delegate_with_its_own_weights():
+    """With dynamic VRAM, a cond carrying hooks makes `CFGGuider.inner_set_conds` switch to
+    `get_non_dynamic_delegate()`: a plain patcher on a model rebuilt from the reload recipe. The pack's patches
+    follow it onto that model."""
+    import comfy.hooks
+    from colorize_diffusion.model_patches.colorize_diffusion.guidance import guider
+
+    case, inputs, expected = _golden_v2_case()
+    with host_emulation.emulate():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        model = apply_colorizer(v2.model, v2.colorizer)
+        assert model.is_dynamic()
+        hooked = [[torch.zeros(1, 3, 128), {"hooks": comfy.hooks.HookGroup()}]]
+        g = guider(model, hooked, hooked, None, 1.0, 1.0)
+        delegate = g.model_patcher
+        assert delegate is not model and not delegate.is_dynamic()
+        assert delegate.get_additional_models_with_key("colorize_diffusion")[0].model is v2.colorizer.unet_extras
+        _computes_with_its_own_weights(model, delegate, v2.colorizer, case, inputs, expected, own_networks=False)
+
+
+def test_a_delegate_needs_a_reload_recipe():
+    with host_emulation.emulate():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        v2.model.cached_patcher_init = None
+        with pytest.raises(RuntimeError, match="Cannot create non-dynamic delegate"):
+            v2.model.get_non_dynamic_delegate()
 
 
 # ------------------------------------------------------------------------------------------ small moves
@@ -298,3 +351,59 @@ def test_in_process_executor_gets_every_cache_argument():
     with host_emulation.executor_reads_ram_inactive():
         runner = Runner()
     assert runner.executor is not None
+
+
+def test_a_missing_vae_answers_attribute_probes_like_an_object_without_them(tmp_path, caplog):
+    """The RAM-pressure cache (0.38's default) probes `getattr(output, "patcher", None)` on cached outputs: the
+    stand-in VAE of a checkpoint without one must answer "no such attribute", not log a traceback and get the
+    loader's MODEL and COLORIZER evicted; any real use still says what to do."""
+    from safetensors.torch import save_file
+
+    from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import MissingVAE
+
+    sd = {k: v for k, v in load_file(str(MODELS / "v2-tiny.safetensors")).items()
+          if not k.startswith("first_stage_model.")}
+    save_file(sd, str(tmp_path / "novae.safetensors"))
+    loaded = load_checkpoint(str(tmp_path / "novae.safetensors"), dtype=torch.float32)
+    assert isinstance(loaded.vae, MissingVAE)
+    assert getattr(loaded.vae, "patcher", None) is None and not hasattr(loaded.vae, "get_models")
+    usage, failed = host_emulation.ram_release_sizing([[loaded.model], [loaded.colorizer], [loaded.vae]],
+                                                      old_generation=False)
+    assert not failed and "Could not size" not in caplog.text
+    with host_emulation.emulate():      # the prompt's model tracker probes the same attributes, with no try
+        host_emulation.PromptModelTracker().add([[loaded.model], [loaded.colorizer], [loaded.vae]])
+    with pytest.raises(ColorizerLoadError, match="contains no VAE.*Load VAE"):
+        loaded.vae.decode(torch.zeros(1, 4, 8, 8))
+
+
+def test_the_colorizers_networks_are_visible_to_the_hosts_memory_accounting():
+    """0.38's prompt model tracker follows ModelPatcher outputs, `.patcher` and `get_models()`: the COLORIZER's
+    UNet extras and encoders are tracked with the MODEL."""
+    with host_emulation.emulate():
+        v2 = load_checkpoint(str(MODELS / "v2-tiny.safetensors"), dtype=torch.float32)
+        tracker = host_emulation.PromptModelTracker()
+        tracker.add({0: [v2.model], 1: [v2.colorizer]})
+    tracked = set(map(id, tracker.models.values()))
+    assert tracked == {id(v2.model), id(v2.colorizer.unet_extras_patcher), id(v2.colorizer.encoders_patcher)}
+
+
+def test_an_fp32_clip_vision_tower_is_staged_in_fp32_under_dynamic_vram():
+    """The fp32 option of the CLIP-vision loaders: with dynamic VRAM, a lazy layer built in the host's text-encoder
+    dtype (fp16) would still be staged in fp16 (`weight_comfy_model_dtype`) after `.to(float32)`."""
+    from colorize_diffusion.model_patches.common import clip_vision
+
+    sd = load_file(str(GOLDEN / "clip" / "tiny-vit-openclip.safetensors"))
+    pixels = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(5))
+    want = clip_vision.build_comfy_clip_vision(dict(sd), heads=4, dtype=torch.float32).encode_image(pixels)
+    with host_emulation.emulate():
+        cv = clip_vision.build_comfy_clip_vision(dict(sd), heads=4, dtype=torch.float32)
+        assert cv.patcher.is_dynamic()
+        comfy.model_management.load_models_gpu([cv.patcher])
+        assert any(getattr(m, "weight_function", None) for m in cv.model.modules()), "nothing staged"
+        for m in cv.model.modules():
+            for name in ("weight", "bias"):
+                if getattr(m, name, None) is not None and hasattr(m, f"{name}_comfy_model_dtype"):
+                    assert getattr(m, f"{name}_comfy_model_dtype") == torch.float32, m
+        got = cv.encode_image(pixels)
+        comfy.model_management.unload_all_models()
+    assert torch.equal(got["last_hidden_state"], want["last_hidden_state"])

@@ -79,9 +79,12 @@ def _api(stem):
 
 
 def test_each_mode_is_its_own_graph():
-    """The workflows differ by the nodes they contain, not by a widget value."""
-    node_sets = {stem: frozenset(n["type"] for n in json.loads((EXAMPLES / f"{stem}.json").read_text())["nodes"])
-                 for stem in STEMS}
+    """The workflows differ by the nodes they contain, not by a widget value — except ColorFlow's on one base,
+    which differ by the released colorizer they load (sketch/ or shading/, each with its Decolorize style)."""
+    import colorize_diffusion.devtools.colorflow_workflows as cf
+
+    node_sets = {stem: (frozenset(n["type"] for n in json.loads((EXAMPLES / f"{stem}.json").read_text())["nodes"]),
+                        cf.COLORIZERS.get(stem)) for stem in STEMS}
     assert len(set(node_sets.values())) == len(STEMS), node_sets
 
 
@@ -149,7 +152,9 @@ def _colorflow_defaults(spec, by_type):
     assert sampling["steps"] == 10 and noise["noise_seed"] == 0
     (colorizer,) = by_type["ColorizeDiffusionLoadColorFlow"]
     (sr,) = by_type["ColorizeDiffusionLoadColorFlowSuperResolution"]
-    assert colorizer["colorizer"] == sr["folder"] == cf.COLORIZERS[family]
+    assert colorizer["colorizer"] == sr["folder"] == cf.COLORIZERS[spec.stem][0]
+    (decolorize,) = by_type["ColorizeDiffusionColorFlowDecolorize"]
+    assert decolorize["style"] == cf.COLORIZERS[spec.stem][1] and decolorize["resolution"] == "512x800"
     (gsrp,) = by_type["ColorizeDiffusionColorFlowSuperResolution"]
     assert gsrp["batchnorm"] == "picture statistics (official)"
     (retrieve,) = by_type["ColorizeDiffusionRetrieveReferences"]

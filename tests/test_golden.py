@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from golden_support import decolorize_runner
 from golden_support.compare import check_model_case, check_preprocess_case
 from golden_support.discovery import discover_cases
 
@@ -51,6 +52,11 @@ def test_golden_case(golden):
         got = preprocess_runner.run(case, inputs, golden.case_dir, golden.base)
         report = check_preprocess_case(case, got, expected)
         print(f"\n{golden.test_id}: max abs error per key " +
+              ", ".join(f"{k}={v:.2e}" for k, v in report.items()))
+    elif decolorize_runner.is_decolorize_case(case):      # ColorFlow's decolorize step
+        got = decolorize_runner.run(case, inputs, golden.case_dir, golden.base)
+        report = decolorize_runner.check(case, got, expected)
+        print(f"\n{golden.test_id}: per key (floats max|R-E|/rms(E), pictures max abs) " +
               ", ".join(f"{k}={v:.2e}" for k, v in report.items()))
     elif "canvas.sha256" in case.get("expected", {}):      # the retrieval format: pictures by digest
         from golden_support import rap_runner

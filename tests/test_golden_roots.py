@@ -32,3 +32,30 @@ def test_extra_golden_root_is_discovered_and_runs(tmp_path, monkeypatch):
     case, inputs, expected = found[0].load()
     report = check_model_case(case, run(case, inputs, found[0].case_dir, found[0].base), expected)  # raises
     assert set(report) == set(expected)                   # every expected tensor of the case was compared
+
+
+def test_extra_decolorize_root_runs_and_every_parameter_counts(tmp_path, monkeypatch):
+    """A decolorize root (README layout: models/ in the released snapshot layout, cases/) named in the variable runs;
+    the case's seeds, masks and target size are what the run uses (changing any of them breaks the parity)."""
+    from golden_support import decolorize_runner
+    from shared_data import GOLDEN_COLORFLOW_DECOLORIZE as SOURCE
+
+    root = tmp_path / "my_decolorize"
+    shutil.copytree(SOURCE / "cases" / "screen_96x96_grey", root / "cases" / "my_screen")
+    os.symlink(SOURCE / "models", root / "models")
+    monkeypatch.setenv(discovery.ENV_VAR, str(root))
+    (found,) = [c for c in discovery.discover_cases() if c.base == root]
+    case, inputs, expected = found.load()
+    assert decolorize_runner.is_decolorize_case(case)
+    report = decolorize_runner.check(case, decolorize_runner.run(case, inputs, found.case_dir, root), expected)
+    assert {"fake_M2", "blend_u8", "A.sha256"} <= set(report)
+
+    def fails(edit):
+        changed = json.loads(json.dumps(case))
+        edit(changed)
+        with pytest.raises((AssertionError, ValueError)):
+            decolorize_runner.check(changed, decolorize_runner.run(changed, inputs, found.case_dir, root), expected)
+
+    fails(lambda c: c["noise"]["draws"][2].update(seed=c["noise"]["draws"][2]["seed"] + 1))
+    fails(lambda c: c["dropout"]["draws"].reverse())         # the masks in the other order: refused by shape
+    fails(lambda c: c.update(target_wh=[96, 112]))

@@ -90,7 +90,7 @@ def _manifest(name):
 @pytest.mark.parametrize("layers", ["eager", "lazy", "lazy-meta"])
 @pytest.mark.parametrize("name,family", [("mult", "v1"), ("switch", "v1.5"), ("v2", "v2")])
 def test_full_size_manifest_every_key_consumed_on_meta(name, family, layers):
-    """Also with the host's Linear layers built lazily, as current ComfyUI does (tests/host_emulation.py)."""
+    """Also with the host's Linear layers built lazily, as current ComfyUI does (tests/host_emulation/)."""
     with host_layers(layers):
         _full_size_manifest_every_key_consumed_on_meta(name, family)
 

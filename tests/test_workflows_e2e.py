@@ -38,7 +38,13 @@ def _expected_count(stem):
 
 
 def _shapes(stem, images):
-    """Each result's size: the generation size, or for the chapter workflow the page's own (colours under it)."""
+    """Each result's size: the generation size, for the chapter workflow the page's own (colours under it), for
+    ColorFlow the decolorized page's (1.5x the working resolution, as in the app)."""
+    if wf.WORKFLOWS[stem].family in S.COLORFLOW_BASES:
+        from colorize_diffusion.nodes.retrieval_nodes import RESOLUTIONS
+
+        width, height = RESOLUTIONS[S.variant_options(stem).pool_resolution]
+        return all(img.shape == (int(height * 1.5), int(width * 1.5), 3) for img in images)
     if wf.WORKFLOWS[stem].chapter:
         return sorted(img.shape for img in images) == sorted([(64, 64, 3), (96, 64, 3)])
     return all(img.shape == (S.SIZE, S.SIZE, 3) for img in images)
@@ -62,6 +68,7 @@ def _link_models(models: Path, vae_file: Path) -> Path:
     from server_fixture import GOLDEN_XL, link_golden_models
     link_golden_models(GOLDEN_XL, models)
     link_golden_models(S.GOLDEN_COLORFLOW, models)
+    link_golden_models(S.GOLDEN_COLORFLOW_DECOLORIZE, models)
     for name in (S.TINY_CLIP, S.TINY_TEXT_TOWER, S.TINY_TEXT_TOWER.replace(".safetensors", ".json")):
         dest = models / "clip_vision" / name
         dest.exists() or dest.symlink_to(GOLDEN / "clip" / name)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...comfy_compat import unet_patcher
+from ...comfy_compat import reloadable_unet_patcher
 from ...errors import ColorizerInputError
 from ...preprocess import convert
 from . import conditioning, files, pixart, sd15
@@ -43,7 +43,7 @@ class ColorFlowColorizer:
 
 def load_colorizer(path: str) -> ColorFlowColorizer:
     folder = files.read_folder(path)
-    return ColorFlowColorizer(folder, unet_patcher(files.load_guider(folder)))
+    return ColorFlowColorizer(folder, reloadable_unet_patcher(files.load_guider, folder))
 
 
 def base_family(model) -> str | None:

@@ -17,7 +17,7 @@ import os
 
 import torch
 
-from ...comfy_compat import unet_patcher
+from ...comfy_compat import reloadable_unet_patcher
 from ...errors import ColorizerLoadError
 from ...weight_files import read_state_dict
 from ..common.vae import build_vae
@@ -63,13 +63,18 @@ def _move(sd: dict, mapping: dict, own: dict, what: str, optional=()) -> dict:
 
 
 def load_model_folder(folder: str, dtype=torch.float32):
-    """transformer/ or unet/ of a diffusers folder -> a ComfyUI ModelPatcher."""
+    """transformer/ or unet/ of a diffusers folder -> a ComfyUI ModelPatcher (that can load it again)."""
+    return reloadable_unet_patcher(build_model_folder, folder, dtype)
+
+
+def build_model_folder(folder: str, dtype):
+    """The ComfyUI model of transformer/ or unet/ of a diffusers folder."""
     config, sd = _read(folder)
     kind = config.get("_class_name")
     if kind == "UNet2DConditionModel":
-        return unet_patcher(_sd15(config, sd, dtype, folder))
+        return _sd15(config, sd, dtype, folder)
     if kind == "PixArtTransformer2DModel":
-        return unet_patcher(_pixart(config, sd, dtype, folder))
+        return _pixart(config, sd, dtype, folder)
     raise ColorizerLoadError(f"{folder}: a {kind}; this loader reads PixArt-alpha transformers and SD1.5 UNets")
 
 

@@ -73,6 +73,11 @@ class LoadedCheckpoint:
     prediction: str
 
 
+class MissingVAEError(ColorizerLoadError, AttributeError):
+    """Use of a MissingVAE: a load error for the user, and an AttributeError for attribute probes
+    (`getattr(vae, "patcher", None)`, `hasattr`), as any object without that attribute answers."""
+
+
 class MissingVAE:
     """Stands in for the VAE of a checkpoint that has none; any use says what to do instead."""
 
@@ -80,7 +85,7 @@ class MissingVAE:
         self.name = name
 
     def __getattr__(self, attr):
-        raise ColorizerLoadError(
+        raise MissingVAEError(
             f"{self.name} contains no VAE (no first_stage_model.* keys): load one with a 'Load VAE' node "
             "(e.g. the SD2.1 VAE) and connect that instead of this loader's VAE output")
 

@@ -58,6 +58,11 @@ class Colorizer:
         comfy.model_management.load_models_gpu([self.encoders_patcher])
         return self.encoders_patcher.load_device
 
+    def get_models(self) -> list:
+        """The colorizer's patchers, for the host's memory accounting (current ComfyUI's `PromptModelTracker` reads
+        `get_models()` of node outputs that are not patchers)."""
+        return [p for p in (self.unet_extras_patcher, self.encoders_patcher) if p is not None]
+
     def __repr__(self):
         return (f"Colorizer({self.family}, {self.prediction}-prediction, context {self.context_dim}, "
                 f"from {self.source!r})")

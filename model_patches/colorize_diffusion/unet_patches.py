@@ -13,7 +13,7 @@ import functools
 import torch
 import torch.nn as nn
 
-from ...comfy_compat import on_multigpu_deepclone
+from ...comfy_compat import on_model_replaced
 from ...errors import ColorizerInputError
 from ..common.unet_patch import HeadAfter, call_with, set_diffusion_model_wrapper
 from .families import spec_of
@@ -203,7 +203,7 @@ def apply_colorizer(model, colorizer):
     m = model.clone()
     _install(m, colorizer.family, colorizer.unet_extras, m.get_model_object)
     m.set_additional_models(ADDITIONAL_MODELS_KEY, [colorizer.unet_extras_patcher])
-    on_multigpu_deepclone(m, WRAPPER_KEY, functools.partial(retarget_multigpu_clone, colorizer.family))
+    on_model_replaced(m, WRAPPER_KEY, functools.partial(retarget_multigpu_clone, colorizer.family))
     return m
 
 
@@ -240,9 +240,10 @@ def _install(m, family: str, extras, module_at) -> None:
 
 
 def retarget_multigpu_clone(family: str, original, clone) -> None:
-    """ComfyUI's multi-GPU deep clone gives `clone` a freshly loaded UNet and a fresh copy of the colorizer's
-    networks (their reload recipes); the patches copied from `original` still point at the original's modules.
-    Rebuild them on the clone's own modules, so each GPU computes with its own weights."""
+    """ComfyUI's multi-GPU clones (deep-cloned, then matched to the main patcher on every sampling) and the
+    non-dynamic delegate of hooked conditioning give `clone` a model of its own, and the multi-GPU ones a fresh copy
+    of the colorizer's networks (their reload recipes); the patches copied from `original` still point at the
+    original's modules. Rebuild them on the clone's own modules, so each computes with its own weights."""
     import comfy.utils
 
     extras = clone.get_additional_models_with_key(ADDITIONAL_MODELS_KEY)[0].model

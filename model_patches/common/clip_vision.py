@@ -31,7 +31,7 @@ import tempfile
 
 import torch
 
-from ...comfy_compat import clip_preprocess, image_sizes, new_model_patcher
+from ...comfy_compat import cast_model, clip_preprocess, image_sizes, new_model_patcher
 from ...errors import ColorizerLoadError
 from ...weight_files import load_strict, read_state_dict
 
@@ -389,7 +389,7 @@ def build_comfy_clip_vision(sd: dict, *, heads: int | None = None, quick_gelu: b
     if missing or unexpected:
         raise ColorizerLoadError(f"ComfyUI CLIP vision model: missing {list(missing)[:8]}, unexpected {list(unexpected)[:8]}")
     if dtype is not None:                 # a host with lazy layers assigns the file's tensors as they are
-        cv.model.to(dtype=dtype)
+        cast_model(cv.model, dtype)
     return cv
 
 

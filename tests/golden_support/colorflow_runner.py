@@ -76,9 +76,26 @@ def merged_weights(patcher, patches: dict) -> dict:
     m.add_patches(patches, 1.0)
     comfy.model_management.load_models_gpu([m], force_full_load=True)
     try:
-        return {k: v.detach().to("cpu", copy=True) for k, v in m.model.state_dict().items()}
+        return {k: v.detach().to("cpu", copy=True) for k, v in weights_in_use(m.model).items()}
     finally:
         m.unpatch_model()
+
+
+def weights_in_use(model) -> dict:
+    """`model.state_dict()` as the loaded model computes with it: the layers current ComfyUI's dynamic patcher stages
+    apply their patches when each forward casts them (`<param>_function`)."""
+    import comfy.ops
+
+    sd = model.state_dict()
+    for path, m in model.named_modules():
+        if getattr(m, "weight_function", None) or getattr(m, "bias_function", None):
+            weight, bias = comfy.ops.cast_bias_weight(m, dtype=m.weight.dtype, device=m.weight.device,
+                                                      bias_dtype=None if m.bias is None else m.bias.dtype)
+            prefix = f"{path}." if path else ""
+            sd[prefix + "weight"] = weight
+            if bias is not None:
+                sd[prefix + "bias"] = bias
+    return sd
 
 
 def pixart_lora(root: Path, model):
