@@ -16,7 +16,7 @@ from ..errors import ColorizerInputError, ColorizerLoadError
 from ..model_folders import COLORFLOW, subfolder_path, subfolders
 from ..preprocess import convert
 from ..preprocess.decolorize import STYLES, decolorize, target_size
-from ..preprocess.decolorize_files import is_snapshot, load_decolorize_models
+from ..preprocess.decolorize_files import LINE_FILE, SCREEN_FILES, is_snapshot, load_decolorize_models
 from ..preprocess.screen_vae import ScreenRandom
 from .colorflow_nodes import COLORFLOW_CATEGORY
 from .retrieval_nodes import RESOLUTIONS
@@ -51,8 +51,6 @@ def _snapshot_path(name: str) -> str:
 def _networks(root: str, style: str) -> dict:
     """The style's networks from `root`, cached while their files are unchanged (kept on the CPU, on the compute
     device while a run uses them)."""
-    from ..preprocess.decolorize_files import LINE_FILE, SCREEN_FILES
-
     rels = (LINE_FILE,) if style != "GrayImage(ScreenStyle)" else tuple(SCREEN_FILES.values())
     stats = tuple((rel, os.stat(os.path.join(root, rel)).st_mtime_ns) if os.path.isfile(os.path.join(root, rel))
                   else (rel, None) for rel in rels)

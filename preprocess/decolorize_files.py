@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 
 from ..errors import ColorizerLoadError
+from .extractor_nets import MangaLineNet, manga_widths
+from .screen_vae import decoder_from_state, generator_from_state
 from .weights import load_into, read_state_dict
 
 LINE_FILE = os.path.join("LE", "erika.pth")
@@ -49,8 +51,6 @@ def _ready(net):
 
 
 def load_line_model(root: str):
-    from .extractor_nets import MangaLineNet, manga_widths
-
     path = _file(root, LINE_FILE)
     sd = read_state_dict(path)
     try:
@@ -62,8 +62,6 @@ def load_line_model(root: str):
 
 def load_screen_models(root: str) -> dict:
     """{"generator": ScreenGenerator, "decoder": ScreenDecoder} from the five ScreenStyle files."""
-    from .screen_vae import decoder_from_state, generator_from_state
-
     paths = {name: _file(root, rel) for name, rel in SCREEN_FILES.items()}
     for name, markers in _UNUSED_MARKERS.items():
         sd = read_state_dict(paths[name])
