@@ -2,30 +2,24 @@
 
 Weights live in the model folder `colorizediffusion_preprocessors` = `models/colorizediffusion/preprocessors`
 (relocatable with an `extra_model_paths.yaml` entry of that name); the line-extractor files that
-comfyui_controlnet_aux already downloaded (`ckpts/lllyasviel/Annotators/`) are used too. Networks are
-cached between runs (a few at most), run in fp32 on ComfyUI's torch device and moved back to the CPU.
+comfyui_controlnet_aux already downloaded (`ckpts/lllyasviel/Annotators/`) are used too. The networks come from
+`model_patches/common/preprocessors.py`: in ModelPatchers kept between runs, loaded and offloaded by ComfyUI.
 
 Types: IMAGE [B,H,W,3] in [0,1]; MASK [B,H,W] (any layout accepted on input); COLORIZER_SKETCH =
 `preprocess.sketch.PreparedSketch` (the exact, unclamped [-1,1] sketch the model receives + crop box).
 """
 from __future__ import annotations
 
-import os
-from collections import OrderedDict
-
 import torch
 
 import comfy.model_management as mm
 import comfy.utils
-import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..comfy_compat import new_model_patcher
 from ..errors import ColorizerInputError
-from ..model_folders import PREPROCESSORS
+from ..model_patches.common.preprocessors import loaded_network
 from ..preprocess import convert, extractors, isnet, masks, reference
 from ..preprocess import sketch as sketch_mod
-from ..preprocess.weights import find_weight_file, load_network
 from .io_types import CATEGORY as PACK_CATEGORY, ColorizerSketch, fraction
 
 CATEGORY = f"{PACK_CATEGORY}/preprocess"
@@ -33,42 +27,9 @@ CATEGORY = f"{PACK_CATEGORY}/preprocess"
 EXTRACT_METHODS = ("standard",) + extractors.METHODS
 MIN_SKETCH_SIDE = 32        # a smaller drawing carries no usable line art
 MAX_SKETCH_ENLARGEMENT = 16  # nor does one enlarged more than this to the generation size
-_CACHE: "OrderedDict[tuple, object]" = OrderedDict()     # model patchers of the loaded networks
-_CACHE_SIZE = 3
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def _aux_annotator_dirs() -> list[str]:
-    out = []
-    for root in folder_paths.get_folder_paths("custom_nodes"):
-        d = os.path.join(root, "comfyui_controlnet_aux", "ckpts", "lllyasviel", "Annotators")
-        if os.path.isdir(d):
-            out.append(d)
-    return out
-
-
-def get_network(name: str):
-    """Network `name` of preprocess.weights.NETWORKS from the model folder, in a model patcher (cached), so that
-    ComfyUI loads, offloads and frees it like any model."""
-    path = find_weight_file(name, folder_paths.get_folder_paths(PREPROCESSORS), _aux_annotator_dirs())
-    st = os.stat(path)
-    key = (name, path, st.st_mtime_ns, st.st_size)
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
-    patcher = new_model_patcher(load_network(name, path), mm.get_torch_device(), mm.unet_offload_device())
-    _CACHE[key] = patcher
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return patcher
-
-
-def _loaded(patcher):
-    """The network of `patcher`, on the compute device through ComfyUI's model management."""
-    mm.load_models_gpu([patcher])
-    return patcher.model
-
-
 def _progress(n: int, node_cls):
     unique_id = node_cls.hidden.unique_id if node_cls.hidden is not None else None
     return comfy.utils.ProgressBar(n, node_id=unique_id) if n > 1 else None
@@ -175,11 +136,10 @@ class PrepareSketch(io.ComfyNode):
                 raise ColorizerInputError(
                     "transparency_mask marks every pixel as transparent, so nothing of the drawing would remain: "
                     "connect Load Image's MASK only for drawings on a transparent background")
-        net = get_network(method) if method in extractors.METHODS else None
-        if net is not None:
+        if method in extractors.METHODS:
             extractors.check_size(method, extract_size)
+        dev_net = loaded_network(method) if method in extractors.METHODS else None
         parts, pbar = [], _progress(image.shape[0], cls)
-        dev_net = _loaded(net) if net is not None else None
         for i in range(image.shape[0]):
             parts.append(sketch_mod.prepare_sketch(
                 image[i:i + 1], h, w, polarity=polarity, method=method, monochrome=monochrome, net=dev_net,
@@ -219,12 +179,10 @@ class ExtractLineart(io.ComfyNode):
     def execute(cls, image, method="sketchKeras", resolution=512, output_size="input", invert_input=False):
         image = convert.rgb(convert.check_image(image))
         b, h, w, _ = image.shape
-        net = None
         if method != "standard":
             extractors.check_size(method, resolution)
-            net = get_network(method)
+        dev_net = loaded_network(method) if method != "standard" else None
         outs, pbar = [], _progress(b, cls)
-        dev_net = _loaded(net) if net is not None else None
         for i in range(b):
             x, _ = sketch_mod.model_space(image[i], method, "invert" if invert_input else "keep", net=dev_net,
                                           extract_size=resolution)
@@ -266,7 +224,7 @@ class SketchMask(io.ComfyNode):
             white = sketch_mod.image_to_white_sketch(sketch, polarity)
         b, _, h, w = white.shape
         outs, pbar = [], _progress(b, cls)
-        net = _loaded(get_network("isnet_sketch"))
+        net = loaded_network("isnet_sketch")
         for i in range(b):
             outs.append(isnet.sketch_mask(net, white[i:i + 1], h, w, size=net_size).cpu())
             _tick(pbar)
@@ -307,7 +265,7 @@ class ReferenceMask(io.ComfyNode):
         else:
             x = convert.to_model(image)
             outs, pbar = [], _progress(x.shape[0], cls)
-            net = _loaded(get_network("isnet"))
+            net = loaded_network("isnet")
             for i in range(x.shape[0]):
                 outs.append(isnet.reference_mask(net, x[i:i + 1], size=net_size, dilate=False).cpu())
                 _tick(pbar)

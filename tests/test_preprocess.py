@@ -11,6 +11,8 @@ from safetensors.torch import save_file
 
 import folder_paths
 from colorize_diffusion.errors import ColorizerInputError, ColorizerLoadError
+from colorize_diffusion.model_folders import PREPROCESSORS
+from colorize_diffusion.model_patches.common import extra_networks, preprocessors
 from colorize_diffusion.nodes import preprocess_nodes as P
 from colorize_diffusion.preprocess import convert, extractors, masks, reference, sketch, weights
 from colorize_diffusion.preprocess.extractor_nets import LineartDetector
@@ -37,11 +39,11 @@ def prepare(img, **kw):
 @pytest.fixture
 def weight_dir(tmp_path, monkeypatch):
     """An empty registered preprocessor folder (controlnet_aux's cache not searched)."""
-    monkeypatch.setitem(folder_paths.folder_names_and_paths, P.PREPROCESSORS, ([str(tmp_path)], set()))
-    monkeypatch.setattr(P, "_aux_annotator_dirs", lambda: [])
-    P._CACHE.clear()
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, PREPROCESSORS, ([str(tmp_path)], set()))
+    monkeypatch.setattr(preprocessors, "aux_annotator_dirs", lambda: [])
+    extra_networks.clear()
     yield tmp_path
-    P._CACHE.clear()
+    extra_networks.clear()
 
 
 # ----------------------------------------------------------------------------------------- line art kinds
@@ -364,15 +366,15 @@ def test_missing_weights_name_file_and_folder(weight_dir):
 
 
 def test_preprocessor_folder_is_registered_and_relocatable(tmp_path, monkeypatch):
-    paths = folder_paths.get_folder_paths(P.PREPROCESSORS)
+    paths = folder_paths.get_folder_paths(PREPROCESSORS)
     assert os.path.join(folder_paths.models_dir, "colorizediffusion", "preprocessors") in paths
-    monkeypatch.setattr(P, "_aux_annotator_dirs", lambda: [])
+    monkeypatch.setattr(preprocessors, "aux_annotator_dirs", lambda: [])
     sub = tmp_path / "elsewhere" / "lines"
     sub.mkdir(parents=True)
     (sub / "erika.pth").write_bytes(b"x")
-    monkeypatch.setitem(folder_paths.folder_names_and_paths, P.PREPROCESSORS, (list(paths), set()))
-    folder_paths.add_model_folder_path(P.PREPROCESSORS, str(tmp_path / "elsewhere"))   # extra_model_paths entry
-    found = weights.find_weight_file("manga", folder_paths.get_folder_paths(P.PREPROCESSORS))
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, PREPROCESSORS, (list(paths), set()))
+    folder_paths.add_model_folder_path(PREPROCESSORS, str(tmp_path / "elsewhere"))   # extra_model_paths entry
+    found = weights.find_weight_file("manga", folder_paths.get_folder_paths(PREPROCESSORS))
     assert found == str(sub / "erika.pth")
 
 
@@ -497,7 +499,7 @@ def test_preprocessor_networks_are_managed_by_comfyui(weight_dir, isnet_file):
 
     os.symlink(isnet_file[0], weight_dir / "isnetis.safetensors")
     P.ReferenceMask.execute(torch.rand(1, 50, 70, 3), True, 128)
-    (patcher,) = P._CACHE.values()
+    patcher = preprocessors.network("isnet")
     assert any(loaded.model is patcher for loaded in mm.current_loaded_models)
     assert patcher.model.conv_in.weight.device == mm.get_torch_device()
     want = isnet_file[1].state_dict()

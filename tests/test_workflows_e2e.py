@@ -211,7 +211,7 @@ def test_shipped_isnet_mask_nodes_run_with_random_weights(inproc):
     import torch
     from safetensors.torch import save_file
 
-    from colorize_diffusion.nodes import preprocess_nodes
+    from colorize_diffusion.model_patches.common import extra_networks
     from colorize_diffusion.preprocess.isnet import ISNetDIS
 
     folder = inproc.root / "models" / "colorizediffusion" / "preprocessors"
@@ -231,11 +231,11 @@ def test_shipped_isnet_mask_nodes_run_with_random_weights(inproc):
             sd[k] = torch.ones_like(v)
     save_file(sd, str(folder / "sketch-segment.safetensors"))
     (folder / "isnetis.safetensors").symlink_to(folder / "sketch-segment.safetensors")
-    preprocess_nodes._CACHE.clear()
+    extra_networks.clear()
     try:
         images = _run(inproc, "background_enhance_v2", masks="isnet", mask_net_size=256)
     finally:
-        preprocess_nodes._CACHE.clear()
+        extra_networks.clear()
         for f in folder.iterdir():
             f.unlink()
     assert len(images) == 1 and images[0].shape == (S.SIZE, S.SIZE, 3)
