@@ -9,12 +9,13 @@ CATEGORY = "ColorizeDiffusion"
 Colorizer = io.Custom("COLORIZER")                       # colorize_diffusion.colorizer.Colorizer: the extra networks
 ColorizerSketch = io.Custom("COLORIZER_SKETCH")          # preprocess.sketch.PreparedSketch: a sketch in model space
 ColorizerReference = io.Custom("COLORIZER_REFERENCE")    # colorize_diffusion.reference.ColorizerReference
-TextTower = io.Custom("COLORIZER_TEXT_TOWER")            # colorize_diffusion.manipulation.TextTower (OpenCLIP text)
+TextTower = io.Custom("COLORIZER_TEXT_TOWER")            # colorize_diffusion.manipulation.TextTower in a ModelPatcher
 Manipulations = io.Custom("COLORIZER_MANIPULATIONS")     # list of colorize_diffusion.manipulation.ManipulationGroup
 WDTagger = io.Custom("COLORIZER_WD_TAGGER")              # XL: networks.wd_tagger.WDTagger in a ModelPatcher
 ReferencePool = io.Custom("COLORIZER_REFERENCE_POOL")    # preprocess.retrieval.Pool: patches and their embeddings
 ColorFlow = io.Custom("COLORFLOW_COLORIZER")             # colorflow.colorizer.ColorFlowColorizer: a released folder
-ColorFlowSuperResolution = io.Custom("COLORFLOW_SUPER_RESOLUTION")   # ColorFlow's GSRP network in its ModelPatcher
+ColorFlowSuperResolution = io.Custom("COLORFLOW_SUPER_RESOLUTION")   # colorflow.networks.gsrp.GuidedSuperResolution
+#                                                                      in a ModelPatcher
 
 
 def fraction(id_: str, default: float, tooltip: str, step: float = 0.05, lo: float = 0.0, hi: float = 1.0):

@@ -2,20 +2,12 @@
 reference they act on, and the Visualize heat map. The maths: model_patches/colorize_diffusion/manipulation.py."""
 from __future__ import annotations
 
-import dataclasses
-
-import torch
-
 import comfy.model_management as mm
 import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..errors import ColorizerInputError
 from ..model_patches.colorize_diffusion import manipulation
-from ..model_patches.common import clip_tokens
-from ..model_patches.common.clip_vision import read_sidecar_config
 from ..preprocess import convert
-from ..weight_files import read_state_dict
 from .io_types import CATEGORY as PACK_CATEGORY, ColorizerReference, Manipulations, TextTower
 
 CATEGORY = f"{PACK_CATEGORY}/manipulation"
@@ -48,9 +40,7 @@ class LoadTextTower(io.ComfyNode):
     @classmethod
     def execute(cls, clip_name, heads=0):
         path = folder_paths.get_full_path_or_raise("clip_vision", clip_name)
-        side = read_sidecar_config(path)
-        return io.NodeOutput(manipulation.load_text_tower(read_state_dict(path, "CLIP file"),
-                                                          heads=heads or side.get("text_heads")))
+        return io.NodeOutput(manipulation.load_text_tower_file(path, heads))
 
 
 class Manipulation(io.ComfyNode):
@@ -124,10 +114,7 @@ class ManipulateReference(io.ComfyNode):
 
     @classmethod
     def execute(cls, reference, text_tower, manipulations):
-        if not any(g.scale > 0 for g in manipulations):       # the app's check_manipulate
-            return io.NodeOutput(reference)
-        full = manipulation.manipulate(reference.full, manipulations, text_tower)
-        return io.NodeOutput(dataclasses.replace(reference, cls=full[:, :1], tokens=full[:, 1:]))
+        return io.NodeOutput(manipulation.manipulate_reference(reference, manipulations, text_tower))
 
 
 class VisualizeManipulation(io.ComfyNode):
@@ -154,20 +141,11 @@ class VisualizeManipulation(io.ComfyNode):
     @classmethod
     def execute(cls, image, clip_vision, text_tower, control, threshold_0, threshold_1, threshold_2, threshold_3,
                 manipulations=()):
-        thresholds = (threshold_0, threshold_1, threshold_2, threshold_3)
-        if not all(a < b for a, b in zip(thresholds, thresholds[1:])):
-            raise ColorizerInputError(f"Visualize: the thresholds must increase, got {list(thresholds)}")
         image = convert.rgb(convert.check_image(image, "image"))
-        overlays, bands = [], []
-        for i in range(image.shape[0]):
-            v = clip_tokens.encode_reference(clip_vision, convert.to_model(image[i:i + 1]), token_type="full")
-            v = manipulation.manipulate(v, manipulations, text_tower)
-            hm = manipulation.heat_map(v, control, thresholds, image.shape[1:3], text_tower)
-            mixed, _ = manipulation.overlay((image[i] * 255).round().to(torch.uint8), hm.labels[0])
-            overlays.append(mixed.float() / 255)
-            bands.append(hm.labels[0].float() / 4)
+        overlays, bands = manipulation.visualize(image, clip_vision, text_tower, control,
+                                                 (threshold_0, threshold_1, threshold_2, threshold_3), manipulations)
         dev = mm.intermediate_device()
-        return io.NodeOutput(torch.stack(overlays).to(dev), torch.stack(bands).to(dev))
+        return io.NodeOutput(overlays.to(dev), bands.to(dev))
 
 
 NODES = [LoadTextTower, Manipulation, ManipulationText, ManipulateReference, VisualizeManipulation]

@@ -80,6 +80,21 @@ def _nodes():
     return node_classes()
 
 
+def test_the_text_tower_node_gives_one_managed_patcher_per_file(text):
+    """Load Text Tower's value is the file's tower in a ModelPatcher, read once while the file is unchanged, and
+    ComfyUI's model management loads it when a manipulation runs."""
+    import comfy.model_management as mm
+
+    from colorize_diffusion.model_patches.common import extra_networks
+
+    extra_networks.clear()
+    tower = manipulation.load_text_tower_file(str(FULL), heads=4)
+    assert manipulation.load_text_tower_file(str(FULL), heads=4) is tower
+    assert torch.equal(tower.model.encode(["a red dress"]).cpu(), text.encode(["a red dress"]))
+    assert extra_networks.loaded(tower, full=True) is tower.model
+    assert any(loaded.model is tower for loaded in mm.current_loaded_models)
+
+
 def test_manipulation_rows_chain_and_gate_like_the_app(text):
     from colorize_diffusion.model_patches.common import clip_vision
 
@@ -95,13 +110,14 @@ def test_manipulation_rows_chain_and_gate_like_the_app(text):
     assert same == rows
     vision = clip_vision.load_openclip_vision(str(FULL), heads=4)
     ref = n["ColorizeDiffusionEncodeReference"].execute(vision, torch.rand(1, 64, 48, 3))[0]
-    out = n["ColorizeDiffusionManipulateReference"].execute(ref, text, rows)[0]
+    tower = manipulation.load_text_tower_file(str(FULL), heads=4)
+    out = n["ColorizeDiffusionManipulateReference"].execute(ref, tower, rows)[0]
     assert torch.equal(out.cls, ref.cls) and not torch.allclose(out.tokens, ref.tokens)
     assert torch.allclose(out.full, manipulation.manipulate(ref.full, rows, text))
-    idle = n["ColorizeDiffusionManipulateReference"].execute(ref, text, rows[:1])[0]   # all scales 0: off
+    idle = n["ColorizeDiffusionManipulateReference"].execute(ref, tower, rows[:1])[0]   # all scales 0: off
     assert idle is ref
     overlay, bands = n["ColorizeDiffusionVisualizeManipulation"].execute(
-        torch.rand(1, 64, 48, 3), vision, text, "the sky", 0.2, 0.4, 0.6, 0.8, manipulations=rows)
+        torch.rand(1, 64, 48, 3), vision, tower, "the sky", 0.2, 0.4, 0.6, 0.8, manipulations=rows)
     assert overlay.shape == (1, 64, 48, 3) and bands.shape == (1, 64, 48)
     assert set(torch.unique(bands * 4).tolist()) <= {0, 1, 2, 3, 4} and bands.max() == 1
     with pytest.raises(ColorizerInputError, match="four increasing"):

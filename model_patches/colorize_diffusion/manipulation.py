@@ -9,6 +9,7 @@ official code, quirks included).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ColorizerInputError, ColorizerLoadError
-from ...weight_files import load_strict
+from ...preprocess import convert
+from ...weight_files import load_strict, read_state_dict
+from ..common import clip_tokens, extra_networks
+from ..common.clip_vision import read_sidecar_config
 from .networks.common import count_indexed
 
 NO_ANCHOR = "none"
@@ -119,6 +123,14 @@ def load_text_tower(sd: dict, heads: int | None = None) -> TextTower:
     return load_strict(tower, own, key_prefix=prefix, what="CLIP text tower", dtype=torch.float32).eval()
 
 
+def load_text_tower_file(path: str, heads: int = 0):
+    """The text tower of the OpenCLIP file `path` in a ModelPatcher (the COLORIZER_TEXT_TOWER value), through the
+    pack's one extra-network path (common/extra_networks.py); `heads` 0 = from a `<file>.json` or the width."""
+    heads = heads or read_sidecar_config(path).get("text_heads")
+    return extra_networks.patcher_for("CLIP text tower", path,
+                                      lambda: load_text_tower(read_state_dict(path, "CLIP file"), heads), heads)
+
+
 def _is_text_key(key: str) -> bool:
     return key.split(".")[0] in ("token_embedding", "positional_embedding", "transformer", "ln_final",
                                  "text_projection", "logit_scale")
@@ -203,6 +215,16 @@ def manipulate(v: torch.Tensor, groups, text: TextTower) -> torch.Tensor:
     return v
 
 
+def manipulate_reference(reference, groups, text_tower):
+    """A copy of the COLORIZER_REFERENCE `reference` with its tokens manipulated by `groups` (CLS unchanged), by the
+    COLORIZER_TEXT_TOWER patcher `text_tower`. As the app (`check_manipulate`), the rows act only when some target
+    scale is above 0 (then all of them); otherwise `reference` itself."""
+    if not any(g.scale > 0 for g in groups):
+        return reference
+    full = manipulate(reference.full, groups, extra_networks.loaded(text_tower, full=True))
+    return dataclasses.replace(reference, cls=full[:, :1], tokens=full[:, 1:])
+
+
 def global_group(v: torch.Tensor, group: ManipulationGroup, text: TextTower) -> torch.Tensor:
     """Official `global_manipulate` of CLS-token features `v` [B, 1, D] (models with token_type 'cls')."""
     t = text.encode([group.target]).to(v)
@@ -271,6 +293,24 @@ def heat_map(v: torch.Tensor, control: str, thresholds, size: tuple, text: TextT
     heat = [torch.where(n < float(t), torch.zeros_like(n), torch.full_like(n, 0.25)) for t in thresholds]
     labels = sum((h > 0).long() for h in heat)[:, 0]
     return HeatMap(scale_tokens, pixels, n, heat, labels)
+
+
+def visualize(image: torch.Tensor, clip_vision, text_tower, control: str, thresholds, groups=()) -> tuple:
+    """The official Visualize of each picture of `image` [B, H, W, 3] in [0, 1]: its full CLIP tokens, manipulated
+    by `groups`, compared with `control`. Returns (overlays [B, H, W, 3] in [0, 1], bands [B, H, W]: the thresholds
+    reached / 4)."""
+    thresholds = tuple(thresholds)
+    if not all(a < b for a, b in zip(thresholds, thresholds[1:])):
+        raise ColorizerInputError(f"Visualize: the thresholds must increase, got {list(thresholds)}")
+    overlays, bands = [], []
+    for i in range(image.shape[0]):
+        v = clip_tokens.encode_reference(clip_vision, convert.to_model(image[i:i + 1]), token_type="full")
+        text = extra_networks.loaded(text_tower, full=True)
+        hm = heat_map(manipulate(v, groups, text), control, thresholds, image.shape[1:3], text)
+        mixed, _ = overlay((image[i] * 255).round().to(torch.uint8), hm.labels[0].to(image.device))
+        overlays.append(mixed.float() / 255)
+        bands.append(hm.labels[0].to(image.device).float() / 4)
+    return torch.stack(overlays), torch.stack(bands)
 
 
 def jet_lut() -> torch.Tensor:

@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 
 from colorize_diffusion.model_patches.common import clip_tokens, clip_vision
-from colorize_diffusion.model_patches.colorize_diffusion import modes
+from colorize_diffusion.model_patches.colorize_diffusion import manipulation, modes
 from colorize_diffusion.nodes import node_classes
 from colorize_diffusion.model_patches.colorize_diffusion.networks import v2_encoders
 
@@ -182,7 +182,8 @@ def _manipulate(case, root, reference):
         rows = _node("ColorizeDiffusionManipulation")(g.target, g.anchor, g.control, g.scale, g.enhance,
                                                       *g.thresholds, previous=rows)[0]
     _, seen = _apply(reference.full, rows, tower, "manip.group.")
-    return _node("ColorizeDiffusionManipulateReference")(reference, tower, rows)[0], seen
+    node_tower = manipulation.load_text_tower_file(str(Path(root) / case["clip"]))   # Load Text Tower's value
+    return _node("ColorizeDiffusionManipulateReference")(reference, node_tower, rows)[0], seen
 
 
 def _conditioning_tensors(positive, sketch_negative):
