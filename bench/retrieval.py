@@ -96,11 +96,11 @@ def _vit_h(workdir: Path):
 
 
 def time_retrieval(workdir: Path, step_s: float | None, log=print) -> dict:
-    from colorize_diffusion.nodes.retrieval_nodes import _embedder
+    from colorize_diffusion.model_patches.common.clip_tokens import image_embedder
     from colorize_diffusion.preprocess import retrieval as rap
 
     clip = _vit_h(workdir)
-    embed = _embedder(clip)
+    embed = image_embedder(clip)
     rng = np.random.default_rng(1)
     refs = [(rng.uniform(0, 1, (700 + 40 * i, 500 + 30 * i, 3)) * 255).astype(np.uint8) for i in range(REFERENCES)]
     pages = [np.repeat((rng.uniform(0, 1, (1600, 1100, 1)) * 255).astype(np.uint8), 3, 2) for _ in range(3)]

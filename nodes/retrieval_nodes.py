@@ -7,17 +7,19 @@ Colour Under Page combines the generated colours with the page at its own resolu
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import torch
+
+import folder_paths
 from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError
 from ..model_patches.common import clip_tokens
 from ..preprocess import composite, convert
 from ..preprocess import retrieval as rap
+from ..preprocess import retrieval_pages
 from .io_types import CATEGORY, ColorizerSketch, ReferencePool
 
 # ColorFlow's three page sizes first; then other sizes (a multiple of 8 on each side: the 2W x 2H canvas fits the
@@ -31,39 +33,8 @@ def _u8(image: torch.Tensor) -> list:
     return [np.ascontiguousarray(convert.to_uint8(im)) for im in convert.rgb(convert.check_image(image))]
 
 
-def _embedder(clip_vision):
-    def embed(pixels: torch.Tensor) -> torch.Tensor:
-        return clip_tokens.encode_full(clip_vision, pixels)[:, 0]      # the projected CLS token (image_embeds)
-    return embed
-
-
-PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
 def _folder_path(folder: str) -> str:
-    import folder_paths
-
     return folder if os.path.isabs(folder) else os.path.join(folder_paths.get_input_directory(), folder)
-
-
-def _folder_pictures(path: str) -> list:
-    return [n for n in sorted(os.listdir(path)) if os.path.splitext(n)[1].lower() in PICTURE_EXTENSIONS]
-
-
-def _read_folder(folder: str) -> list:
-    from PIL import Image
-
-    path = _folder_path(folder)
-    if not os.path.isdir(path):
-        raise ColorizerInputError(f"reference pool folder {folder!r} not found (a folder of input/, or a full path)")
-    pictures = []
-    for name in _folder_pictures(path):
-        try:
-            with Image.open(os.path.join(path, name)) as im:
-                pictures.append(np.asarray(im.convert("RGB")))
-        except Exception as exc:  # noqa: BLE001 - one message naming the file
-            raise ColorizerInputError(f"reference pool: {name} cannot be read as a picture ({exc})") from None
-    return pictures
 
 
 class ReferencePoolNode(io.ComfyNode):
@@ -93,48 +64,17 @@ class ReferencePoolNode(io.ComfyNode):
         path = _folder_path(folder) if folder.strip() else ""
         if not path or not os.path.isdir(path):
             return folder
-        stats = [(n, os.stat(os.path.join(path, n))) for n in _folder_pictures(path)]
-        return json.dumps([(n, st.st_size, st.st_mtime_ns) for n, st in stats])
+        return retrieval_pages.folder_fingerprint(path)
 
     @classmethod
     def execute(cls, clip_vision, resolution="512x800", folder="", images=None):
         width, height = RESOLUTIONS[resolution]
-        pictures = _read_folder(folder) if folder.strip() else []
+        pictures = retrieval_pages.read_pictures(_folder_path(folder), folder) if folder.strip() else []
         if images is not None:
             pictures += _u8(images)
         with torch.no_grad():
-            pool = rap.encode_pool(pictures, width, height, _embedder(clip_vision))
+            pool = rap.encode_pool(pictures, width, height, clip_tokens.image_embedder(clip_vision))
         return io.NodeOutput(pool)
-
-
-def retrieved_reference(pool: rap.Pool, indices) -> np.ndarray:
-    """The best match of each quarter placed at its quarter (2x2, each W/2 x H/2): one W x H reference picture
-    laid out like the page, for ColorizeDiffusion's Encode Reference."""
-    from PIL import Image
-
-    w, h = pool.width, pool.height
-    out = Image.new("RGB", (w, h), "white")
-    for q in range(4):
-        patch = Image.fromarray(pool.patches[int(indices[q][0])]).resize((w // 2, h // 2), Image.BICUBIC)
-        out.paste(patch, (w // 2 * (q % 2), h // 2 * (q // 2)))
-    return np.asarray(out)
-
-
-def preview(canvas: np.ndarray, pool: rap.Pool, indices, scores) -> np.ndarray:
-    """The canvas with each pasted match boxed and labelled: reference number, patch (full/TL/TR/BL/BR), score."""
-    import cv2
-
-    out = np.ascontiguousarray(canvas.copy())
-    names = ("full", "TL", "TR", "BL", "BR")
-    boxes = rap.paste_boxes(pool.width, pool.height, len(indices[0]))
-    for q in range(4):
-        for rank, p in enumerate(indices[q]):
-            left, top, right, bottom = (int(v) for v in boxes[q][rank])
-            r, t = pool.sources[int(p)]
-            cv2.rectangle(out, (left, top), (right - 1, bottom - 1), (255, 0, 0), 2)
-            label = f"q{q} #{rank} ref{r + 1} {names[t]} {float(scores[q][rank]):.3f}"
-            cv2.putText(out, label, (left + 4, top + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 0, 0), 1, cv2.LINE_AA)
-    return out
 
 
 class RetrieveReferences(io.ComfyNode):
@@ -160,28 +100,8 @@ class RetrieveReferences(io.ComfyNode):
 
     @classmethod
     def execute(cls, pool, clip_vision, page, top_k=3):
-        pages = _u8(page)
-        if any(p.std(axis=2).max() > 0 for p in pages) and not any(
-                patch.std(axis=2).max() > 0 for patch in pool.patches):
-            raise ColorizerInputError("the pages are in colour but every pool picture is grey: the pool must hold "
-                                      "coloured references")
-        canvases, masks, refs, previews, matches = [], [], [], [], []
-        embed = _embedder(clip_vision)
-        for i, u8 in enumerate(pages):
-            with torch.no_grad():
-                res = rap.retrieve(u8, pool, embed, int(top_k))
-            idx, sc = res.indices.tolist(), res.scores.tolist()
-            canvases.append(res.canvas)
-            masks.append(res.mask[..., 0])
-            refs.append(retrieved_reference(pool, idx))
-            previews.append(preview(res.canvas, pool, idx, sc))
-            matches.append({"page": i, "indices": idx, "scores": sc,
-                            "sources": [[list(pool.sources[p]) for p in row] for row in idx]})
-        to_image = lambda arrays: torch.from_numpy(np.stack(arrays)).float() / 255   # noqa: E731
-        return io.NodeOutput(to_image(canvases), torch.from_numpy(np.stack(masks)).float() / 255, to_image(refs),
-                             json.dumps(matches), to_image(previews))
-
-
+        res = retrieval_pages.retrieve_pages(_u8(page), pool, clip_tokens.image_embedder(clip_vision), int(top_k))
+        return io.NodeOutput(res.canvases, res.masks, res.references, res.matches, res.previews)
 
 
 class ColourUnderPage(io.ComfyNode):

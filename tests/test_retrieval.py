@@ -108,3 +108,21 @@ def test_a_changed_pool_folder_is_encoded_again_an_unchanged_one_stays_cached(tm
     assert second != first
     (folder / "ref_0.png").write_bytes((folder / "ref_1.png").read_bytes())       # a picture replaced
     assert fingerprint() not in (first, second)
+
+
+def test_the_retrieved_reference_puts_each_quarters_best_patch_at_its_quarter():
+    """Below the node: quarter q (TL, TR, BL, BR) of the W x H reference is the pool patch ranked first for q."""
+    from colorize_diffusion.preprocess import retrieval as rap
+    from colorize_diffusion.preprocess.retrieval_pages import preview, retrieved_reference
+
+    colours = [(250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 0), (0, 250, 250)]
+    patches = [np.full((96, 64, 3), c, np.uint8) for c in colours]
+    pool = rap.Pool(64, 96, patches, [(0, t) for t in range(5)], torch.zeros(5, 4), [])
+    indices = [[4, 0], [2, 1], [0, 3], [1, 2]]
+    out = retrieved_reference(pool, indices)
+    assert out.shape == (96, 64, 3)
+    for q, (y, x) in enumerate([(24, 16), (24, 48), (72, 16), (72, 48)]):
+        assert tuple(out[y, x]) == colours[indices[q][0]], q
+    canvas = np.full((192, 128, 3), 255, np.uint8)
+    boxed = preview(canvas, pool, indices, [[0.9, 0.8]] * 4)
+    assert boxed.shape == canvas.shape and (boxed != 255).any() and (canvas == 255).all()   # drawn on a copy

@@ -166,6 +166,14 @@ def encode_full(clip_vision, pixels: torch.Tensor) -> torch.Tensor:
         f"(clip_vision_h.safetensors) or 'ColorizeDiffusion Load OpenCLIP Vision'")
 
 
+def image_embedder(clip_vision):
+    """`embed(pixels) -> [B, D]`: the projected CLS token (CLIP's `image_embeds`) of preprocessed pixels, as
+    ColorFlow's retrieval compares pictures with it."""
+    def embed(pixels: torch.Tensor) -> torch.Tensor:
+        return encode_full(clip_vision, pixels)[:, 0]
+    return embed
+
+
 def encode_reference(clip_vision, images, *, context_dim: int | None = None,
                      token_type: str = "tokens") -> torch.Tensor:
     """The official reference tokens of ``images`` (``[B,3,H,W]`` in [-1,1], or a list of such / ``[3,H,W]``
