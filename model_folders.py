@@ -71,29 +71,5 @@ def register() -> None:
         folder_paths.add_model_folder_path(key, os.path.join(folder_paths.models_dir, sub))
 
 
-EXAMPLE_INPUTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "example_workflows", "input")
-
-
-def install_example_inputs() -> list[str]:
-    """Copy the pack's example pictures into ComfyUI's input folder, so the shipped workflows run as soon as the
-    models are in place. A file already there (the user's, or an earlier copy) is never overwritten. Returns the
-    files copied."""
-    import shutil
-
-    import folder_paths
-
-    copied = []
-    target_root = folder_paths.get_input_directory()
-    for dirpath, _, files in os.walk(EXAMPLE_INPUTS):
-        rel = os.path.relpath(dirpath, EXAMPLE_INPUTS)
-        for name in sorted(files):
-            target = os.path.normpath(os.path.join(target_root, rel, name))
-            if os.path.exists(target):
-                continue
-            try:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                shutil.copyfile(os.path.join(dirpath, name), target)
-            except OSError:        # a read-only input folder: the workflows still load; the user picks pictures
-                continue
-            copied.append(target)
-    return copied
+EXAMPLE_PICTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "example_workflows", "input")
+"""The pack's own example pictures, read in place by the example-picture nodes (nothing is copied anywhere)."""

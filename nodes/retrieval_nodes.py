@@ -19,7 +19,7 @@ from ..errors import ColorizerInputError
 from ..model_patches.common import clip_tokens
 from ..preprocess import composite, convert
 from ..preprocess import retrieval as rap
-from ..preprocess import retrieval_pages
+from ..preprocess import picture_files, retrieval_pages
 from .io_types import CATEGORY, ColorizerSketch, ReferencePool
 
 # ColorFlow's three page sizes first; then other sizes (a multiple of 8 on each side: the 2W x 2H canvas fits the
@@ -64,12 +64,12 @@ class ReferencePoolNode(io.ComfyNode):
         path = _folder_path(folder) if folder.strip() else ""
         if not path or not os.path.isdir(path):
             return folder
-        return retrieval_pages.folder_fingerprint(path)
+        return picture_files.folder_fingerprint(path)
 
     @classmethod
     def execute(cls, clip_vision, resolution="512x800", folder="", images=None):
         width, height = RESOLUTIONS[resolution]
-        pictures = retrieval_pages.read_pictures(_folder_path(folder), folder) if folder.strip() else []
+        pictures = picture_files.read_folder_u8(_folder_path(folder), folder) if folder.strip() else []
         if images is not None:
             pictures += _u8(images)
         with torch.no_grad():

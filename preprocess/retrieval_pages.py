@@ -1,10 +1,8 @@
-"""Around ColorFlow's retrieval (retrieval.py): the pool's pictures read from a folder, and for each page what
-Retrieve References gives: the canvas and its inpaint mask, a retrieved reference for ColorizeDiffusion, a preview
-of the matches and the matches themselves. Pictures are uint8 HWC numpy arrays; pictures out are float [0, 1]."""
+"""Around ColorFlow's retrieval (retrieval.py): for each page what Retrieve References gives: the canvas and its
+inpaint mask, a retrieved reference for ColorizeDiffusion, a preview of the matches and the matches themselves. Pictures are uint8 HWC numpy arrays; pictures out are float [0, 1]."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 
 import cv2
@@ -15,34 +13,7 @@ from PIL import Image
 from ..errors import ColorizerInputError
 from . import retrieval as rap
 
-PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 PATCH_NAMES = ("full", "TL", "TR", "BL", "BR")
-
-
-def picture_names(path: str) -> list[str]:
-    """The picture files of the folder `path`, sorted by name."""
-    return [n for n in sorted(os.listdir(path)) if os.path.splitext(n)[1].lower() in PICTURE_EXTENSIONS]
-
-
-def folder_fingerprint(path: str) -> str:
-    """The names, sizes and modification times of the folder's pictures: changes when a picture is added or
-    changed."""
-    stats = [(n, os.stat(os.path.join(path, n))) for n in picture_names(path)]
-    return json.dumps([(n, st.st_size, st.st_mtime_ns) for n, st in stats])
-
-
-def read_pictures(path: str, shown: str) -> list[np.ndarray]:
-    """Every picture of the folder `path` (named `shown` in errors) as uint8 RGB."""
-    if not os.path.isdir(path):
-        raise ColorizerInputError(f"reference pool folder {shown!r} not found (a folder of input/, or a full path)")
-    pictures = []
-    for name in picture_names(path):
-        try:
-            with Image.open(os.path.join(path, name)) as im:
-                pictures.append(np.asarray(im.convert("RGB")))
-        except Exception as exc:  # noqa: BLE001 - one message naming the file
-            raise ColorizerInputError(f"reference pool: {name} cannot be read as a picture ({exc})") from None
-    return pictures
 
 
 def retrieved_reference(pool: rap.Pool, indices) -> np.ndarray:
