@@ -68,8 +68,8 @@ def _official_split(attn, lora, x, context, m, st: AttentionSettings, scale: flo
         return optimized_attention(q, k, v, HEADS)
 
     ctx_fg, ctx_bg = context.chunk(2, dim=1)
-    fg = branch(ctx_fg, "fg" if st.fg_lora else None) * scale * st.fg_scale
-    bg = branch(ctx_bg, "bg" if st.bg_lora else None) * scale * st.bg_scale
+    fg = branch(ctx_fg, "fg" if st.fg_lora else None) * scale * st.foreground_strength
+    bg = branch(ctx_bg, "bg" if st.bg_lora else None) * scale * st.background_strength
     if st.merge_scale:
         fg = fg * (1 - st.merge_scale) + bg * st.merge_scale
     if lora is not None:
@@ -85,8 +85,8 @@ def _official_split(attn, lora, x, context, m, st: AttentionSettings, scale: flo
 def test_split_attention_equals_both_branches_then_select(with_lora, merge_scale, rows):
     attn, lora = _attn2(), (_lora() if with_lora else None)
     scale = 0.8
-    st = AttentionSettings(reference_scales=(scale,) * 16, split=True, threshold=THRESHOLD, fg_scale=1.3,
-                           bg_scale=0.7, merge_scale=merge_scale, fg_lora=with_lora, bg_lora=with_lora)
+    st = AttentionSettings(reference_scales=(scale,) * 16, split=True, threshold=THRESHOLD, foreground_strength=1.3,
+                           background_strength=0.7, merge_scale=merge_scale, fg_lora=with_lora, bg_lora=with_lora)
     step = StepData(settings=st, mask=_masks(rows))
     b = len(rows)
     g = torch.Generator().manual_seed(4)

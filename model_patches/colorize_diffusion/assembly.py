@@ -31,8 +31,8 @@ def settings(prompt: ColorizerPrompt):
         out = attention_settings(prompt.spec, prompt.parts, prompt.reference_scales, 0.05, window=prompt.window)
     else:
         out = attention_settings(prompt.spec, prompt.parts, prompt.reference_scales, split.threshold,
-                                 split.fg_strength, split.bg_strength, split.merge_scale, split.official_fgbg_reset,
-                                 prompt.window)
+                                 split.foreground_strength, split.background_strength, split.merge_scale,
+                                 split.official_fgbg_reset, prompt.window)
     return dataclasses.replace(out, batch=prompt.batch)
 
 

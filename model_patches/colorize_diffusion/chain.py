@@ -81,8 +81,8 @@ def with_window(prompt: ColorizerPrompt, window: GuidanceWindow, all_families: b
     return dataclasses.replace(prompt, window=window)
 
 
-def with_split(prompt: ColorizerPrompt, sketch_mask, threshold: float, fg_strength: float = 1.0,
-               bg_strength: float = 1.0, merge_scale: float = 0.0, foreground: bool = True,
+def with_split(prompt: ColorizerPrompt, sketch_mask, threshold: float, foreground_strength: float = 1.0,
+               background_strength: float = 1.0, merge_scale: float = 0.0, foreground: bool = True,
                official_fgbg_reset: bool = True) -> ColorizerPrompt:
     """Split Attention: `sketch_mask` (any MASK layout) at the generation size, 1 = character."""
     mask = convert.as_mask_batch(sketch_mask, "sketch_mask")
@@ -97,7 +97,7 @@ def with_split(prompt: ColorizerPrompt, sketch_mask, threshold: float, fg_streng
     else:
         small = F.interpolate(mask, scale_factor=1 / LATENT_SCALE, mode="bicubic")
     split = SplitPart(to_intermediate(rows_for(small, prompt.batch, "sketch_mask")), float(threshold),
-                      float(fg_strength), float(bg_strength), float(merge_scale), bool(foreground),
+                      float(foreground_strength), float(background_strength), float(merge_scale), bool(foreground),
                       bool(official_fgbg_reset), full_mask=to_intermediate(mask) if prompt.spec.xl else None)
     return dataclasses.replace(prompt, split=split, banks=None)
 

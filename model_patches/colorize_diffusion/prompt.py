@@ -26,8 +26,8 @@ class SplitPart:
     """Split Attention: the sketch mask at latent size and the official mask-guided knobs."""
     mask: torch.Tensor                # [B, 1, H/8, W/8] soft sketch mask
     threshold: float                  # Sketch mask threshold
-    fg_strength: float = 1.0
-    bg_strength: float = 1.0
+    foreground_strength: float = 1.0
+    background_strength: float = 1.0
     merge_scale: float = 0.0
     foreground: bool = True           # FG enhance (v1.5: the foreground LoRA)
     official_fgbg_reset: bool = True  # v1/v1.5: strengths reset to 1 as in the official app

@@ -58,8 +58,8 @@ class AttentionSettings:
     reference_scales: tuple = field(default_factory=lambda: (1.0,) * NUM_BLOCKS)
     split: bool = False
     threshold: float = 0.05
-    fg_scale: float = 1.0
-    bg_scale: float = 1.0
+    foreground_strength: float = 1.0
+    background_strength: float = 1.0
     merge_scale: float = 0.0
     fg_lora: bool = False
     bg_lora: bool = False
@@ -95,7 +95,7 @@ class GuidanceWindow:
 
 
 def attention_settings(family: FamilySpec | str, parts: ModeParts, reference_scales: tuple, threshold: float,
-                       fg_strength: float = 1.0, bg_strength: float = 1.0, merge_scale: float = 0.0,
+                       foreground_strength: float = 1.0, background_strength: float = 1.0, merge_scale: float = 0.0,
                        official_fgbg_reset: bool = True, window: GuidanceWindow | None = None) -> AttentionSettings:
     """The split attention's settings for a wiring; LoRA branches as the official wrappers set them.
 
@@ -109,8 +109,9 @@ def attention_settings(family: FamilySpec | str, parts: ModeParts, reference_sca
     fg_lora, bg_lora = lora_branches(spec, parts)
     reset = spec.strengths_reset == "always" or spec.strengths_reset == "unmerged" and not merge_scale
     if reset and official_fgbg_reset:
-        fg_strength = bg_strength = 1.0
+        foreground_strength = background_strength = 1.0
     return AttentionSettings(reference_scales=tuple(reference_scales), split=True, threshold=float(threshold),
-                             fg_scale=float(fg_strength), bg_scale=float(bg_strength),
-                             merge_scale=float(merge_scale), fg_lora=fg_lora, bg_lora=bg_lora, rule=spec.split_rule,
-                             lora_label=spec.lora_label, unfinished=unfinished(spec, parts), window=window)
+                             foreground_strength=float(foreground_strength),
+                             background_strength=float(background_strength), merge_scale=float(merge_scale),
+                             fg_lora=fg_lora, bg_lora=bg_lora, rule=spec.split_rule, lora_label=spec.lora_label,
+                             unfinished=unfinished(spec, parts), window=window)

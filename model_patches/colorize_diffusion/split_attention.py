@@ -112,8 +112,8 @@ class SplitCrossAttention(nn.Module):
                                            lambda: self._token_groups(step, hw, x.dtype))
         out = None
         for is_fg, groups, ctx, val, branch, strength in (
-                (False, bg_groups, ctx_bg, val_bg, bg_branch, st.bg_scale),
-                (True, fg_groups, ctx_fg, val_fg, fg_branch, st.fg_scale)):
+                (False, bg_groups, ctx_bg, val_bg, bg_branch, st.background_strength),
+                (True, fg_groups, ctx_fg, val_fg, fg_branch, st.foreground_strength)):
             for rows, tokens in groups:
                 y = self._branch(gather_tokens(x, rows, tokens), take_rows(ctx, rows), take_rows(val, rows), branch,
                                  transformer_options) * scale * strength
@@ -127,8 +127,8 @@ class SplitCrossAttention(nn.Module):
     def _soft_blend(self, step, x, hw, fg, bg, scale, transformer_options):
         """xlv2: both halves on every token, blended by the soft mask: (fg(1-merge) + bg·merge)·m + bg·(1-m)."""
         st = step.settings
-        out_bg = self._branch(x, bg[0], bg[1], bg[2], transformer_options) * (scale * st.bg_scale)
-        out_fg = self._branch(x, fg[0], fg[1], fg[2], transformer_options) * (scale * st.fg_scale)
+        out_bg = self._branch(x, bg[0], bg[1], bg[2], transformer_options) * (scale * st.background_strength)
+        out_fg = self._branch(x, fg[0], fg[1], fg[2], transformer_options) * (scale * st.foreground_strength)
         out_fg = out_fg * (1 - st.merge_scale) + out_bg * st.merge_scale
         m = step.attention_mask(self.mask_scale, hw).to(x.dtype)
         return out_fg * m + out_bg * (1 - m)
