@@ -6,24 +6,25 @@ files (the released snapshot's LE/ and ScreenStyle/ folders under models/colorfl
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 
 import numpy as np
 import torch
+
+import comfy.model_management as mm
 from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError, ColorizerLoadError
 from ..model_folders import COLORFLOW, subfolder_path, subfolders
+from ..model_patches.common import extra_networks
+from ..model_patches.common.preprocessors import decolorize_networks
 from ..preprocess import convert
 from ..preprocess.decolorize import STYLES, decolorize, target_size
-from ..preprocess.decolorize_files import LINE_FILE, SCREEN_FILES, is_snapshot, load_decolorize_models
+from ..preprocess.decolorize_files import is_snapshot
 from ..preprocess.screen_vae import ScreenRandom
 from .colorflow_nodes import COLORFLOW_CATEGORY
 from .retrieval_nodes import RESOLUTIONS
 
 ROOT_FOLDER = "."          # the snapshot's LE/ and ScreenStyle/ placed directly in models/colorflow
-_CACHE: "OrderedDict[tuple, dict]" = OrderedDict()     # loaded networks: one chapter's pages load them once
-_CACHE_SIZE = 2
 
 
 def _snapshot_folders() -> list[str]:
@@ -46,21 +47,6 @@ def _snapshot_path(name: str) -> str:
         raise ColorizerLoadError(f"{name} not found in models/colorflow (copy the TencentARC/ColorFlow snapshot "
                                  "there: its LE/ and ScreenStyle/ folders hold the decolorize networks)")
     return path
-
-
-def _networks(root: str, style: str) -> dict:
-    """The style's networks from `root`, cached while their files are unchanged (kept on the CPU, on the compute
-    device while a run uses them)."""
-    rels = (LINE_FILE,) if style != "GrayImage(ScreenStyle)" else tuple(SCREEN_FILES.values())
-    stats = tuple((rel, os.stat(os.path.join(root, rel)).st_mtime_ns) if os.path.isfile(os.path.join(root, rel))
-                  else (rel, None) for rel in rels)
-    key = (os.path.realpath(root), style, stats)
-    if key not in _CACHE:
-        _CACHE[key] = load_decolorize_models(root, style)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    _CACHE.move_to_end(key)
-    return _CACHE[key]
 
 
 def _u8_pages(page) -> list[np.ndarray]:
@@ -112,23 +98,15 @@ class ColorFlowDecolorize(io.ComfyNode):
 
     @classmethod
     def execute(cls, page, style, folder, resolution="512x800", seed=0):
-        import comfy.model_management as mm
-
         pages, (width, height) = check_inputs(page, style, resolution)
-        nets = _networks(_snapshot_path(folder), style)
+        nets = extra_networks.loaded(decolorize_networks(_snapshot_path(folder), style), full=True)
         random = ScreenRandom(seed=seed)
         contexts, vae_inputs = [], []
-        try:
-            for net in nets.values():
-                net.to(mm.get_torch_device())
-            for u8 in pages:
-                mm.throw_exception_if_processing_interrupted()
-                out = decolorize(u8, style, width, height, nets, random)
-                contexts.append(out["context_u8"])
-                vae_inputs.append(out["vae_input_u8"])
-        finally:
-            for net in nets.values():
-                net.to("cpu")
+        for u8 in pages:
+            mm.throw_exception_if_processing_interrupted()
+            out = decolorize(u8, style, width, height, nets, random)
+            contexts.append(out["context_u8"])
+            vae_inputs.append(out["vae_input_u8"])
         return io.NodeOutput(_image(contexts), _image(vae_inputs))
 
 

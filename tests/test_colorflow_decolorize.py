@@ -153,12 +153,17 @@ def test_full_size_networks_have_the_released_files_keys_and_shapes():
 
 
 def test_networks_load_once_per_chapter_and_again_when_a_file_changes(snapshot, monkeypatch):
-    from colorize_diffusion.nodes import colorflow_decolorize_nodes as nodes
+    """The decolorize networks go the pack's one extra-network path: one ModelPatcher per snapshot and style's
+    files, read again when a file changes, loaded by ComfyUI's model management for a run."""
+    import comfy.model_management as mm
+
+    from colorize_diffusion.model_patches.common import extra_networks, preprocessors
 
     loads = []
-    real = nodes.load_decolorize_models
-    monkeypatch.setattr(nodes, "load_decolorize_models", lambda root, style: loads.append(style) or real(root, style))
-    nodes._CACHE.clear()
+    real = preprocessors.load_decolorize_models
+    monkeypatch.setattr(preprocessors, "load_decolorize_models",
+                        lambda root, style: loads.append(style) or real(root, style))
+    extra_networks.clear()
     for seed in (0, 1):
         _run("Sketch", page=_page(seed=seed))
     assert loads == ["Sketch"]
@@ -166,4 +171,5 @@ def test_networks_load_once_per_chapter_and_again_when_a_file_changes(snapshot, 
     os.utime(erika, ns=(erika.stat().st_atime_ns, erika.stat().st_mtime_ns + 10**9))
     _run("Sketch")
     assert loads == ["Sketch", "Sketch"]
-    assert all(p.device.type == "cpu" for net in nodes._CACHE.values() for m in net.values() for p in m.parameters())
+    patcher = preprocessors.decolorize_networks(str(snapshot), "Sketch")
+    assert loads == ["Sketch", "Sketch"] and any(m.model is patcher for m in mm.current_loaded_models)

@@ -1,8 +1,8 @@
-"""The one path of the pack's extra networks (the WD tagger, the CLIP text tower, the preprocessing networks): each
-file's module in a ModelPatcher, kept between runs while its file is unchanged, and put on the compute device by
+"""The one path of the pack's extra networks (the WD tagger, the CLIP text tower, the preprocessing networks, ColorFlow's
+decolorize networks): each file's module in a ModelPatcher, kept between runs while its file is unchanged, and put on the compute device by
 ComfyUI's `load_models_gpu` (which accounts for its memory, casts and offloads it like its own models).
 
-`patcher_for(kind, path, build)` is the cache (a few networks, least recently used dropped first); `loaded(patcher)`
+`patcher_for(kind, files, build)` is the cache (a few networks, least recently used dropped first); `loaded(patcher)`
 the network on the device for one run.
 """
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Callable
 from torch import nn
 
 from ...comfy_compat import new_model_patcher
-from ...errors import ColorizerLoadError
 
 CACHE_SIZE = 4          # a line extractor, the two ISNets and a tagger or text tower of one workflow
 _CACHE: "OrderedDict[tuple, object]" = OrderedDict()
@@ -23,19 +22,22 @@ atexit.register(_CACHE.clear)     # patchers released while ComfyUI's modules st
 
 
 def file_key(path: str) -> tuple:
-    """What identifies a file's contents cheaply: its real path, modification time and size."""
+    """What identifies a file's contents cheaply: its real path, modification time and size (None, None when the
+    file is missing: the builder names it)."""
+    if not os.path.isfile(path):
+        return os.path.abspath(path), None, None
     st = os.stat(path)
     return os.path.realpath(path), st.st_mtime_ns, st.st_size
 
 
-def patcher_for(kind: str, path: str, build: Callable[[], nn.Module], *options):
-    """The ModelPatcher holding `build()`, the network `kind` of the file `path` (with `options`, e.g. a head count,
-    as part of its identity); built once while the file is unchanged. A failing `build` caches nothing."""
+def patcher_for(kind: str, files, build: Callable[[], nn.Module], *options):
+    """The ModelPatcher holding `build()`, the network `kind` read from `files` (a path or several), with
+    `options` (e.g. a head count) as part of its identity; built once while the files are unchanged. A failing
+    `build` (a missing or wrong file, named by it) caches nothing."""
     import comfy.model_management as mm
 
-    if not os.path.isfile(path):
-        raise ColorizerLoadError(f"{kind} file not found: {path}")
-    key = (kind, *file_key(path), *options)
+    paths = (files,) if isinstance(files, (str, os.PathLike)) else tuple(files)
+    key = (kind, *(file_key(os.fspath(p)) for p in paths), *options)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]

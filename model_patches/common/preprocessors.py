@@ -1,11 +1,15 @@
-"""The preprocessing networks (line extractors, ISNets) of the model folder `colorizediffusion_preprocessors`
-(`models/colorizediffusion/preprocessors`, relocatable with an `extra_model_paths.yaml` entry of that name) and of
-comfyui_controlnet_aux's download folder (`ckpts/lllyasviel/Annotators/`), through the one extra-network path."""
+"""The preprocessing networks, through the one extra-network path (extra_networks.py): the line extractors and ISNets
+of the model folder `colorizediffusion_preprocessors` (`models/colorizediffusion/preprocessors`, relocatable with an
+`extra_model_paths.yaml` entry of that name) and of comfyui_controlnet_aux's download folder
+(`ckpts/lllyasviel/Annotators/`); ColorFlow's decolorize networks of a snapshot folder."""
 from __future__ import annotations
 
 import os
 
+from torch import nn
+
 from ...model_folders import PREPROCESSORS
+from ...preprocess.decolorize_files import LINE_FILE, SCREEN_FILES, load_decolorize_models
 from ...preprocess.weights import find_weight_file, load_network
 from . import extra_networks
 
@@ -33,3 +37,13 @@ def network(name: str):
 def loaded_network(name: str):
     """Network `name` on ComfyUI's compute device, ready to run."""
     return extra_networks.loaded(network(name))
+
+
+def decolorize_networks(root: str, style: str):
+    """The networks ColorFlow's decolorize `style` needs from the snapshot folder `root`, in one ModelPatcher (an
+    `nn.ModuleDict`: "line", or "generator" and "decoder"), cached while their files are unchanged."""
+    screen = style == "GrayImage(ScreenStyle)"
+    rels = tuple(SCREEN_FILES.values()) if screen else (LINE_FILE,)
+    return extra_networks.patcher_for("ColorFlow decolorize " + ("ScreenVAE" if screen else "line model"),
+                                      [os.path.join(root, rel) for rel in rels],
+                                      lambda: nn.ModuleDict(load_decolorize_models(root, style)))
