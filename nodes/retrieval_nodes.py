@@ -45,8 +45,8 @@ class ReferencePoolNode(io.ComfyNode):
             category=CATEGORY,
             description=("ColorFlow's reference pool: every reference cut into its whole picture and four overlapping "
                          "quarters at the page size, each encoded by the CLIP image encoder once for the whole "
-                         "chapter (not once per page). Pictures of any sizes: a folder of input/, or an IMAGE "
-                         "batch."),
+                         "chapter (not once per page). Pictures of any sizes: a folder of input/ (or a full path, such "
+                         "as Example Picture Folder's), or an IMAGE batch."),
             inputs=[
                 io.ClipVision.Input("clip_vision", tooltip="ColorFlow's image_encoder (a CLIP vision tower)"),
                 io.Combo.Input("resolution", options=list(RESOLUTIONS), default="512x800",
