@@ -1,34 +1,12 @@
 """ColorizeDiffusion Attention Map: the XL app's attention-map visualisation as a node, for every family."""
 from __future__ import annotations
 
-import torch
 from comfy_api.v0_0_2 import io
 
-from ..errors import ColorizerInputError
 from ..model_patches.colorize_diffusion import attention_maps as maps
 from ..model_patches.colorize_diffusion.prompt import prompt_of
-from ..model_patches.colorize_diffusion.guidance import guider
-from ..model_patches.colorize_diffusion.unet_patches import transformer_blocks
 from ..preprocess import convert
 from .io_types import CATEGORY, fraction
-
-
-def evaluate_once(model, positive, negative, latent: torch.Tensor, progress: float, seed: int) -> None:
-    """One UNet evaluation of the conditional pass on `latent` re-noised to the step at `progress` (0 = the first
-    step, 1 = the last) with the noise of `seed`."""
-    import comfy.samplers
-
-    sampling = model.get_model_object("model_sampling")
-    t = torch.tensor([(1.0 - progress) * 999.0])
-    sigma = float(sampling.sigma(t).reshape(-1)[0])
-    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(int(seed)))
-
-    def one_call(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
-        return model_k(x, sigmas[0] * x.new_ones([x.shape[0]]), **(extra_args or {}))
-
-    g = guider(model, positive, negative, None, 1.0, 1.0)
-    g.sample(noise, latent, comfy.samplers.KSAMPLER(one_call), torch.tensor([sigma, 0.0]), seed=int(seed),
-             disable_pbar=True)
 
 
 class AttentionMap(io.ComfyNode):
@@ -68,33 +46,10 @@ class AttentionMap(io.ComfyNode):
     def execute(cls, model, positive, negative, latent, picture, reference, attention="cross", query_row=32,
                 query_col=32, blocks="all", heads="mean", step=0.95, seed=0):
         prompt = prompt_of(positive, negative, "ColorizeDiffusion Attention Map")
-        height, width = prompt.size
-        if query_row * maps.CELL >= height or query_col * maps.CELL >= width:
-            raise ColorizerInputError(f"query cell ({query_row}, {query_col}) is outside the {width}x{height} picture "
-                                      f"(at most row {(height - 1) // maps.CELL}, column {(width - 1) // maps.CELL})")
-        samples = latent["samples"][:1]
-        dm = model.get_model_object("diffusion_model")
-        found = transformer_blocks(dm)
-        chosen = maps.parse_blocks(blocks, len(found))
-        which = "attn2" if attention == "cross" else "attn1"
-        modules = {i: model.get_model_object(f"diffusion_model.{found[i][1]}.{which}") for i in chosen}
-        recorder = maps.MapRecorder(attention, maps.Query(query_row, query_col), (height, width), heads)
-        recorder.attach(modules)
-        try:
-            evaluate_once(model, positive, negative, samples, float(step), seed)
-        finally:
-            recorder.detach()
         base = convert.rgb(convert.check_image(picture if attention == "self" else reference))[0]
-        out = []
-        for index in chosen:
-            values, grid, _ = recorder.maps[index]
-            box = None
-            if attention == "self":
-                sy, sx = base.shape[0] / height, base.shape[1] / width
-                box = (query_row * maps.CELL * sy, query_col * maps.CELL * sx,
-                       (query_row + 1) * maps.CELL * sy, (query_col + 1) * maps.CELL * sx)
-            out.append(maps.heatmap_overlay(base, values, grid, box))
-        return io.NodeOutput(torch.stack(out))
+        return io.NodeOutput(maps.attention_maps(model, positive, negative, prompt.size, latent["samples"][:1], base,
+                                                 attention, maps.Query(query_row, query_col), blocks, heads,
+                                                 float(step), seed))
 
 
 NODES = [AttentionMap]

@@ -59,7 +59,7 @@ def test_maps_are_the_modules_own_attention(setup, background):
     def capture(mod, args, kwargs):     # what the module receives, to recompute its attention independently
         seen["x"], seen["ctx"], seen["opts"] = args[0][:1], kwargs.get("context"), kwargs["transformer_options"]
 
-    from colorize_diffusion.nodes.visualize_nodes import evaluate_once
+    from colorize_diffusion.model_patches.colorize_diffusion.attention_maps import evaluate_once
     attn2 = model.get_model_object(f"diffusion_model.{path}.attn2")
     handle = attn2.register_forward_pre_hook(capture, with_kwargs=True)
     size = (result.shape[1], result.shape[2])

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import ColorizerInputError
+from .guidance import guider
 from .step_data import STEP_KEY
+from .unet_patches import transformer_blocks
 
 CELL = 16                     # the app's query grid: one cell per 16 pixels
 AGGREGATIONS = ("mean", "max")
@@ -147,3 +149,52 @@ def heatmap_overlay(picture: torch.Tensor, values: torch.Tensor, grid, box=None,
         out = np.ascontiguousarray(out)
         cv2.rectangle(out, (int(x0), int(y0)), (int(x1), int(y1)), (1.0, 0.0, 0.0), max(1, min(height, width) // 128))
     return torch.from_numpy(np.clip(out, 0, 1).astype(np.float32))
+
+
+def evaluate_once(model, positive, negative, latent: torch.Tensor, progress: float, seed: int) -> None:
+    """One UNet evaluation of the conditional pass on `latent` re-noised to the step at `progress` (0 = the first
+    step, 1 = the last) with the noise of `seed`."""
+    import comfy.samplers
+
+    sampling = model.get_model_object("model_sampling")
+    t = torch.tensor([(1.0 - progress) * 999.0])
+    sigma = float(sampling.sigma(t).reshape(-1)[0])
+    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(int(seed)))
+
+    def one_call(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
+        return model_k(x, sigmas[0] * x.new_ones([x.shape[0]]), **(extra_args or {}))
+
+    g = guider(model, positive, negative, None, 1.0, 1.0)
+    g.sample(noise, latent, comfy.samplers.KSAMPLER(one_call), torch.tensor([sigma, 0.0]), seed=int(seed),
+             disable_pbar=True)
+
+
+def attention_maps(model, positive, negative, size: tuple, latent: torch.Tensor, base: torch.Tensor, attention: str,
+                   query: Query, blocks: str, heads: str, step: float, seed: int) -> torch.Tensor:
+    """The Attention Map node's pictures: one evaluation of `latent` [1, C, h, w] (generation `size` (H, W))
+    re-noised to `step`, recording the cross- (`attention` "cross", shown on the reference) or self-attention
+    ("self", shown on the picture, the query cell boxed) of `query` in each block of `blocks`; `base` [H', W', 3]
+    is the picture shown. Returns [n_blocks, H', W', 3]."""
+    height, width = size
+    if query.row * CELL >= height or query.col * CELL >= width:
+        raise ColorizerInputError(f"query cell ({query.row}, {query.col}) is outside the {width}x{height} picture "
+                                  f"(at most row {(height - 1) // CELL}, column {(width - 1) // CELL})")
+    found = transformer_blocks(model.get_model_object("diffusion_model"))
+    chosen = parse_blocks(blocks, len(found))
+    which = "attn2" if attention == "cross" else "attn1"
+    modules = {i: model.get_model_object(f"diffusion_model.{found[i][1]}.{which}") for i in chosen}
+    recorder = MapRecorder(attention, query, (height, width), heads)
+    recorder.attach(modules)
+    try:
+        evaluate_once(model, positive, negative, latent, step, seed)
+    finally:
+        recorder.detach()
+    box = None
+    if attention == "self":
+        sy, sx = base.shape[0] / height, base.shape[1] / width
+        box = (query.row * CELL * sy, query.col * CELL * sx, (query.row + 1) * CELL * sy, (query.col + 1) * CELL * sx)
+    out = []
+    for index in chosen:
+        values, grid, _ = recorder.maps[index]
+        out.append(heatmap_overlay(base, values, grid, box))
+    return torch.stack(out)
