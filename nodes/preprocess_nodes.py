@@ -18,27 +18,26 @@ from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError
 from ..model_patches.common.preprocessors import loaded_network
-from ..preprocess import convert, extractors, isnet, masks, reference
+from ..preprocess import batches, convert, extractors, masks, reference
 from ..preprocess import sketch as sketch_mod
 from .io_types import CATEGORY as PACK_CATEGORY, ColorizerSketch, fraction
 
 CATEGORY = f"{PACK_CATEGORY}/preprocess"
 
 EXTRACT_METHODS = ("standard",) + extractors.METHODS
-MIN_SKETCH_SIDE = 32        # a smaller drawing carries no usable line art
-MAX_SKETCH_ENLARGEMENT = 16  # nor does one enlarged more than this to the generation size
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def _progress(n: int, node_cls):
+def _ticker(n: int, node_cls):
+    """After each of `n` pictures: ComfyUI's interrupt checked, the node's progress bar advanced."""
     unique_id = node_cls.hidden.unique_id if node_cls.hidden is not None else None
-    return comfy.utils.ProgressBar(n, node_id=unique_id) if n > 1 else None
+    pbar = comfy.utils.ProgressBar(n, node_id=unique_id) if n > 1 else None
 
-
-def _tick(pbar):
-    mm.throw_exception_if_processing_interrupted()
-    if pbar is not None:
-        pbar.update(1)
+    def tick():
+        mm.throw_exception_if_processing_interrupted()
+        if pbar is not None:
+            pbar.update(1)
+    return tick
 
 
 def _out_image(x: torch.Tensor) -> torch.Tensor:
@@ -57,22 +56,9 @@ def _mask_for(image: torch.Tensor, mask, what: str) -> torch.Tensor:
     return masks.fit_mask(m, image.shape[1], image.shape[2], what)
 
 
-def _pick(m: torch.Tensor, i: int) -> torch.Tensor:
-    return m[i:i + 1] if m.shape[0] > 1 else m
-
-
 # ----------------------------------------------------------------------------------------- nodes
 def _net_size(tooltip: str):
     return io.Int.Input("net_size", default=1024, min=256, max=2048, step=32, tooltip=tooltip)
-
-
-def check_sketch_size(image_h: int, image_w: int, h: int, w: int) -> None:
-    """A drawing too small to carry line art is refused before anything runs (a 10x10 picture at 512x512)."""
-    if min(image_h, image_w) < MIN_SKETCH_SIDE or max(h / image_h, w / image_w) > MAX_SKETCH_ENLARGEMENT:
-        raise ColorizerInputError(
-            f"the sketch is {image_w}x{image_h} pixels and would be enlarged to {w}x{h}: a drawing that small "
-            f"carries no usable line art (at least {MIN_SKETCH_SIDE} px a side, enlarged at most "
-            f"{MAX_SKETCH_ENLARGEMENT}x). Load the drawing at its full size, or lower width/height/size_base")
 
 
 class PrepareSketch(io.ComfyNode):
@@ -126,28 +112,11 @@ class PrepareSketch(io.ComfyNode):
     def execute(cls, image, method="none", polarity="auto", width=0, height=0, size_base=512, monochrome="auto",
                 extract_size=512, transparency_mask=None, resampling="tensor"):
         image = convert.check_image(image, "sketch")
-        h, w = sketch_mod.choose_size(image.shape[1], image.shape[2], width, height, size_base)
-        check_sketch_size(image.shape[1], image.shape[2], h, w)
-        mask = None
-        if transparency_mask is not None:
-            mask = convert.as_mask_batch(transparency_mask, "transparency_mask")
-            convert.match_batch(image.shape[0], mask.shape[0], "transparency_mask")
-            if bool((mask >= 0.5).all()):
-                raise ColorizerInputError(
-                    "transparency_mask marks every pixel as transparent, so nothing of the drawing would remain: "
-                    "connect Load Image's MASK only for drawings on a transparent background")
-        if method in extractors.METHODS:
-            extractors.check_size(method, extract_size)
-        dev_net = loaded_network(method) if method in extractors.METHODS else None
-        parts, pbar = [], _progress(image.shape[0], cls)
-        for i in range(image.shape[0]):
-            parts.append(sketch_mod.prepare_sketch(
-                image[i:i + 1], h, w, polarity=polarity, method=method, monochrome=monochrome, net=dev_net,
-                transparency=None if mask is None else _pick(mask, i), size_base=size_base,
-                extract_size=extract_size, resampling=resampling))
-            _tick(pbar)
-        prepared = sketch_mod.PreparedSketch(torch.cat([p.sketch for p in parts]), parts[0].crop_box,
-                                             sum((p.polarity for p in parts), ()), method)
+        prepared = batches.prepare_sketches(
+            image, loaded_network, _ticker(image.shape[0], cls), method=method, polarity=polarity, width=width,
+            height=height, size_base=size_base, monochrome=monochrome, extract_size=extract_size,
+            transparency_mask=transparency_mask, resampling=resampling)
+        h, w = prepared.sketch.shape[-2:]
         return io.NodeOutput(_out_image(prepared.image()), w, h, prepared)
 
 
@@ -177,20 +146,11 @@ class ExtractLineart(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, method="sketchKeras", resolution=512, output_size="input", invert_input=False):
-        image = convert.rgb(convert.check_image(image))
-        b, h, w, _ = image.shape
-        if method != "standard":
-            extractors.check_size(method, resolution)
-        dev_net = loaded_network(method) if method != "standard" else None
-        outs, pbar = [], _progress(b, cls)
-        for i in range(b):
-            x, _ = sketch_mod.model_space(image[i], method, "invert" if invert_input else "keep", net=dev_net,
-                                          extract_size=resolution)
-            if x.shape[-2:] != (h, w) and output_size == "input":
-                x = sketch_mod.resize(x, h, w)
-            outs.append(x.cpu())
-            _tick(pbar)
-        return io.NodeOutput(_out_image(convert.from_model(torch.cat(outs))))
+        image = convert.check_image(image)
+        lines = batches.extract_lines(image, loaded_network, _ticker(image.shape[0], cls), method=method,
+                                      resolution=resolution, keep_size=output_size == "input",
+                                      invert_input=invert_input)
+        return io.NodeOutput(_out_image(convert.from_model(lines)))
 
 
 class SketchMask(io.ComfyNode):
@@ -222,13 +182,8 @@ class SketchMask(io.ComfyNode):
             white = -sketch.sketch
         else:
             white = sketch_mod.image_to_white_sketch(sketch, polarity)
-        b, _, h, w = white.shape
-        outs, pbar = [], _progress(b, cls)
-        net = loaded_network("isnet_sketch")
-        for i in range(b):
-            outs.append(isnet.sketch_mask(net, white[i:i + 1], h, w, size=net_size).cpu())
-            _tick(pbar)
-        return io.NodeOutput(_out_mask(torch.cat(outs)))
+        return io.NodeOutput(_out_mask(batches.sketch_masks(white, loaded_network, _ticker(white.shape[0], cls),
+                                                            net_size)))
 
 
 class ReferenceMask(io.ComfyNode):
@@ -263,13 +218,8 @@ class ReferenceMask(io.ComfyNode):
         if mask is not None:
             raw = _mask_for(image, mask, "mask").clamp(0, 1).expand(image.shape[0], -1, -1, -1)
         else:
-            x = convert.to_model(image)
-            outs, pbar = [], _progress(x.shape[0], cls)
-            net = loaded_network("isnet")
-            for i in range(x.shape[0]):
-                outs.append(isnet.reference_mask(net, x[i:i + 1], size=net_size, dilate=False).cpu())
-                _tick(pbar)
-            raw = torch.cat(outs)
+            raw = batches.reference_masks(convert.to_model(image), loaded_network, _ticker(image.shape[0], cls),
+                                          net_size)
         final = masks.dilate(raw, int(dilation)).clamp(0, 1) if dilate else raw
         if binarize:
             final = (final > 0.5).to(final.dtype)
