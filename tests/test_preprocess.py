@@ -505,3 +505,28 @@ def test_preprocessor_networks_are_managed_by_comfyui(weight_dir, isnet_file):
     want = isnet_file[1].state_dict()
     got = patcher.model.state_dict()
     assert all(torch.equal(got[k].cpu(), want[k]) for k in want if not k.endswith("num_batches_tracked"))
+
+
+def test_batch_work_checks_every_input_before_asking_for_a_network_and_ticks_per_picture():
+    """preprocess.batches, below the nodes: a bad input is refused before the network is loaded; each picture
+    ticks once (the node's progress bar and interrupt)."""
+    from colorize_diffusion.preprocess import batches
+
+    asked, ticks = [], []
+
+    def network(name):
+        asked.append(name)
+        raise AssertionError("the network must not be asked for")
+
+    with pytest.raises(ColorizerInputError, match="10x10 pixels"):
+        batches.prepare_sketches(torch.rand(1, 10, 10, 3), network, lambda: ticks.append(1), method="sketchKeras",
+                                 width=512, height=512)
+    with pytest.raises(ColorizerInputError, match="every pixel as transparent"):
+        batches.prepare_sketches(drawing(), network, lambda: ticks.append(1), method="sketchKeras",
+                                 transparency_mask=torch.ones(1, 96, 64))
+    assert asked == [] and ticks == []
+    prepared = batches.prepare_sketches(torch.cat([drawing(), drawing(ink=(0.2, 0.2, 0.2))]), network,
+                                        lambda: ticks.append(1), width=128, height=128)
+    assert ticks == [1, 1] and prepared.sketch.shape == (2, 3, 128, 128) and asked == []
+    lines = batches.extract_lines(drawing(), network, lambda: ticks.append(1), method="standard")
+    assert lines.shape == (1, 3, 96, 64) and ticks == [1, 1, 1] and asked == []
