@@ -407,3 +407,24 @@ def test_an_fp32_clip_vision_tower_is_staged_in_fp32_under_dynamic_vram():
         got = cv.encode_image(pixels)
         comfy.model_management.unload_all_models()
     assert torch.equal(got["last_hidden_state"], want["last_hidden_state"])
+
+
+def test_an_extra_network_runs_the_same_through_the_dynamic_patcher():
+    """The one extra-network path on 0.38: the text tower's patcher is the host's dynamic one, and the network
+    ComfyUI's model management hands back encodes as the plain module does."""
+    from colorize_diffusion.model_patches.colorize_diffusion import manipulation
+    from colorize_diffusion.model_patches.common import extra_networks
+    from colorize_diffusion.weight_files import read_state_dict
+
+    path = str(GOLDEN / "clip" / "tiny-openclip-full.safetensors")
+    want = manipulation.load_text_tower(read_state_dict(path), heads=4).encode(["a red dress", "blue sky"])
+    extra_networks.clear()
+    try:
+        with host_emulation.emulate():
+            tower = manipulation.load_text_tower_file(path, heads=4)
+            assert tower.is_dynamic()
+            got = extra_networks.loaded(tower, full=True).encode(["a red dress", "blue sky"])
+            comfy.model_management.unload_all_models()
+    finally:
+        extra_networks.clear()
+    assert (got.cpu() - want).abs().max() < 1e-6, (got.cpu() - want).abs().max()      # fp32 both ways

@@ -1,6 +1,7 @@
-"""The one path of the pack's extra networks (the WD tagger, the CLIP text tower, the preprocessing networks, ColorFlow's
-decolorize networks): each file's module in a ModelPatcher, kept between runs while its file is unchanged, and put on the compute device by
-ComfyUI's `load_models_gpu` (which accounts for its memory, casts and offloads it like its own models).
+"""The one path of the pack's extra networks (the WD tagger, the CLIP text tower, the preprocessing networks,
+ColorFlow's decolorize networks): each file's module in a ModelPatcher, kept between runs while its files are
+unchanged, and put on the compute device by ComfyUI's `load_models_gpu` (which accounts for its memory, casts and
+offloads it like its own models).
 
 `patcher_for(kind, files, build)` is the cache (a few networks, least recently used dropped first); `loaded(patcher)`
 the network on the device for one run.
