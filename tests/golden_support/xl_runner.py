@@ -172,11 +172,11 @@ def _unet(case, inputs, root):
 
 
 def _sampling(case, inputs, model, pos, neg, sk, recorder=None):
-    from .unet_runner import _alphas_cumprod, _timesteps_of
+    from .unet_runner import _ddim_schedule, _timesteps_of
 
     ts = [int(t) for t in case["timesteps"]] if not isinstance(case["timesteps"][0], dict) else \
         [int(e["t"]) for e in case["timesteps"]]
-    alphas = _alphas_cumprod()
+    alphas, final_alpha = _ddim_schedule(case, len(ts))
     sigmas = [math.sqrt((1 - alphas[t]) / alphas[t]) for t in ts]
     if "inpaint_bg" in inputs:      # Latent copy BG input (sdxl: threshold 0.5; xlv2: Sketch mask threshold)
         from colorize_diffusion.model_patches.colorize_diffusion.latent_copy import LATENT_COPY_KEY, LatentCopy
@@ -187,7 +187,7 @@ def _sampling(case, inputs, model, pos, neg, sk, recorder=None):
                                   param(case, "Sketch guidance scale"), case["prediction_type"], recorder=recorder)
     got = {"timesteps": torch.tensor(_timesteps_of(model, sigmas), dtype=torch.int64)}
     for i, (g, x) in enumerate(zip(guided, xs)):
-        a_prev = alphas[ts[i + 1]] if i + 1 < len(ts) else 1.0
+        a_prev = alphas[ts[i + 1]] if i + 1 < len(ts) else final_alpha
         got[f"step.{i}.guided"] = g
         got[f"step.{i}.x_in"] = rec.inputs[i]
         if "inpaint_bg" in inputs:
