@@ -94,7 +94,11 @@ def _encoders(case, inputs, root):
     if "z_bg" in inputs:
         height, width = int(param(case, "Height")), int(param(case, "Width"))
         rmask = inputs["reference_mask"]
-        bgy = xl.background_vector(height, width, *rmask.shape[-2:])
+        bg_h, bg_w = (int(v) for v in case["background_source_pixel_size_hw"])   # the picture the latent came from
+        crop = xl.crop_scale(height, width, bg_h, bg_w)
+        assert all(abs(float(a) - float(b)) < 1e-6 for a, b in zip(crop, case["crop_scale_ch_cw"])), crop
+        assert float(case["timestep"]) == 0.0, "the xlv2 ReferenceNet runs once at t = 0 (official)"
+        bgy = xl.background_vector(height, width, bg_h, bg_w)
         x = xl.reference_net_input(inputs["z_bg"], inputs["sketch_mask"], rmask, (height, width))
         banks = enc.reference_net.banks(x, bgy)
         out = {"bgy": bgy, "bg_encoder_input": x}
