@@ -26,6 +26,7 @@ ALWAYS_IRRELEVANT = {
     "storage": "how the case's tensors are stored on disk (the loader reads the files themselves)",
     "tiny_models": "how the tiny models were made (provenance); their files are named in the inputs",
     "formula": "prose: the combination the expected outputs follow",
+    "what": "prose: a one-line summary of the case",
     "passes": "which passes the guided step runs (follows from the guidance scales, which are read)",
     "official_half_precision_vs_this_reference": "how far the official fp16/bf16 run is from the case (evidence)",
     "guidance_formulas": "prose: the guided combinations (the runner's guided step implements them)",
@@ -59,6 +60,9 @@ DECLARED = {
         "scheduler_config._use_default_values": "diffusers bookkeeping",
     },
 }
+
+
+DECLARED["injection_runner"] = DECLARED["unet_runner"]      # the same conditionings (unet_runner._conds)
 
 
 def declared_for(runner_name: str, case: dict) -> dict | None:

@@ -68,12 +68,13 @@ def _run_sampling(case, inputs, model, pos, neg, sk, recorder=None):
 def _ddim_schedule(case, steps: int):
     """ᾱ_t of the case's DDIM scheduler and the ᾱ after the last step. The runner is deterministic DDIM (eta 0) on
     the case's listed timesteps; any other scheduler setting is refused rather than ignored."""
+    assert param(case, "Sampler", "diffuser_ddim") == "diffuser_ddim", "DDIM cases only"
+    assert param(case, "Step", steps) == steps, f"Step {param(case, 'Step')} but {steps} timesteps listed"
     if "scheduler_config" not in case:          # the format's default: the official training schedule
         return _alphas_cumprod(0.00085, 0.012, 1000), 1.0
     cfg = case["scheduler_config"]
-    assert case["scheduler"] == "DDIMScheduler" and param(case, "Sampler") == "diffuser_ddim", "DDIM cases only"
+    assert case["scheduler"] == "DDIMScheduler", "DDIM cases only"
     assert float(case["ddim_eta"]) == 0.0, "the runner is deterministic DDIM (eta 0)"
-    assert param(case, "Step") == steps, f"Step {param(case, 'Step')} but {steps} timesteps listed"
     assert cfg["beta_schedule"] == "scaled_linear" and cfg["trained_betas"] is None
     assert not cfg["clip_sample"] and not cfg["thresholding"] and not cfg["rescale_betas_zero_snr"]
     want = {"v": "v_prediction", "eps": "epsilon"}[case["prediction_type"]]
