@@ -48,7 +48,14 @@ def level_strengths(case: dict) -> list:
     return [1.0] * 4
 
 
+def check_level_mode(case: dict) -> None:
+    """XL cases are in level mode: the official XL app crashes with accurate crossattn control (reference-app
+    §1.11), so a case with it on cannot come from the app."""
+    assert not param(case, "Activate accurate crossattn control", False), "accurate mode: the XL app crashes there"
+
+
 def case_settings(case: dict, family: str):
+    check_level_mode(case)
     scales = xl.reference_scales(family, param(case, "Reference strength", 1.0), param(case, "Encoder crossattn scale", 1.0),
                                  param(case, "Semantics crossattn scale", 1.0))
     if "reference_scale_per_block" in case:
@@ -166,8 +173,10 @@ def _unet(case, inputs, root):
         return {"out": rec.calls[0][0]}
     if case["level"] == "C":
         got = {}
-        for label, spec in case["passes"].items():
-            rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], sigma, *spec["gs"], case["prediction_type"])
+        scales = zip(param(case, "Reference guidance scale"), param(case, "Sketch guidance scale"))
+        for (label, spec), gs in zip(case["passes"].items(), scales, strict=True):
+            assert list(gs) == list(spec["gs"]), f"{label}: the guidance sliders and the pass's gs differ"
+            rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], sigma, *gs, case["prediction_type"])
             got[f"guided.{label}"] = guided[0]
             for position, name in enumerate(spec["passes"]):
                 got[f"raw.{label}.{name}"] = rec.calls[0][position]
