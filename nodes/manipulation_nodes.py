@@ -55,7 +55,7 @@ class Manipulation(io.ComfyNode):
                 io.String.Input("target", default="", tooltip="Target prompt"),
                 io.String.Input("anchor", default="none", tooltip="Anchor prompt; the word 'none' for no anchor"),
                 io.String.Input("control", default="none", tooltip="Control prompt: which tokens move most"),
-                io.Float.Input("target_scale", default=0.0, min=0.0, max=15.0, step=0.1, tooltip="Target scale"),
+                io.Float.Input("target_scale", default=0.0, min=0.0, max=15.0, step=0.05, tooltip="Target scale"),
                 io.Boolean.Input("enhance", default=False, tooltip="Enhance manipulation (acts with an anchor)"),
                 *_thresholds(),
                 Manipulations.Input("previous", optional=True, tooltip="rows applied before this one"),

@@ -106,7 +106,8 @@ class GuiderPatch:
     def guider_residuals(self, x, timesteps, guide, scale: float) -> Residuals:
         guider = self.guider_patcher.model
         p = next(guider.parameters())
-        down, mid, up = guider(x.to(p.dtype), timesteps.to(p.dtype), guide.to(device=p.device, dtype=p.dtype), scale)
+        # the timesteps stay float32 (the official embedding's precision): in bf16 751 would become 752
+        down, mid, up = guider(x.to(p.dtype), timesteps.float(), guide.to(device=p.device, dtype=p.dtype), scale)
         if len(down) != self.encoder_blocks or len(up) != sum(1 + (u is not None) for _, u, _ in self.layout):
             raise ColorizerInputError(
                 f"the ColorGuider gives {len(down)} encoder and {len(up)} decoder residuals, this UNet has "

@@ -21,8 +21,9 @@ def context(prompt: ColorizerPrompt) -> torch.Tensor:
     if split is None:
         return emb
     if prompt.spec.threshold_context:
-        return sd21_chain.v15_context(prompt, emb, split, bg)
-    return torch.cat([emb, bg.tokens if bg is not None else emb], dim=1)
+        return prompt.split_context if prompt.split_context is not None else sd21_chain.v15_context(prompt, emb,
+                                                                                                    split, bg)
+    return torch.cat([emb, prompt.per_picture(bg.tokens, "background") if bg is not None else emb], dim=1)
 
 
 def settings(prompt: ColorizerPrompt):
@@ -46,6 +47,8 @@ def conditionings(prompt: ColorizerPrompt) -> tuple[list, list]:
     """(positive, negative) of a prompt; each entry carries the prompt, so the next node of the chain can add to it
     and the guider can derive the sketch-unconditional pass."""
     prompt = xl_chain.with_banks(prompt)
+    if prompt.spec.threshold_context and prompt.split is not None and prompt.split_context is None:
+        prompt = dataclasses.replace(prompt, split_context=context(prompt))   # its networks run once per prompt
     split, bg = prompt.split, prompt.background
     extra = {PROMPT_KEY: prompt, **xl_chain.latent_copy_entry(prompt)}
     positive, negative, _ = guidance_conditionings(

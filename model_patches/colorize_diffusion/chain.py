@@ -44,7 +44,9 @@ def start(colorizer, sketch: torch.Tensor, reference, sketch_strength: float = 1
         return [to_intermediate(t if samples_per_sketch == 1 else t.repeat_interleave(samples_per_sketch, 0))
                 for t in ts]
 
-    prompt = ColorizerPrompt(colorizer, ref, repeat(controls), repeat(blank), (height, width))
+    prompt = ColorizerPrompt(colorizer, ref, repeat(controls), repeat(blank), (height, width),
+                             source_reference=reference.expand_to(sketches) if reference.batch_size > 1 else reference,
+                             samples_per_sketch=samples_per_sketch)
     return xl_chain.started(prompt) if colorizer.spec.xl else prompt
 
 
@@ -99,7 +101,7 @@ def with_split(prompt: ColorizerPrompt, sketch_mask, threshold: float, foregroun
     split = SplitPart(to_intermediate(rows_for(small, prompt.batch, "sketch_mask")), float(threshold),
                       float(foreground_strength), float(background_strength), float(merge_scale), bool(foreground),
                       bool(official_fgbg_reset), full_mask=to_intermediate(mask) if prompt.spec.xl else None)
-    return dataclasses.replace(prompt, split=split, banks=None)
+    return dataclasses.replace(prompt, split=split, banks=None, split_context=None)
 
 
 def _check_not_blank(mask: torch.Tensor) -> None:

@@ -37,7 +37,7 @@ class SplitPart:
 @dataclass(frozen=True)
 class BackgroundPart:
     """Background Encoder: CLIP local tokens of the background (picture or background-only reference)."""
-    tokens: torch.Tensor              # [B, T, C]
+    tokens: torch.Tensor              # [1, S or B, T, C]: distinct rows, repeated per picture by the context
     separate: bool                    # a separate background picture (v1.5: no cluster transformer)
     reference_threshold: float        # v1.5: its threshold embedding is added to the background tokens
     hs_bg: list | None = None         # v2: 12 × [B, N_j, C_j] background features × background factor
@@ -63,6 +63,9 @@ class ColorizerPrompt:
     xl_context: torch.Tensor | None = None      # XL: [B, 196, C] ClusterConcat of the reference's tokens
     control_scales: tuple = (1.0, 1.0, 1.0, 1.0)   # Sketch Level Strength (XL app's Sketch strength 1..4)
     banks: object = None              # xlv2: the ReferenceNet's banks (derived once split and background are known)
+    split_context: torch.Tensor | None = None   # v1.5: the split context (derived once split and background are known)
+    source_reference: object = None   # the reference as given (one row, or one per sketch): what the encoders read
+    samples_per_sketch: int = 1
 
     @property
     def family(self) -> str:
@@ -76,6 +79,30 @@ class ColorizerPrompt:
     @property
     def batch(self) -> int:
         return int(self.controls[0].shape[0])
+
+    @property
+    def distinct_reference(self):
+        """The reference's distinct rows (one, or one per sketch): encoders run on these, never on repeats."""
+        return self.source_reference if self.source_reference is not None else self.reference
+
+    def per_picture(self, t: torch.Tensor, what: str) -> torch.Tensor:
+        """`t` with one row per generated picture, from one row, one per sketch (each repeated for its samples,
+        sketch-major as the latent) or one per picture."""
+        n = self.samples_per_sketch
+        if n > 1 and t.shape[0] > 1 and t.shape[0] * n == self.batch:
+            return t.repeat_interleave(n, 0)
+        return rows_for(t, self.batch, what)
+
+    def common_rows(self, *ts: torch.Tensor) -> list:
+        """The tensors with one row count: single rows expanded to the others' count, or all per picture when their
+        counts differ otherwise."""
+        counts = {int(t.shape[0]) for t in ts} - {1}
+        if not counts:
+            return list(ts)
+        if len(counts) == 1:
+            rows = counts.pop()
+            return [t.expand(rows, *t.shape[1:]) for t in ts]
+        return [self.per_picture(t, "encoder input") for t in ts]
 
     @property
     def parts(self) -> ModeParts:

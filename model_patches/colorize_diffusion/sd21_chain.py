@@ -13,19 +13,18 @@ from ..common import clip_tokens
 from . import modes
 from .networks import v2_encoders
 from .pictures import background_only, vae_latent
-from .prompt import BackgroundPart, ColorizerPrompt, rows_for, to_intermediate
+from .prompt import BackgroundPart, ColorizerPrompt, to_intermediate
 
 
 def with_background(prompt: ColorizerPrompt, *, vae, clip_vision, background, reference_mask, reference_threshold,
                     factor) -> ColorizerPrompt:
     """Background Encoder (SD2.1): CLIP local tokens of the background picture, or of the reference with its character
     whitened; v2 also runs its background encoder on the VAE latent."""
-    colorizer, batch = prompt.colorizer, prompt.batch
+    colorizer, ref = prompt.colorizer, prompt.distinct_reference
     separate = background is not None
     if separate:
         background.check_context_dim(colorizer.context_dim)
-        image = rows_for(background.image, batch, "background")
-        tokens = rows_for(background.tokens, batch, "background")
+        image, tokens = background.image, background.tokens
     else:
         if reference_mask is None:
             raise ColorizerInputError(
@@ -35,41 +34,45 @@ def with_background(prompt: ColorizerPrompt, *, vae, clip_vision, background, re
         if clip_vision is None:
             raise ColorizerInputError(f"{modes.BACKGROUND_NODE} without a background picture encodes the "
                                       "background-only reference: connect clip_vision")
-        image = background_only(prompt.reference.image, convert.as_mask_batch(reference_mask, "reference_mask"),
-                                reference_threshold)
-        tokens = to_intermediate(clip_tokens.encode_reference(clip_vision, image, context_dim=colorizer.context_dim,
-                                                              token_type="local"))
+        source, mask = prompt.common_rows(ref.image, convert.as_mask_batch(reference_mask, "reference_mask"))
+        image = background_only(source, mask, reference_threshold)
+        tokens = clip_tokens.encode_reference(clip_vision, image, context_dim=colorizer.context_dim,
+                                              token_type="local")
+    prompt.per_picture(tokens, "background")   # one row, one per sketch or one per picture, else a clear error now
+    tokens = to_intermediate(tokens)            # the distinct rows; the context repeats them per picture
     hs_bg = None
-    if prompt.spec.background_encoder:
+    if prompt.spec.background_encoder:          # on the distinct pictures, then repeated per picture
         device = colorizer.load_encoders()
         gen_hw = prompt.size
-        size = v2_encoders.size_embedding(prompt.reference.size, gen_hw).to(device).expand(batch, -1)
+        size_of = tuple(image.shape[-2:]) if separate else ref.size
         z_bg = vae_latent(vae, colorizer, image, gen_hw, device, modes.BACKGROUND_NODE)
-        if separate:
-            size = v2_encoders.size_embedding(tuple(image.shape[-2:]), gen_hw).to(device).expand(batch, -1)
-        emb = prompt.reference.tokens.to(device)
-        hs_bg = [to_intermediate(h * factor) for h in colorizer.encoders.bg_encoder(z_bg, emb, size)]
+        z_bg, emb = prompt.common_rows(z_bg, ref.tokens.to(device))
+        size = v2_encoders.size_embedding(size_of, gen_hw).to(device).expand(z_bg.shape[0], -1)
+        hs_bg = [to_intermediate(prompt.per_picture(h * factor, "background features"))
+                 for h in colorizer.encoders.bg_encoder(z_bg, emb, size)]
     part = BackgroundPart(tokens, separate, float(reference_threshold), hs_bg)
-    return dataclasses.replace(prompt, background=part)
+    return dataclasses.replace(prompt, background=part, split_context=None)
 
 
 def with_style(prompt: ColorizerPrompt, *, vae=None, background=None, merge_scale: float = 0.0) -> ColorizerPrompt:
     """Style Encoder (v2): per-decoder-block modulations from the reference's VAE latent; with a background
     picture, blended with the background's own (`(1 - merge)·ref + merge·background`)."""
     modes.check_style(prompt.spec)
-    colorizer, batch, gen_hw = prompt.colorizer, prompt.batch, prompt.size
+    colorizer, gen_hw = prompt.colorizer, prompt.size
     device = colorizer.load_encoders()
     style_encoder = colorizer.encoders.style_encoder
-    ref = prompt.reference
-    size_ref = v2_encoders.size_embedding(ref.size, gen_hw).to(device).expand(batch, -1)
-    z_ref = vae_latent(vae, colorizer, ref.image, gen_hw, device, modes.STYLE_NODE)
-    style = style_encoder(z_ref, ref.tokens.to(device), size_ref)
+    ref = prompt.distinct_reference              # on the distinct pictures, then repeated per picture
+
+    def style_of(image, tokens, size_of):
+        z, emb = prompt.common_rows(vae_latent(vae, colorizer, image, gen_hw, device, modes.STYLE_NODE),
+                                    tokens.to(device))
+        size = v2_encoders.size_embedding(size_of, gen_hw).to(device).expand(z.shape[0], -1)
+        return [prompt.per_picture(m, "style") for m in style_encoder(z, emb, size)]
+
+    style = style_of(ref.image, ref.tokens, ref.size)
     if background is not None:
         background.check_context_dim(colorizer.context_dim)
-        bg_image = rows_for(background.image, batch, "background")
-        size_bg = v2_encoders.size_embedding(tuple(bg_image.shape[-2:]), gen_hw).to(device).expand(batch, -1)
-        z_bg = vae_latent(vae, colorizer, bg_image, gen_hw, device, modes.STYLE_NODE)
-        style_bg = style_encoder(z_bg, rows_for(background.tokens, batch, "background").to(device), size_bg)
+        style_bg = style_of(background.image, background.tokens, tuple(background.image.shape[-2:]))
         style = [f * (1 - merge_scale) + b * merge_scale for f, b in zip(style, style_bg)]
     return dataclasses.replace(prompt, style=[to_intermediate(s) for s in style])
 
@@ -84,6 +87,6 @@ def v15_context(prompt: ColorizerPrompt, emb, split, bg):
     th = enc.threshold_embedder([bg.reference_threshold, split.threshold], device=device).to(device)   # [2, 1, C]
     th_ref, th_sk = th[0:1], th[1:2]
     tokens = bg.tokens.to(device) + th_ref
-    bg_tokens = tokens if bg.separate else enc.cluster_transformer(tokens)
-    ctx = torch.cat([emb.to(device) + th_sk, bg_tokens.expand(emb.shape[0], -1, -1)], dim=1)
+    bg_tokens = prompt.per_picture(tokens if bg.separate else enc.cluster_transformer(tokens), "background")
+    ctx = torch.cat([emb.to(device) + th_sk, bg_tokens.to(device)], dim=1)
     return to_intermediate(ctx.repeat(1, 2, 1) if split.foreground else ctx)

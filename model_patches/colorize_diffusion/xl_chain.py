@@ -14,7 +14,7 @@ from . import modes, xl_conditioning
 from . import tagger as wd_tagger
 from .latent_copy import LATENT_COPY_KEY, LatentCopy
 from .pictures import background_only, vae_latent
-from .prompt import BackgroundPart, ColorizerPrompt, rows_for, to_intermediate
+from .prompt import BackgroundPart, ColorizerPrompt, to_intermediate
 from .step_data import Banks
 
 
@@ -40,9 +40,10 @@ def reference_context(colorizer, clip_full, tagger_tokens) -> torch.Tensor:
 def started(prompt: ColorizerPrompt) -> ColorizerPrompt:
     """Apply Sketch's XL part: the family's default reference scales, the reference context, the size vector `y`."""
     height, width = prompt.size
-    colorizer, ref = prompt.colorizer, prompt.reference
+    colorizer, ref = prompt.colorizer, prompt.distinct_reference    # encoded once per distinct reference
+    context = prompt.per_picture(reference_context(colorizer, ref.full, tagger_tokens_of(ref)), "reference")
     return dataclasses.replace(prompt, reference_scales=xl_conditioning.reference_scales(colorizer.spec),
-                               xl_context=reference_context(colorizer, ref.full, tagger_tokens_of(ref)),
+                               xl_context=to_intermediate(context),
                                y=xl_conditioning.size_vector(height, width).expand(prompt.batch, -1).contiguous())
 
 
@@ -50,7 +51,7 @@ def with_background(prompt: ColorizerPrompt, *, vae, clip_vision, background, re
                     tagger, latent_copy) -> ColorizerPrompt:
     """XL background: ClusterConcat tokens of the background picture or the bleached reference; xlv2 also keeps
     what its ReferenceNet needs (latent, reference mask, crop-scale vector), run once the sketch mask is known."""
-    colorizer, batch, node = prompt.colorizer, prompt.batch, modes.BACKGROUND_NODE
+    colorizer, node = prompt.colorizer, modes.BACKGROUND_NODE
     rmask = convert.as_mask_batch(reference_mask, "reference_mask") if reference_mask is not None else None
     if background is not None:
         image, full, wd = background.image, background.full, tagger_tokens_of(background)
@@ -61,10 +62,11 @@ def with_background(prompt: ColorizerPrompt, *, vae, clip_vision, background, re
         if clip_vision is None or tagger is None:
             raise ColorizerInputError(f"{node} without a background picture encodes the background-only reference "
                                       "(XL: CLIP bigG and the WD tagger): connect clip_vision and tagger")
-        image = background_only(prompt.reference.image, rmask, reference_threshold)[:1]
+        image = background_only(prompt.distinct_reference.image[:1], rmask[:1], reference_threshold)
         full = clip_tokens.encode_reference(clip_vision, image, token_type="full")
         wd = wd_tagger.tagger_tokens(tagger, image)
-    tokens = rows_for(reference_context(colorizer, full, wd), batch, "background")
+    tokens = reference_context(colorizer, full, wd)     # the distinct rows; the context repeats them per picture
+    prompt.per_picture(tokens, "background")
     height, width = prompt.size
     z_bg = ref_mask = bgy = copy = None
     if latent_copy:

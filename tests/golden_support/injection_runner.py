@@ -92,6 +92,7 @@ def run_injected(case, inputs, ckpt, model, conds, sampling):
         got = {"guided": guided[0]}
         for position, name in enumerate(case["passes"]):
             got[f"raw.{name}"] = rec.calls[0][position]
+    _check_recorded_injection(case, inputs, settings, seen)
     got["pre.hook_xr"] = hook_xr
     got["inject.t"] = torch.tensor(seen["t"], dtype=torch.int64)
     # every row of the UNet batch gets the same noised reference and write-pass residuals: a case stores all of
@@ -106,6 +107,43 @@ def run_injected(case, inputs, ckpt, model, conds, sampling):
         if seen["banks"] and key in seen["banks"]:
             got[f"inject.bank.{j}"] = official_rows(seen["banks"][key], seen["order"])
     return got
+
+
+def _field(record: dict, name: str):
+    """A field of the case's injection record, whose keys may carry a parenthesised gloss."""
+    key = next(k for k in record if k == name or k.startswith(name + " ("))
+    return record[key]
+
+
+def _check_recorded_injection(case, inputs, settings, seen):
+    """The case's record of the official injection (its settings, the steps it acted on, its UNet batch) agrees
+    with what this run did: every field is read, none is taken on trust."""
+    latent = inputs["x_t"] if "x_t" in inputs else inputs["noise"]
+    gs_ref = param(case, "Reference guidance scale")
+    if "injection" in case:
+        rec = case["injection"]
+        assert abs(_field(rec, "style_cfg") - settings.reference_fidelity) < 1e-9
+        assert abs(_field(rec, "control_cfg") - settings.sketch_fidelity) < 1e-9
+        assert abs(_field(rec, "start_step") - settings.start) < 1e-9
+        assert list(_field(rec, "active_timesteps")) == seen["t"], (rec, seen["t"])
+        assert _field(rec, "bank_stored_for_timestep") == (seen["t"][0] if seen["t"] else None)
+        assert _field(rec, "unet_batch") == seen["x_ref"][0].shape[0]
+        b = latent.shape[0]
+        assert list(_field(rec, "gr_indice")) == (list(range(b, 2 * b)) if gs_ref > 1 else [])
+        if any(k.startswith("bank_blocks") for k in rec):
+            stored = len(seen["banks"] or {})       # the blocks whose banks the case keeps: each one was written
+            assert all(0 <= j < stored for j in _field(rec, "bank_blocks")), (stored, _field(rec, "bank_blocks"))
+    if "injection_settings" in case:                       # the XL format's copy of the sliders and the run
+        cfg = case["injection_settings"]
+        assert (cfg["f_r"], cfg["f_s"], cfg["start"]) == (settings.reference_fidelity, settings.sketch_fidelity,
+                                                          settings.start)
+        assert list(cfg["gs"]) == [gs_ref, param(case, "Sketch guidance scale")]
+        assert cfg["batch"] == latent.shape[0] == param(case, "Batch size", latent.shape[0])
+        ts = [e["t"] if isinstance(e, dict) else e for e in case["timesteps"]]
+        assert cfg["steps"] in (None, len(ts)) and (cfg["t"] is None or cfg["t"] == ts[0])
+        assert list(cfg["active_timesteps"]) == seen["t"]
+        assert tuple(cfg["reference_image_hw"]) in (tuple(inputs["reference_image"].shape[:2]),
+                                                    tuple(inputs["reference_image"].shape[-2:]))
 
 
 def _rows_as_expected(case, key, t):

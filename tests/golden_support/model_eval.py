@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import torch
 
 from colorize_diffusion.model_patches.colorize_diffusion import guidance
 from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import load_checkpoint
 from colorize_diffusion.model_patches.colorize_diffusion.modes import official_mode
-from colorize_diffusion.model_patches.colorize_diffusion.settings import (GuidanceWindow, attention_settings,
+from colorize_diffusion.model_patches.colorize_diffusion.settings import (GuidanceWindow, accurate_reference_scales,
+                                                                          attention_settings,
                                                                           level_reference_scales)
 
 CASE_MODES = {"plain": "vanilla", "bg": "background enhance", "fg": "foreground enhance",
@@ -33,9 +35,31 @@ def param(case: dict, ui_name: str, default=None):
     return default
 
 
+def accurate_sliders(case: dict):
+    """With "Activate accurate crossattn control": (the 16 values, whether they are the app's sliders, which it
+    reads shifted by one) from the block sliders `<i>.<level>.attn<j>`, or else the case's per-block scales; None
+    in level mode."""
+    if not param(case, "Activate accurate crossattn control", False):
+        return None
+    sliders = sorted((int(p["ui_name"].split(".")[0]), p) for p in case["parameters"]
+                     if re.fullmatch(r"\d+\.\w+\.attn\d+", p.get("ui_name") or ""))
+    if sliders:
+        return [float(p["value"]) for _, p in sliders], True
+    assert "reference_scale_per_block" in case, "accurate crossattn control without its block sliders"
+    return [float(s) for s in case["reference_scale_per_block"]], False
+
+
+def case_reference_scales(case: dict) -> tuple:
+    """The blocks' reference strengths: the level sliders, or the accurate mode's block scales."""
+    accurate = accurate_sliders(case)
+    if accurate is not None:
+        return accurate_reference_scales(*accurate)
+    return level_reference_scales(param(case, "Reference strength", 1.0), param(case, "Encoder crossattn scale", 1.0),
+                                  param(case, "Color crossattn scale", 1.0), param(case, "Semantics crossattn scale", 1.0))
+
+
 def case_settings(case: dict, family: str, mode: str):
-    scales = level_reference_scales(param(case, "Reference strength", 1.0), param(case, "Encoder crossattn scale", 1.0),
-                                    param(case, "Color crossattn scale", 1.0), param(case, "Semantics crossattn scale", 1.0))
+    scales = case_reference_scales(case)
     if "reference_scale_per_block" in case:
         want = tuple(float(s) for s in case["reference_scale_per_block"])
         assert all(abs(a - b) < 1e-9 for a, b in zip(scales, want)), f"reference scales {scales} != case {want}"

@@ -19,7 +19,7 @@ from colorize_diffusion.model_patches.colorize_diffusion.networks import v2_enco
 from colorize_diffusion.model_patches.colorize_diffusion.conditioning import sketch_unconditional
 
 from .clip_runner import tower_heads
-from .model_eval import case_window, guided_step, loaded, param
+from .model_eval import accurate_sliders, case_window, guided_step, loaded, param
 
 LATENT_SCALE = 0.18215
 NODES = node_classes()
@@ -89,14 +89,21 @@ def run(case, inputs, case_dir, root):
     latents = {k: inputs[k] for k in ("z_ref", "z_bg") if k in inputs}
     vae_inputs: dict = {}
     parts = _parts(case)
-    with _recorded(ckpt.colorizer) as seen:
+    with _recorded(ckpt.colorizer, reference.size) as seen:
         model, pos, neg, latent = _node("ColorizeDiffusionApplySketch")(
             model=ckpt.model, colorizer=ckpt.colorizer, sketch=sketch, reference=reference,
             sketch_strength=param(case, "Sketch strength"), samples_per_sketch=param(case, "Batch size", 1))
-        pos, neg = _node("ColorizeDiffusionReferenceStrength")(
-            positive=pos, negative=neg, reference_strength=param(case, "Reference strength"),
-            encoder_scale=param(case, "Encoder crossattn scale"), color_scale=param(case, "Color crossattn scale"),
-            semantics_scale=param(case, "Semantics crossattn scale"))
+        accurate = accurate_sliders(case)
+        if accurate is None:
+            pos, neg = _node("ColorizeDiffusionReferenceStrength")(
+                positive=pos, negative=neg, reference_strength=param(case, "Reference strength"),
+                encoder_scale=param(case, "Encoder crossattn scale"), color_scale=param(case, "Color crossattn scale"),
+                semantics_scale=param(case, "Semantics crossattn scale"))
+        else:                                                    # "Activate accurate crossattn control"
+            values, shifted = accurate
+            pos, neg = _node("ColorizeDiffusionBlockReferenceStrength")(
+                positive=pos, negative=neg, official_slider_shift=shifted,
+                **{f"block_{i}": v for i, v in enumerate(values)})
         window = case_window(case, ckpt.colorizer.family)
         if window is not None:
             pos, neg = _node("ColorizeDiffusionGuidanceWindow")(
@@ -142,9 +149,10 @@ def run(case, inputs, case_dir, root):
 
 
 @contextlib.contextmanager
-def _recorded(colorizer):
+def _recorded(colorizer, reference_hw: tuple):
     """What the conditioning node computes on the way: the background-only reference and its tokens, the size
-    embeddings (reference first, then background), the v1.5 threshold embedding and cluster output."""
+    embeddings (the reference's, told by its pixel size, and the background's), the v1.5 threshold embedding and
+    cluster output."""
     seen, hooks = {}, []
     encode_reference, size_embedding = clip_tokens.encode_reference, v2_encoders.size_embedding
 
@@ -155,7 +163,7 @@ def _recorded(colorizer):
 
     def record_size(ref_hw, gen_hw, *args, **kwargs):
         out = size_embedding(ref_hw, gen_hw, *args, **kwargs)
-        seen["size_emb_background" if "size_emb_reference" in seen else "size_emb_reference"] = out
+        seen["size_emb_reference" if tuple(ref_hw) == tuple(reference_hw) else "size_emb_background"] = out
         return out
 
     for name, key in (("threshold_embedder", "thresh_emb"), ("cluster_transformer", "cluster_out")):

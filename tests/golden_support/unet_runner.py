@@ -27,8 +27,10 @@ def run(case, inputs, case_dir, root):
         return {"out": rec.calls[0][0]}
     if case["level"] == "C":
         got = {}
-        for label, spec in case["passes"].items():
-            gs_ref, gs_sk = spec["gs"]
+        scales = zip(param(case, "Reference guidance scale"), param(case, "Sketch guidance scale"))
+        for (label, spec), (gs_ref, gs_sk) in zip(case["passes"].items(), scales, strict=True):
+            assert [gs_ref, gs_sk] == list(spec["gs"]), f"{label}: the guidance sliders and the pass's gs differ"
+            assert spec["unet_batch"] == len(spec["passes"]) * inputs["x_t"].shape[0], f"{label}: UNet batch"
             rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], [case["timesteps"][0]["comfy_sigma"]],
                                          gs_ref, gs_sk, case["prediction_type"])
             got[f"guided.{label}"] = guided[0]
@@ -49,22 +51,40 @@ def _apply(ckpt):
 def _run_sampling(case, inputs, model, pos, neg, sk, recorder=None):
     """Deterministic DDIM (eta 0) is Euler on ComfyUI's sigmas σ_t of the official integer timesteps."""
     ts = [e["t"] if isinstance(e, dict) else e for e in case["timesteps"]]   # F cases list {t, sigma, ...}
-    alphas = _alphas_cumprod()
+    alphas, final_alpha = _ddim_schedule(case, len(ts))
     sigmas = [math.sqrt((1 - alphas[t]) / alphas[t]) for t in ts]
     x_t = inputs["noise"]
     _, guided, xs = guided_step(model, pos, neg, sk, x_t, sigmas, param(case, "Reference guidance scale"),
                                 param(case, "Sketch guidance scale"), case["prediction_type"], recorder=recorder)
     got = {"timesteps": torch.tensor(_timesteps_of(model, sigmas), dtype=torch.int64)}
     for i, (g, x) in enumerate(zip(guided, xs)):
-        a_prev = alphas[ts[i + 1]] if i + 1 < len(ts) else 1.0
+        a_prev = alphas[ts[i + 1]] if i + 1 < len(ts) else final_alpha
         got[f"step.{i}.guided"] = g
         got[f"step.{i}.x_out"] = (x.double() * math.sqrt(a_prev)).float()   # back to DDPM space
     got["final"] = got[f"step.{len(ts) - 1}.x_out"]
     return got
 
 
-def _alphas_cumprod():
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+def _ddim_schedule(case, steps: int):
+    """ᾱ_t of the case's DDIM scheduler and the ᾱ after the last step. The runner is deterministic DDIM (eta 0) on
+    the case's listed timesteps; any other scheduler setting is refused rather than ignored."""
+    assert param(case, "Sampler", "diffuser_ddim") == "diffuser_ddim", "DDIM cases only"
+    assert param(case, "Step", steps) == steps, f"Step {param(case, 'Step')} but {steps} timesteps listed"
+    if "scheduler_config" not in case:          # the format's default: the official training schedule
+        return _alphas_cumprod(0.00085, 0.012, 1000), 1.0
+    cfg = case["scheduler_config"]
+    assert case["scheduler"] == "DDIMScheduler", "DDIM cases only"
+    assert float(case["ddim_eta"]) == 0.0, "the runner is deterministic DDIM (eta 0)"
+    assert cfg["beta_schedule"] == "scaled_linear" and cfg["trained_betas"] is None
+    assert not cfg["clip_sample"] and not cfg["thresholding"] and not cfg["rescale_betas_zero_snr"]
+    want = {"v": "v_prediction", "eps": "epsilon"}[case["prediction_type"]]
+    assert cfg["prediction_type"] == want, f"scheduler predicts {cfg['prediction_type']}, the case {want}"
+    alphas = _alphas_cumprod(cfg["beta_start"], cfg["beta_end"], cfg["num_train_timesteps"])
+    return alphas, 1.0 if cfg["set_alpha_to_one"] else alphas[0]
+
+
+def _alphas_cumprod(beta_start: float, beta_end: float, steps: int):
+    betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, steps, dtype=torch.float64) ** 2
     return torch.cumprod(1 - betas, 0).tolist()
 
 

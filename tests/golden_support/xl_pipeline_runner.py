@@ -19,7 +19,7 @@ from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
 from .model_eval import guided_step, param
 from .pipeline_runner import LatentStandIn, _conditioning_tensors, _mask, _node, prepared_pictures
-from .xl_runner import checkpoint_of, level_strengths
+from .xl_runner import check_level_mode, checkpoint_of, level_strengths
 
 XL_LATENT_SCALE = 0.13025
 
@@ -49,6 +49,7 @@ def run(case, inputs, case_dir, root):
     levels = level_strengths(case)
     pos, neg = _node("ColorizeDiffusionSketchLevelStrength")(
         positive=pos, negative=neg, **{f"level_{i + 1}": s for i, s in enumerate(levels)})
+    check_level_mode(case)
     pos, neg = _node("ColorizeDiffusionReferenceStrength")(
         positive=pos, negative=neg, reference_strength=param(case, "Reference strength"),
         encoder_scale=param(case, "Encoder crossattn scale"), color_scale=param(case, "Color crossattn scale"),

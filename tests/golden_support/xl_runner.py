@@ -48,7 +48,14 @@ def level_strengths(case: dict) -> list:
     return [1.0] * 4
 
 
+def check_level_mode(case: dict) -> None:
+    """XL cases are in level mode: the official XL app crashes with accurate crossattn control (reference-app
+    §1.11), so a case with it on cannot come from the app."""
+    assert not param(case, "Activate accurate crossattn control", False), "accurate mode: the XL app crashes there"
+
+
 def case_settings(case: dict, family: str):
+    check_level_mode(case)
     scales = xl.reference_scales(family, param(case, "Reference strength", 1.0), param(case, "Encoder crossattn scale", 1.0),
                                  param(case, "Semantics crossattn scale", 1.0))
     if "reference_scale_per_block" in case:
@@ -94,7 +101,11 @@ def _encoders(case, inputs, root):
     if "z_bg" in inputs:
         height, width = int(param(case, "Height")), int(param(case, "Width"))
         rmask = inputs["reference_mask"]
-        bgy = xl.background_vector(height, width, *rmask.shape[-2:])
+        bg_h, bg_w = (int(v) for v in case["background_source_pixel_size_hw"])   # the picture the latent came from
+        crop = xl.crop_scale(height, width, bg_h, bg_w)
+        assert all(abs(float(a) - float(b)) < 1e-6 for a, b in zip(crop, case["crop_scale_ch_cw"])), crop
+        assert float(case["timestep"]) == 0.0, "the xlv2 ReferenceNet runs once at t = 0 (official)"
+        bgy = xl.background_vector(height, width, bg_h, bg_w)
         x = xl.reference_net_input(inputs["z_bg"], inputs["sketch_mask"], rmask, (height, width))
         banks = enc.reference_net.banks(x, bgy)
         out = {"bgy": bgy, "bg_encoder_input": x}
@@ -162,8 +173,10 @@ def _unet(case, inputs, root):
         return {"out": rec.calls[0][0]}
     if case["level"] == "C":
         got = {}
-        for label, spec in case["passes"].items():
-            rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], sigma, *spec["gs"], case["prediction_type"])
+        scales = zip(param(case, "Reference guidance scale"), param(case, "Sketch guidance scale"))
+        for (label, spec), gs in zip(case["passes"].items(), scales, strict=True):
+            assert list(gs) == list(spec["gs"]), f"{label}: the guidance sliders and the pass's gs differ"
+            rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], sigma, *gs, case["prediction_type"])
             got[f"guided.{label}"] = guided[0]
             for position, name in enumerate(spec["passes"]):
                 got[f"raw.{label}.{name}"] = rec.calls[0][position]
@@ -172,11 +185,11 @@ def _unet(case, inputs, root):
 
 
 def _sampling(case, inputs, model, pos, neg, sk, recorder=None):
-    from .unet_runner import _alphas_cumprod, _timesteps_of
+    from .unet_runner import _ddim_schedule, _timesteps_of
 
     ts = [int(t) for t in case["timesteps"]] if not isinstance(case["timesteps"][0], dict) else \
         [int(e["t"]) for e in case["timesteps"]]
-    alphas = _alphas_cumprod()
+    alphas, final_alpha = _ddim_schedule(case, len(ts))
     sigmas = [math.sqrt((1 - alphas[t]) / alphas[t]) for t in ts]
     if "inpaint_bg" in inputs:      # Latent copy BG input (sdxl: threshold 0.5; xlv2: Sketch mask threshold)
         from colorize_diffusion.model_patches.colorize_diffusion.latent_copy import LATENT_COPY_KEY, LatentCopy
@@ -187,7 +200,7 @@ def _sampling(case, inputs, model, pos, neg, sk, recorder=None):
                                   param(case, "Sketch guidance scale"), case["prediction_type"], recorder=recorder)
     got = {"timesteps": torch.tensor(_timesteps_of(model, sigmas), dtype=torch.int64)}
     for i, (g, x) in enumerate(zip(guided, xs)):
-        a_prev = alphas[ts[i + 1]] if i + 1 < len(ts) else 1.0
+        a_prev = alphas[ts[i + 1]] if i + 1 < len(ts) else final_alpha
         got[f"step.{i}.guided"] = g
         got[f"step.{i}.x_in"] = rec.inputs[i]
         if "inpaint_bg" in inputs:

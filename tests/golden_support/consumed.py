@@ -1,0 +1,164 @@
+"""Which fields of a golden case a runner read: the case is handed to the runner as a recording copy, and after the
+run every field it never read must be declared here as irrelevant, with the reason. A field the runner silently
+ignores (an option the official code honours) fails the case.
+
+Reading a field means taking its value (`case[k]`, `case.get(k)`, iterating a dict's items or values); asking
+whether it is there (`k in case`) is not reading it. A parameter of a `parameters` list (name + value) is read when
+its `value` is. Nested dicts are tracked to their leaves; lists of plain values count as one field.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# fields no runner needs, whatever the case: their reason
+ALWAYS_IRRELEVANT = {
+    "name": "the case's name (the test id)",
+    "description": "prose for people",
+    "source": "where the official values came from (provenance)",
+    "level": "read by the dispatcher to pick the runner",
+    "expected": "the documentation of the expected tensors (compared key by key by compare.py)",
+    "sensitivity": "how much the outputs move when a value is perturbed: evidence about the case, not an input",
+    "note": "prose",
+    "notes": "prose",
+    "checkpoint_keys_note": "prose about the checkpoint's keys",
+    "output_stats": "statistics of the expected outputs, for people",
+    "official_call": "the official function call that produced the case (prose)",
+    "storage": "how the case's tensors are stored on disk (the loader reads the files themselves)",
+    "tiny_models": "how the tiny models were made (provenance); their files are named in the inputs",
+    "formula": "prose: the combination the expected outputs follow",
+    "what": "prose: a one-line summary of the case",
+    "passes": "which passes the guided step runs (follows from the guidance scales, which are read)",
+    "official_half_precision_vs_this_reference": "how far the official fp16/bf16 run is from the case (evidence)",
+    "guidance_formulas": "prose: the guided combinations (the runner's guided step implements them)",
+    "tolerance.criterion": "prose: the tolerance rule (compare.py implements it with rtol_rms and atol)",
+    "tolerance.how_chosen": "prose",
+    "tolerance.fp32_reference_vs_fp64": "evidence behind the tolerance",
+    "tolerance.fp32_rerun_max_abs_diff": "evidence behind the tolerance",
+}
+# the description of a tensor of inputs.safetensors (the runner reads the tensor itself)
+TENSOR_DOC = (".shape", ".dtype", ".doc")
+PROSE = (".formula", ".doc", ".note", ".description")      # prose leaves anywhere in a case
+
+# per runner: the fields its cases define that it does not need, and why
+DECLARED = {
+    "unet_runner": {
+        "clip": "levels B/C/E give the reference tokens as a tensor: no CLIP runs",
+        "lora": "prose: which LoRA branches the mode switches on (the runner's mode sets them)",
+        "mask_exact_threshold_pixels_per_row": "evidence: how many mask pixels sit exactly on the threshold",
+        "parameters[attn2.fg_scale (all 16 blocks)]": "the per-block value the app derives from Foreground strength "
+                                                       "(read) and the family's reset",
+        "parameters[attn2.bg_scale (all 16 blocks)]": "derived from Background strength (read) and the reset",
+        "parameters[attn2.merge_scale (all 16 blocks)]": "derived from Merging scale (read)",
+        "parameters[attn2.mask_threshold (all 16 blocks)]": "derived from Sketch mask threshold (read)",
+        "parameters[UNet forward threshold (skip warp)]": "derived from Sketch mask threshold (read)",
+        "ddim_update": "prose: the DDIM update (the runner's Euler step on σ is the same update)",
+        "scheduler_config.steps_offset": "the case lists its timesteps (read); the offset only made them",
+        "scheduler_config.timestep_spacing": "the case lists its timesteps (read); the spacing only made them",
+        "scheduler_config.dynamic_thresholding_ratio": "acts only with thresholding, which is checked off",
+        "scheduler_config.clip_sample_range": "acts only with clip_sample, which is checked off",
+        "scheduler_config.sample_max_value": "acts only with thresholding, which is checked off",
+        "scheduler_config._use_default_values": "diffusers bookkeeping",
+    },
+}
+
+
+DECLARED["injection_runner"] = DECLARED["unet_runner"]      # the same conditionings (unet_runner._conds)
+
+
+def declared_for(runner_name: str, case: dict) -> dict | None:
+    """The runner's declared fields plus the case's own 'already applied' parameters (their value is baked into the
+    input tensors, as the case's note says); None for a runner whose reads are not checked yet."""
+    short = runner_name.rsplit(".", 1)[-1]
+    if short not in DECLARED:
+        return None
+    out = dict(DECLARED[short])
+    for p in case.get("parameters", []) if isinstance(case.get("parameters"), list) else []:
+        if "already applied" in str(p.get("note", "")):
+            out[f"parameters[{p.get('ui_name') or p.get('internal_name')}]"] = p["note"]
+    return out
+
+
+class RecordingDict(dict):
+    """A dict that notes which of its keys were read (children wrapped the same way)."""
+
+    def __init__(self, data: Mapping, path: str, log: set):
+        super().__init__({k: _wrap(v, f"{path}{k}", log) for k, v in data.items()})
+        self._path, self._log = path, log
+
+    def _read(self, key):
+        self._log.add(f"{self._path}{key}")
+
+    def __getitem__(self, key):
+        self._read(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._read(key)
+        return super().get(key, default)
+
+    def items(self):
+        for k in self.keys():
+            self._read(k)
+        return super().items()
+
+    def values(self):
+        for k in self.keys():
+            self._read(k)
+        return super().values()
+
+    def copy(self):
+        for k in self.keys():
+            self._read(k)
+        return dict(super().items())
+
+
+class Parameter(RecordingDict):
+    """One entry of a `parameters` list: read when its value is."""
+
+    def __init__(self, data: Mapping, path: str, log: set):
+        name = data.get("ui_name") or data.get("internal_name")
+        super().__init__(data, f"{path}[{name}].", log)
+
+    def _read(self, key):
+        if key == "value":
+            super()._read(key)
+
+
+def _wrap(value, path: str, log: set):
+    if isinstance(value, Mapping):
+        return RecordingDict(value, path + ".", log)
+    if isinstance(value, list) and value and all(isinstance(v, Mapping) and "value" in v for v in value):
+        return [Parameter(v, path, log) for v in value]
+    return value
+
+
+def recording(case: dict) -> tuple[RecordingDict, set]:
+    log: set = set()
+    return RecordingDict(case, "", log), log
+
+
+def leaves(case: Mapping, path: tuple = ()) -> list[tuple]:
+    """Every field of a case as the recorder names it, with the names of the fields above it: [(name, ...)]."""
+    out = []
+    for k, v in case.items():
+        here = path + (f"{path[-1]}.{k}" if path else str(k),)
+        if isinstance(v, Mapping):
+            out += leaves(v, here)
+        elif isinstance(v, list) and v and all(isinstance(p, Mapping) and "value" in p for p in v):
+            for p in v:
+                entry = f"{here[-1]}[{p.get('ui_name') or p.get('internal_name')}]"
+                out.append(here + (entry, entry + ".value"))
+        else:
+            out.append(here)
+    return out
+
+
+def unread(case: dict, log: set, declared: dict) -> list[str]:
+    """The case's fields the runner never read and no declaration covers (a declaration of a field covers
+    everything under it; a parameter is declared as `parameters[<ui name or internal name>]`)."""
+    def covered(names: tuple) -> bool:
+        return (names[-1] in log or any(n in declared or n in ALWAYS_IRRELEVANT for n in names)
+                or (names[-1].startswith("inputs.") and names[-1].endswith(TENSOR_DOC))
+                or names[-1].endswith(PROSE))
+
+    return [names[-1] for names in leaves(case) if not covered(names)]
