@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 
-from .workflows import GROUPS, Graph, NodeSchema, layout
+from .graph import GROUPS, Graph, NodeSchema, layout
 
 SIZE = (640, 400)
 BACKGROUND = (32, 32, 36)
