@@ -128,14 +128,15 @@ class Graph:
             ui_nodes.append(node)
         note_id = len(self.nodes) + 1
         note_pos, note_size = note_box(positions, sizes, self.note)
+        group_list = groups(self, positions, sizes, note_pos, note_size)
         ui_nodes.append({"id": note_id, "type": NOTE, "pos": note_pos, "size": note_size, "flags": {},
                          "order": len(self.nodes), "mode": 0, "inputs": [], "outputs": [],
                          "title": "Read me: files and what this graph does", "properties": {},
                          "widgets_values": [self.note], "color": "#432", "bgcolor": "#653"})
         return {"id": _workflow_uuid(self.stem), "revision": 0, "last_node_id": note_id,
                 "last_link_id": link_id, "nodes": ui_nodes, "links": links,
-                "groups": groups(self, positions, sizes, note_pos, note_size), "config": {},
-                "extra": {"ds": initial_view(positions, sizes),
+                "groups": group_list, "config": {},
+                "extra": {"ds": initial_view([g["bounding"] for g in group_list] + [note_pos + note_size]),
                           "info": {"name": self.spec.title, "description": self.spec.description,
                                    "pack": PACK_TITLE}},
                 "models": _all_models(self), "version": 0.4}
@@ -214,6 +215,36 @@ def _workflow_uuid(stem: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Mask nodes (shared by the workflows' builders)
+# ----------------------------------------------------------------------------------------------------------
+def sketch_mask_node(g: Graph, o, sketch: int, size_base: int, resampling: str) -> int:
+    """The sketch's character mask as `o.masks` asks (workflows.Options): ISNet, a picture, or the sketch itself."""
+    if o.masks == "isnet":
+        return g.add("ColorizeDiffusionSketchMask", 2, {"polarity": "auto", "net_size": o.mask_net_size},
+                     {"sketch": (sketch, 3)})
+    if o.masks == "files":
+        # a mask picture of the original sketch, letterboxed exactly like the sketch (black = background)
+        mask_img = g.add("LoadImage", 0, {"image": o.sketch_mask}, title="Sketch mask", color=_GREEN)
+        fitted = g.add("ColorizeDiffusionPrepareSketch", 2,
+                       {"method": "none", "polarity": "keep", "width": o.width, "height": o.height,
+                        "size_base": size_base, "monochrome": "auto", "extract_size": 512,
+                        "resampling": resampling}, {"image": (mask_img, 0)}, title="Fit sketch mask")
+        return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (fitted, 0)}, title="Sketch mask")
+    return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (sketch, 0)}, title="Sketch mask")
+
+
+def reference_mask_node(g: Graph, o, ref_img: int, xl: bool = False) -> int:
+    if o.masks == "isnet":       # the XL app dilates 21x21 and binarises; the SD2.1 app dilates 11x11
+        return g.add("ColorizeDiffusionReferenceMask", 2, {"dilate": True, "net_size": o.mask_net_size,
+                                                           "dilation": 21 if xl else 11, "binarize": xl},
+                     {"reference": (ref_img, 0)})
+    if o.masks == "files":
+        return g.add("LoadImageMask", 0, {"image": o.reference_mask, "channel": o.mask_channel},
+                     title="Reference mask")
+    return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (ref_img, 0)}, title="Reference mask")
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Layout (UI positions; also what the thumbnails draw)
 # ----------------------------------------------------------------------------------------------------------
 COL_X = (0, 380, 780, 1180, 1580, 1960)
@@ -227,7 +258,7 @@ NOTE_SIZE = (320, 330)
 def node_size(n: Node, schema: NodeSchema) -> tuple:
     h = _TITLE_H + _ROW_H * max(len(schema.sockets), len(schema.outputs)) + \
         _WIDGET_H * (len(schema.widgets) + schema.upload) + 12
-    if n.type in ("LoadImage", "SaveImage"):
+    if n.type in ("LoadImage", "SaveImage", "PreviewImage"):
         h += _IMAGE_PREVIEW_H
     return COL_W[n.col], h
 
@@ -267,13 +298,15 @@ def groups(g: Graph, positions: dict, sizes: dict, note_pos, note_size) -> list:
     return out
 
 
-def initial_view(positions: dict, sizes: dict, screen=(1500, 780), origin=(70, 190)) -> dict:
-    """The canvas view the template opens with: the whole graph on a 1600x1000 window, below the top bars
-    (group titles included)."""
-    width = max(positions[i][0] + sizes[i][0] for i in positions)
-    height = max(positions[i][1] + sizes[i][1] for i in positions)
+def initial_view(boxes: list, screen=(1500, 780), origin=(70, 190)) -> dict:
+    """The canvas view the template opens with: every box ([x, y, w, h]: the groups with their titles, the note) on
+    a 1600x1000 window, below the top bars."""
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    width = max(b[0] + b[2] for b in boxes) - min(x0, 0)
+    height = max(b[1] + b[3] for b in boxes) - min(y0, 0)
     scale = round(min(screen[0] / width, screen[1] / height, 1.0), 3)
-    return {"scale": scale, "offset": [round(origin[0] / scale, 1), round(origin[1] / scale, 1)]}
+    return {"scale": scale, "offset": [round(origin[0] / scale - min(x0, 0), 1),
+                                       round(origin[1] / scale - min(y0, 0), 1)]}
 
 
 def execution_order(g: Graph) -> dict:

@@ -16,8 +16,10 @@ import json
 from dataclasses import dataclass, fields, replace
 
 from ..model_patches.colorize_diffusion.modes import OFFICIAL_MODES, official_mode, unfinished
+from .advanced_workflows import build_advanced
 from .colorflow_workflows import COLORFLOW_FAMILIES, build_colorflow
-from .graph import _BLUE, _GREEN, _PURPLE, GROUPS, NOTE, PACK_TITLE, Graph, Node, NodeSchema, layout  # noqa: F401
+from .graph import (_BLUE, _GREEN, _PURPLE, GROUPS, NOTE, PACK_TITLE, Graph, Node, NodeSchema, layout,  # noqa: F401
+                    reference_mask_node, sketch_mask_node)
 from .model_files import (CHECKPOINTS, CLIP_VISION, CLIP_VISION_XL, FILE_WIDGETS, MODEL_FILES,  # noqa: F401
                           MODEL_WIDGETS, NETWORK_FILES, TAGGER, TEXT_TOWER, XL_FAMILIES)
 
@@ -64,6 +66,7 @@ class WorkflowSpec:
     similarity: bool = False   # text manipulation of the reference and attention injection
     sketch_levels: bool = False   # the XL app's per-level sketch strengths (Sketch strength 1..4)
     chapter: bool = False      # a folder of pages, references retrieved per page from a pool, colours under the page
+    advanced: bool = False     # every control node of the family (devtools/advanced_workflows.py)
 
 
 WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
@@ -111,12 +114,25 @@ WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
                  f"Every grey, screentoned page in input/{SKETCH_FOLDER}/ coloured by ColorFlow's GraySD model (SD1.5 "
                  f"with its ColorGuider and LoRA) from the references retrieved from input/{POOL_FOLDER}/, then "
                  "sharpened by the guided super-resolution at the page's own size.", batch=True, chapter=True),
+    WorkflowSpec("advanced_v2", "Every control: lines, masks, text, strengths, window, attention maps (v2)", "v2",
+                 "background enhance",
+                 "v2 with every control node: a weight-free line extractor, Reference Pad, the reference mask "
+                 "(previewed by Mask Overlay), the reference with its character whitened as the background, text "
+                 "manipulation in the app's text form with its Visualize, Block Reference Strength (the reference's "
+                 "strength per transformer block), the Guidance Window and the result's Attention Map.",
+                 similarity=True, advanced=True),
     WorkflowSpec("vanilla_xl", "Colorize a sketch from a reference (XL)", "xlv2", "vanilla",
                  "ColorizeDiffusion XL at 1024 px: the reference is read by CLIP bigG and the WD tagger together. "
                  "Works with sdxl and xlv2 checkpoints."),
     WorkflowSpec("background_enhance_xl", "Character and background apart (XL v2)", "xlv2", "background enhance",
                  "XL v2: the sketch mask splits the attention; the background is taken from the reference with its "
                  "character whitened out, through the background ReferenceNet and the background LoRA."),
+    WorkflowSpec("advanced_xl", "Every control: lines, masks, strengths, window, attention maps (XL v2)", "xlv2",
+                 "background enhance",
+                 "XL v2 with every control node of XL: a weight-free line extractor, Reference Pad, the reference "
+                 "mask (previewed by Mask Overlay), the reference with its character whitened as the background "
+                 "(its tokens and ReferenceNet features), Reference Strength, the Guidance Window (honoured by XL, "
+                 "as the app) and the result's Attention Map.", advanced=True),
     WorkflowSpec("background_picture_xl", "Background from a background picture (XL v2)", "xlv2",
                  "background enhance",
                  "XL v2: the character is coloured from the reference, the background from a separate picture (its "
@@ -203,6 +219,10 @@ def build(stem: str, options: Options | None = None) -> Graph:
     background_file = o.background if o.background is not None else (EXAMPLE_BACKGROUND if spec.background else None)
     needs_reference_mask = parts.background and background_file is None
     g = Graph(stem, spec, o, parts)
+    if spec.advanced:
+        build_advanced(g, o, family, xl, o.checkpoint or CHECKPOINTS[family], o.size_base or SIZE_BASE[family])
+        g.note = _note(g, family, None)
+        return g
 
     # inputs ---------------------------------------------------------------------------------------------
     if spec.batch:
@@ -255,8 +275,8 @@ def build(stem: str, options: Options | None = None) -> Graph:
     background = g.add("ColorizeDiffusionEncodeReference", 2, {},
                        {"clip_vision": (clip, 0), "image": (bg_img, 0), **tagger},
                        title="Encode Background") if bg_img is not None else None
-    sketch_mask = _sketch_mask(g, o, sketch, size_base, "pillow" if xl else "tensor") if parts.split else None
-    ref_mask = _reference_mask(g, o, ref_img, xl) if needs_reference_mask else None
+    sketch_mask = sketch_mask_node(g, o, sketch, size_base, "pillow" if xl else "tensor") if parts.split else None
+    ref_mask = reference_mask_node(g, o, ref_img, xl) if needs_reference_mask else None
 
     # encoders: the mode is which of them are wired ------------------------------------------------------
     applied = g.add("ColorizeDiffusionApplySketch", 3, {"sketch_strength": o.sketch_strength,
@@ -281,7 +301,7 @@ def build(stem: str, options: Options | None = None) -> Graph:
         else:
             links.update({"clip_vision": (clip, 0), "reference_mask": (ref_mask, 0), **tagger})
         if xl and family == "xlv2" and background is not None:      # the ReferenceNet reads the reference mask too
-            links["reference_mask"] = (_reference_mask(g, o, ref_img, xl), 0)
+            links["reference_mask"] = (reference_mask_node(g, o, ref_img, xl), 0)
         bg = g.add("ColorizeDiffusionBackgroundEncoder", 3,
                    {"reference_mask_threshold": o.reference_mask_threshold, "background_factor": o.background_factor,
                     "latent_copy": False}, links, color=_PURPLE)
@@ -319,32 +339,6 @@ def build(stem: str, options: Options | None = None) -> Graph:
           {"images": (image, 0)})
     g.note = _note(g, family, background_file)
     return g
-
-
-def _sketch_mask(g: Graph, o: Options, sketch: int, size_base: int, resampling: str) -> int:
-    if o.masks == "isnet":
-        return g.add("ColorizeDiffusionSketchMask", 2, {"polarity": "auto", "net_size": o.mask_net_size},
-                     {"sketch": (sketch, 3)})
-    if o.masks == "files":
-        # a mask picture of the original sketch, letterboxed exactly like the sketch (black = background)
-        mask_img = g.add("LoadImage", 0, {"image": o.sketch_mask}, title="Sketch mask", color=_GREEN)
-        fitted = g.add("ColorizeDiffusionPrepareSketch", 2,
-                       {"method": "none", "polarity": "keep", "width": o.width, "height": o.height,
-                        "size_base": size_base, "monochrome": "auto", "extract_size": 512,
-                        "resampling": resampling}, {"image": (mask_img, 0)}, title="Fit sketch mask")
-        return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (fitted, 0)}, title="Sketch mask")
-    return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (sketch, 0)}, title="Sketch mask")
-
-
-def _reference_mask(g: Graph, o: Options, ref_img: int, xl: bool = False) -> int:
-    if o.masks == "isnet":       # the XL app dilates 21x21 and binarises; the SD2.1 app dilates 11x11
-        return g.add("ColorizeDiffusionReferenceMask", 2, {"dilate": True, "net_size": o.mask_net_size,
-                                                           "dilation": 21 if xl else 11, "binarize": xl},
-                     {"reference": (ref_img, 0)})
-    if o.masks == "files":
-        return g.add("LoadImageMask", 0, {"image": o.reference_mask, "channel": o.mask_channel},
-                     title="Reference mask")
-    return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (ref_img, 0)}, title="Reference mask")
 
 
 def _note(g: Graph, family: str, background_file: str | None) -> str:

@@ -112,9 +112,13 @@ def test_the_wired_encoders_are_the_mode_and_the_defaults_are_official(stem):
     if parts.background:
         (bg,) = by_type["ColorizeDiffusionBackgroundEncoder"]
         assert bg["reference_mask_threshold"] == 0.5 and bg["background_factor"] == 1.0
-        # xlv2's background ReferenceNet reads the reference's mask even with a background picture
-        assert ("background" in bg) == spec.background
-        assert ("reference_mask" in bg) == (not spec.background or spec.family == "xlv2")
+        # xlv2's background ReferenceNet reads the reference's mask even with a background picture; the advanced
+        # graphs give it the reference with its character whitened (Background-only Reference) as the background
+        assert ("background" in bg) == (spec.background or spec.advanced)
+        assert ("reference_mask" in bg) == (not (spec.background or spec.advanced) or spec.family == "xlv2")
+        if spec.advanced:
+            encoded = api[bg["background"][0]]
+            assert api[encoded["inputs"]["image"][0]]["class_type"] == "ColorizeDiffusionBackgroundOnlyReference"
     (ckpt,) = by_type["ColorizeDiffusionCheckpointLoader"]
     assert ckpt["ckpt_name"] == wf.CHECKPOINTS[spec.family]
     (clip,) = by_type["ColorizeDiffusionLoadOpenCLIPVision"]
@@ -195,10 +199,31 @@ def test_newcomer_reads_groups_a_note_and_model_downloads(stem):
         (ckpt,) = [n for n in ui["nodes"] if n["type"] == "ColorizeDiffusionCheckpointLoader"]
         assert ckpt["properties"]["models"][0]["name"] == ckpt["widgets_values"][0]
         assert ckpt["properties"]["models"][0]["directory"] == "colorizediffusion"
-    # opens with the whole graph below the toolbar: the top group title at y >= 60 screen pixels
+    # opens with every group, its title and the note on a 1600x1000 window, below the frontends' top bars
     ds = ui["extra"]["ds"]
-    top = min(g["bounding"][1] for g in ui["groups"])
-    assert (top + ds["offset"][1]) * ds["scale"] >= 60
+    boxes = [g["bounding"] for g in ui["groups"]] + [note["pos"] + note["size"]]
+    screen = [[(x + ds["offset"][0]) * ds["scale"], (y + ds["offset"][1]) * ds["scale"],
+               (x + w + ds["offset"][0]) * ds["scale"], (y + h + ds["offset"][1]) * ds["scale"]] for x, y, w, h in boxes]
+    assert all(b[0] >= 0 and b[1] >= 60 and b[2] <= 1600 and b[3] <= 1000 for b in screen), screen
+
+
+# The one registered node no shipped workflow uses, and why
+NOT_SHIPPED = {"ColorizeDiffusionLoadDiffusersBase": (
+    "ColorFlow's shipped graphs load their bases with ComfyUI's own loaders, from the single files ComfyUI users "
+    "hold; Load Diffusers Base is for a diffusers-layout folder (the tests run ColorFlow's graphs with it on the "
+    "tiny bases)")}
+
+
+def test_every_node_is_in_a_shipped_workflow():
+    """Each node the pack registers appears in some shipped workflow, so a user meets every node in a working graph
+    (and the browser and workflow tests load and run it)."""
+    from colorize_diffusion.nodes import node_classes
+
+    shipped = {n["type"] for stem in STEMS for n in json.loads((EXAMPLES / f"{stem}.json").read_text())["nodes"]}
+    registered = set(node_classes())
+    assert set(NOT_SHIPPED) <= registered
+    assert sorted(registered - shipped - set(NOT_SHIPPED)) == []
+    assert not set(NOT_SHIPPED) & shipped, "allowed to be missing, but shipped: drop it from NOT_SHIPPED"
 
 
 # ------------------------------------------------------------------------------------------ vs the live nodes
