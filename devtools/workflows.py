@@ -141,6 +141,12 @@ WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
 )}
 
 
+def workflow_groups() -> dict[str, list]:
+    """The workflows of the XL families and ColorFlow's (model_files.OTHER_FILES names them so)."""
+    return {"xl": [s for s, w in WORKFLOWS.items() if w.family in XL_FAMILIES],
+            "colorflow": [s for s, w in WORKFLOWS.items() if w.family in COLORFLOW_FAMILIES]}
+
+
 @dataclass(frozen=True)
 class Options:
     """What a run may change. Defaults = the shipped example workflows (official app defaults)."""

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from colorize_diffusion.devtools import workflows as wf
-from colorize_diffusion.devtools.colorflow_workflows import COLORFLOW_FAMILIES, REPOSITORY_NAMES
+from colorize_diffusion.devtools.colorflow_workflows import COLORFLOW_FAMILIES
+from colorize_diffusion.devtools.model_files import REPOSITORY_NAMES
 from server_fixture import PACK_DIR_NAME, REPO
 
 EXAMPLES = REPO / "example_workflows"
@@ -184,8 +185,8 @@ def test_newcomer_reads_groups_a_note_and_model_downloads(stem):
     text = note["widgets_values"][0]
     needed = {m["name"]: m for m in ui["models"]}
     for name, m in needed.items():
-        # saved under `name`; the tagger's file is called model.safetensors in its repository
-        source = "model.safetensors" if name == wf.TAGGER else REPOSITORY_NAMES.get(name, name)
+        # saved under `name`; some are called otherwise in their repository (the tagger's model.safetensors)
+        source = REPOSITORY_NAMES.get(name, name)
         assert name in text and m["url"].startswith("https://huggingface.co/") and m["url"].endswith(source)
     if wf.WORKFLOWS[stem].family in COLORFLOW_FAMILIES:       # ComfyUI's loaders, every file with its download
         loaders = [n for n in ui["nodes"] if n["type"] in ("UNETLoader", "CLIPLoader", "VAELoader",
@@ -205,6 +206,28 @@ def test_newcomer_reads_groups_a_note_and_model_downloads(stem):
     screen = [[(x + ds["offset"][0]) * ds["scale"], (y + ds["offset"][1]) * ds["scale"],
                (x + w + ds["offset"][0]) * ds["scale"], (y + h + ds["offset"][1]) * ds["scale"]] for x, y, w, h in boxes]
     assert all(b[0] >= 0 and b[1] >= 60 and b[2] <= 1600 and b[3] <= 1000 for b in screen), screen
+
+
+def test_readme_lists_every_file_of_every_workflow():
+    """README's model table is made from the shipped workflows' `models` lists (what the frontend offers to
+    download): every file with its folder and download, and the files no `models` entry can name (XL checkpoints,
+    ColorFlow's folders); every loader widget's file of every workflow is in it."""
+    from colorize_diffusion.devtools import model_files as mf
+
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index(mf.README_BEGIN):readme.index(mf.README_END) + len(mf.README_END)]
+    models = {stem: json.loads((EXAMPLES / f"{stem}.json").read_text())["models"] for stem in STEMS}
+    assert block == mf.readme_table(models, wf.workflow_groups()), \
+        "README's model table is stale: run `.venv/bin/python scripts/build_workflows.py`"
+    for stem in STEMS:
+        graph = wf.build(stem)
+        named = {v for n in graph.nodes for (t, w) in wf.MODEL_WIDGETS if t == n.type for v in [n.widgets[w]]}
+        named |= {f for t, f in wf.NETWORK_FILES.items() if t in graph.node_types}
+        xl_checkpoints = {wf.CHECKPOINTS[f] for f in wf.XL_FAMILIES}
+        for name in named - xl_checkpoints:
+            assert f"| `{name}`" in block and name in {m["name"] for m in models[stem]}, (stem, name)
+    for _, folder, url, _ in mf.OTHER_FILES:
+        assert url in block and f"`models/{folder}/`" in block
 
 
 # The one registered node no shipped workflow uses, and why
