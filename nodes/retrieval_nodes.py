@@ -15,6 +15,7 @@ import torch
 from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError
+from ..picture_files import read_rgb
 from ..model_patches.common import clip_tokens
 from ..preprocess import composite, convert
 from ..preprocess import retrieval as rap
@@ -51,19 +52,10 @@ def _folder_pictures(path: str) -> list:
 
 
 def _read_folder(folder: str) -> list:
-    from PIL import Image
-
     path = _folder_path(folder)
     if not os.path.isdir(path):
         raise ColorizerInputError(f"reference pool folder {folder!r} not found (a folder of input/, or a full path)")
-    pictures = []
-    for name in _folder_pictures(path):
-        try:
-            with Image.open(os.path.join(path, name)) as im:
-                pictures.append(np.asarray(im.convert("RGB")))
-        except Exception as exc:  # noqa: BLE001 - one message naming the file
-            raise ColorizerInputError(f"reference pool: {name} cannot be read as a picture ({exc})") from None
-    return pictures
+    return [read_rgb(os.path.join(path, name), "reference pool") for name in _folder_pictures(path)]
 
 
 class ReferencePoolNode(io.ComfyNode):
