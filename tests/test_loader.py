@@ -1,6 +1,7 @@
 """Loading official-layout checkpoints: family, prediction type, every key consumed, clear errors."""
 from __future__ import annotations
 
+import ast
 import csv
 import os
 import pickle
@@ -84,7 +85,8 @@ def test_ddpm_buffers_and_clip_keys_are_accepted(tmp_path):
 def _manifest(name):
     with open(GOLDEN / "manifests" / f"{name}.tsv") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    return {r["key"]: torch.empty(eval(r["shape"]), dtype=getattr(torch, r["dtype"]), device="meta") for r in rows}
+    return {r["key"]: torch.empty(ast.literal_eval(r["shape"]), dtype=getattr(torch, r["dtype"]), device="meta")
+            for r in rows}
 
 
 @pytest.mark.parametrize("layers", ["eager", "lazy", "lazy-meta"])
@@ -200,7 +202,8 @@ def _xl_manifest(name):
     assert path.is_file(), f"no manifest {path}"
     with open(path) as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    return {r["key"]: torch.empty(eval(r["shape"]), dtype=getattr(torch, r["dtype"]), device="meta") for r in rows}
+    return {r["key"]: torch.empty(ast.literal_eval(r["shape"]), dtype=getattr(torch, r["dtype"]), device="meta")
+            for r in rows}
 
 
 @pytest.mark.parametrize("layers", ["eager", "lazy"])
