@@ -1,8 +1,8 @@
 """The advanced example workflows: one graph per product line (SD2.1 v2, XL v2) that shows the nodes the mode graphs
 leave out: a line extractor, Reference Pad, the reference mask previewed by Mask Overlay, the Background-only
 Reference feeding the Background Encoder, the reference's strength (SD2.1: Block Reference Strength, the accurate
-per-block control; XL: Reference Strength's level sliders), the Guidance Window, text manipulation in the app's text form with its Visualize (SD2.1), and the
-Attention Map of the result.
+per-block control; XL: Reference Strength's level sliders), the Guidance Window, text manipulation in the app's text
+form with its Visualize (SD2.1), and the Attention Map of the result.
 
 `build_advanced` fills a Graph that devtools/workflows.py created (the same Options: the tests run these graphs with
 the tiny models like every other workflow). Every value is the official app's default, except where a node would

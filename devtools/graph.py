@@ -144,7 +144,6 @@ class Graph:
 
 def _models(n: Node) -> list:
     files = [n.widgets[w] for t, w in MODEL_WIDGETS if t == n.type]
-    files += [NETWORK_FILES[n.type]] if n.type in NETWORK_FILES else []
     return [{"name": f, "url": MODEL_FILES[f][0], "directory": MODEL_FILES[f][1]} for f in files if f in MODEL_FILES]
 
 
@@ -159,6 +158,14 @@ def _all_models(g: Graph) -> list:
 
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+
+
+SEED_NAMES = ("seed", "noise_seed")     # INT widgets the frontend gives a control_after_generate of its own
+
+
+def has_seed_control(name: str, widget_type: str, opts: dict) -> bool:
+    """Whether the frontend adds a control_after_generate value after this widget (declared, or by its name)."""
+    return bool(opts.get("control_after_generate")) or (widget_type == "INT" and name in SEED_NAMES)
 
 
 @dataclass(frozen=True)
@@ -186,7 +193,7 @@ class NodeSchema:
                 widget_type = "COMBO" if isinstance(typ, list) else typ
                 if widget_type in WIDGET_TYPES and not opts.get("forceInput"):
                     widgets.append((name, widget_type))
-                    seed = name if opts.get("control_after_generate") else seed
+                    seed = name if has_seed_control(name, widget_type, opts) else seed
                     upload = upload or bool(opts.get("image_upload"))
                 else:
                     sockets.append((name, typ, section == "optional"))
@@ -220,7 +227,8 @@ def _workflow_uuid(stem: str) -> str:
 def sketch_mask_node(g: Graph, o, sketch: int, size_base: int, resampling: str) -> int:
     """The sketch's character mask as `o.masks` asks (workflows.Options): ISNet, a picture, or the sketch itself."""
     if o.masks == "isnet":
-        return g.add("ColorizeDiffusionSketchMask", 2, {"polarity": "auto", "net_size": o.mask_net_size},
+        return g.add("ColorizeDiffusionSketchMask", 2, {"polarity": "auto", "net_size": o.mask_net_size,
+                                                        "weights": NETWORK_FILES["ColorizeDiffusionSketchMask"]},
                      {"sketch": (sketch, 3)})
     if o.masks == "files":
         # a mask picture of the original sketch, letterboxed exactly like the sketch (black = background)
@@ -235,8 +243,10 @@ def sketch_mask_node(g: Graph, o, sketch: int, size_base: int, resampling: str) 
 
 def reference_mask_node(g: Graph, o, ref_img: int, xl: bool = False) -> int:
     if o.masks == "isnet":       # the XL app dilates 21x21 and binarises; the SD2.1 app dilates 11x11
+        weights = NETWORK_FILES["ColorizeDiffusionReferenceMask"]
         return g.add("ColorizeDiffusionReferenceMask", 2, {"dilate": True, "net_size": o.mask_net_size,
-                                                           "dilation": 21 if xl else 11, "binarize": xl},
+                                                           "dilation": 21 if xl else 11, "binarize": xl,
+                                                           "weights": weights},
                      {"reference": (ref_img, 0)})
     if o.masks == "files":
         return g.add("LoadImageMask", 0, {"image": o.reference_mask, "channel": o.mask_channel},

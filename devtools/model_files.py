@@ -48,11 +48,14 @@ FILE_WIDGETS = {("LoadImage", "image"), ("LoadImageMask", "image"), ("LoadImageD
                 ("ColorizeDiffusionLoadColorFlowSuperResolution", "folder"),
                 ("ColorizeDiffusionLoadDiffusersBase", "folder"), ("ColorizeDiffusionCheckpointLoader", "ckpt_name"),
                 ("ColorizeDiffusionLoadOpenCLIPVision", "clip_name"), ("ColorizeDiffusionLoadTextTower", "clip_name"),
-                ("ColorizeDiffusionLoadWDTagger", "tagger_name")}
+                ("ColorizeDiffusionLoadWDTagger", "tagger_name"), ("ColorizeDiffusionSketchMask", "weights"),
+                ("ColorizeDiffusionReferenceMask", "weights")}
 MODEL_WIDGETS = {("ColorizeDiffusionCheckpointLoader", "ckpt_name"), ("ColorizeDiffusionLoadOpenCLIPVision",
                                                                        "clip_name"),
                  ("ColorizeDiffusionLoadTextTower", "clip_name"), ("ColorizeDiffusionLoadWDTagger", "tagger_name"),
+                 ("ColorizeDiffusionSketchMask", "weights"), ("ColorizeDiffusionReferenceMask", "weights"),
                  *COLORFLOW_MODEL_WIDGETS}
+# the networks' files the mask nodes' `weights` widget names (the official names)
 NETWORK_FILES = {"ColorizeDiffusionSketchMask": "sketch-segment.safetensors",
                  "ColorizeDiffusionReferenceMask": "isnetis.safetensors"}
 # files saved under another name than their repository's (the download's last path part)

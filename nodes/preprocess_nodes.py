@@ -21,11 +21,11 @@ import folder_paths
 from comfy_api.v0_0_2 import io
 
 from ..comfy_compat import new_model_patcher
-from ..errors import ColorizerInputError
+from ..errors import ColorizerInputError, ColorizerLoadError
 from ..model_folders import PREPROCESSORS
 from ..preprocess import convert, extractors, isnet, masks, reference
 from ..preprocess import sketch as sketch_mod
-from ..preprocess.weights import find_weight_file, load_network
+from ..preprocess.weights import NETWORKS, find_weight_file, load_network
 from .io_types import CATEGORY as PACK_CATEGORY, ColorizerSketch, fraction
 
 CATEGORY = f"{PACK_CATEGORY}/preprocess"
@@ -47,10 +47,39 @@ def _aux_annotator_dirs() -> list[str]:
     return out
 
 
-def get_network(name: str):
-    """Network `name` of preprocess.weights.NETWORKS from the model folder, in a model patcher (cached), so that
-    ComfyUI loads, offloads and frees it like any model."""
-    path = find_weight_file(name, folder_paths.get_folder_paths(PREPROCESSORS), _aux_annotator_dirs())
+def _weight_path(name: str, weights: str | None) -> str:
+    """The file of network `name`: `weights` (a file of the preprocessors folder) when one other than the official
+    name is chosen, else the official file wherever the pack finds it (preprocess.weights.find_weight_file)."""
+    if weights and weights not in NETWORKS[name].files:
+        path = folder_paths.get_full_path(PREPROCESSORS, weights)
+        if path is None:
+            raise ColorizerLoadError(f"{NETWORKS[name].official_name} weights {weights} not found in "
+                                     f"models/colorizediffusion/preprocessors (searched: "
+                                     f"{', '.join(folder_paths.get_folder_paths(PREPROCESSORS))})")
+        return path
+    return find_weight_file(name, folder_paths.get_folder_paths(PREPROCESSORS), _aux_annotator_dirs())
+
+
+def weights_input(name: str):
+    """The optional `weights` widget of a node that loads network `name`: it names the file, so that the frontend
+    reports it missing and offers its download. Its list: the preprocessors folder, plus the official name where the
+    pack finds that file elsewhere (a subfolder, comfyui_controlnet_aux's folder)."""
+    official = NETWORKS[name].files[0]
+    options = list(folder_paths.get_filename_list(PREPROCESSORS))
+    if official not in options:
+        try:
+            _weight_path(name, None)
+            options.insert(0, official)
+        except ColorizerLoadError:
+            pass
+    return io.Combo.Input("weights", options=options, default=official, optional=True, tooltip=(
+        f"the {NETWORKS[name].official_name} file in models/colorizediffusion/preprocessors (official: {official})"))
+
+
+def get_network(name: str, weights: str | None = None):
+    """Network `name` of preprocess.weights.NETWORKS from the model folder (the file `weights`, or the official
+    one), in a model patcher (cached), so that ComfyUI loads, offloads and frees it like any model."""
+    path = _weight_path(name, weights)
     st = os.stat(path)
     key = (name, path, st.st_mtime_ns, st.st_size)
     if key in _CACHE:
@@ -252,6 +281,7 @@ class SketchMask(io.ComfyNode):
                     "for an IMAGE: keep = white lines on black (Prepare Sketch output), invert = black lines on "
                     "white, auto = from the strokes")),
                 _net_size("ISNet input size (official 1024)"),
+                weights_input("isnet_sketch"),
             ],
             outputs=[io.Mask.Output(display_name="sketch_mask", tooltip=(
                 "soft foreground mask at the sketch's size, [0,1]; Split Attention compares it with its threshold"))],
@@ -259,14 +289,14 @@ class SketchMask(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, sketch, polarity="auto", net_size=1024):
+    def execute(cls, sketch, polarity="auto", net_size=1024, weights=None):
         if isinstance(sketch, sketch_mod.PreparedSketch):
             white = -sketch.sketch
         else:
             white = sketch_mod.image_to_white_sketch(sketch, polarity)
         b, _, h, w = white.shape
         outs, pbar = [], _progress(b, cls)
-        net = _loaded(get_network("isnet_sketch"))
+        net = _loaded(get_network("isnet_sketch", weights))
         for i in range(b):
             outs.append(isnet.sketch_mask(net, white[i:i + 1], h, w, size=net_size).cpu())
             _tick(pbar)
@@ -294,20 +324,22 @@ class ReferenceMask(io.ComfyNode):
                              tooltip="max-pool size of the dilation: 11 as the SD2.1 app, 21 as the XL app"),
                 io.Boolean.Input("binarize", default=False, optional=True,
                                  tooltip="the XL app: 1 where the dilated mask is above 0.5, else 0"),
+                weights_input("isnet"),
             ],
             outputs=[io.Mask.Output(display_name="mask"), io.Mask.Output(display_name="mask_undilated")],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, reference, dilate=True, net_size=1024, mask=None, dilation=masks.DILATE_KERNEL, binarize=False):
+    def execute(cls, reference, dilate=True, net_size=1024, mask=None, dilation=masks.DILATE_KERNEL, binarize=False,
+                weights=None):
         image = convert.rgb(convert.check_image(reference, "reference"))
         if mask is not None:
             raw = _mask_for(image, mask, "mask").clamp(0, 1).expand(image.shape[0], -1, -1, -1)
         else:
             x = convert.to_model(image)
             outs, pbar = [], _progress(x.shape[0], cls)
-            net = _loaded(get_network("isnet"))
+            net = _loaded(get_network("isnet", weights))
             for i in range(x.shape[0]):
                 outs.append(isnet.reference_mask(net, x[i:i + 1], size=net_size, dilate=False).cpu())
                 _tick(pbar)

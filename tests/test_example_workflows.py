@@ -14,6 +14,7 @@ from PIL import Image
 
 from colorize_diffusion.devtools import workflows as wf
 from colorize_diffusion.devtools.colorflow_workflows import COLORFLOW_FAMILIES
+from colorize_diffusion.devtools.graph import has_seed_control
 from colorize_diffusion.devtools.model_files import REPOSITORY_NAMES
 from server_fixture import PACK_DIR_NAME, REPO
 
@@ -302,7 +303,7 @@ def test_ui_widget_values_follow_input_order(object_info, stem):
             spec = _input_spec(info, name)[0]
             _check_value(node["type"], name, values[i + len(extras)], spec)
             opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-            if opts.get("control_after_generate"):
+            if has_seed_control(name, "COMBO" if isinstance(spec[0], list) else spec[0], opts):
                 extras.append(values[i + len(extras) + 1])
                 assert extras[-1] in ("fixed", "increment", "decrement", "randomize")
             if opts.get("image_upload"):
