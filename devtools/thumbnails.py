@@ -108,7 +108,7 @@ def render(g: Graph, object_info: dict) -> bytes:
 
 _SHOWN = {"ColorizeDiffusionCheckpointLoader": ("ckpt_name",), "ColorizeDiffusionSplitAttention": ("threshold",),
           "ColorizeDiffusionGuider": ("reference_scale", "sketch_scale"), "BasicScheduler": ("steps",),
-          "LoadImage": ("image",), "SaveImage": ("filename_prefix",),
+          "LoadImage": ("image",), "ColorizeDiffusionLoadImage": ("image",), "SaveImage": ("filename_prefix",),
           "ColorizeDiffusionLoadOpenCLIPVision": ("clip_name",), "LoadImageDataSetFromFolder": ("folder",),
           "KSamplerSelect": ("sampler_name",)}
 

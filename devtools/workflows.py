@@ -18,8 +18,8 @@ from dataclasses import dataclass, fields, replace
 from ..model_patches.colorize_diffusion.modes import OFFICIAL_MODES, official_mode, unfinished
 from .advanced_workflows import build_advanced
 from .colorflow_workflows import COLORFLOW_FAMILIES, build_colorflow
-from .graph import (_BLUE, _GREEN, _PURPLE, GROUPS, NOTE, PACK_TITLE, Graph, Node, NodeSchema, layout,  # noqa: F401
-                    reference_mask_node, sketch_mask_node)
+from .graph import (_BLUE, _GREEN, _PURPLE, GROUPS, IMAGE_LOADER, NOTE, PACK_TITLE, Graph, Node,  # noqa: F401
+                    NodeSchema, layout, reference_mask_node, sketch_mask_node)
 from .model_files import (CHECKPOINTS, CLIP_VISION, CLIP_VISION_XL, FILE_WIDGETS, MODEL_FILES,  # noqa: F401
                           MODEL_WIDGETS, NETWORK_FILES, TAGGER, TEXT_TOWER, XL_FAMILIES)
 
@@ -236,11 +236,11 @@ def build(stem: str, options: Options | None = None) -> Graph:
                            color=_GREEN)
         sketch_links = {"image": (sketch_img, 0)}
     else:
-        sketch_img = g.add("LoadImage", 0, {"image": o.sketch}, title="Sketch", color=_GREEN)
+        sketch_img = g.add(IMAGE_LOADER, 0, {"image": o.sketch}, title="Sketch", color=_GREEN)
         sketch_links = {"image": (sketch_img, 0), "transparency_mask": (sketch_img, 1)}
-    ref_img = g.add("LoadImage", 0, {"image": o.reference}, title="Reference", color=_GREEN) \
+    ref_img = g.add(IMAGE_LOADER, 0, {"image": o.reference}, title="Reference", color=_GREEN) \
         if not spec.chapter else None
-    bg_img = g.add("LoadImage", 0, {"image": background_file}, title="Background", color=_GREEN) \
+    bg_img = g.add(IMAGE_LOADER, 0, {"image": background_file}, title="Background", color=_GREEN) \
         if background_file is not None else None
 
     # models ---------------------------------------------------------------------------------------------

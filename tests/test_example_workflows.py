@@ -134,7 +134,8 @@ def test_the_wired_encoders_are_the_mode_and_the_defaults_are_official(stem):
         assert ksel["sampler_name"] == "dpmpp_3m_sde" and sched["scheduler"] == "exponential"
         assert prepare["size_base"] == 1024
     assert "VAELoader" not in by_type, "the official checkpoints contain their VAE"
-    pictures = {v["image"] for v in by_type.get("LoadImage", [])}
+    assert "LoadImage" not in by_type, "the pictures load through the pack's strict Load Image"
+    pictures = {v["image"] for v in by_type.get("ColorizeDiffusionLoadImage", [])}
     assert (wf.EXAMPLE_REFERENCE in pictures) != spec.chapter and (wf.EXAMPLE_SKETCH in pictures) != spec.batch
     if spec.chapter:     # the references come from the pool the pack ships, retrieved per page
         (pool,) = by_type["ColorizeDiffusionReferencePool"]
