@@ -39,6 +39,21 @@ def subfolders(key: str, marker) -> list[str]:
     return sorted(found)
 
 
+def checkpoint_names() -> list[str]:
+    """The checkpoint loader's list: the files of models/colorizediffusion/ less those in the extra-network folders
+    inside it (tagger/, preprocessors/, or wherever extra_model_paths.yaml puts them under a checkpoint folder)."""
+    import folder_paths
+
+    networks = [os.path.abspath(p) + os.sep for key in (TAGGERS, PREPROCESSORS)
+                for p in folder_paths.get_folder_paths(key)]
+    names = []
+    for name in folder_paths.get_filename_list(CHECKPOINTS):
+        path = folder_paths.get_full_path(CHECKPOINTS, name)
+        if path is None or not any(os.path.abspath(path).startswith(root) for root in networks):
+            names.append(name)
+    return names
+
+
 def subfolder_path(key: str, name: str) -> str | None:
     import folder_paths
 

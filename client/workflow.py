@@ -16,6 +16,7 @@ MODES = {"vanilla": "vanilla", "foreground-background": "foreground_background_v
          "xl-background-picture": "background_picture_xl", "chapter": "chapter_v2",
          "colorflow": "chapter_colorflow", "colorflow-shading": "shaded_pages_colorflow",
          "colorflow-grey": "grey_pages_colorflow"}
+PICTURE_LOADERS = {"LoadImage", "ColorizeDiffusionLoadImage"}   # ComfyUI's, and the pack's strict one
 FOLDER_LOADERS = {"LoadImageDataSetFromFolder"}     # a workflow's folder of sketches: one sketch per job here
 POOL_NODE = "ColorizeDiffusionReferencePool"
 
@@ -87,7 +88,7 @@ def to_api(ui: dict, object_info: dict) -> dict:
 def pictures(prompt: dict) -> dict:
     """Load Image nodes by title ("Sketch", "Reference", "Background", ...); a folder of sketches counts as the
     Sketch (each job gives it one)."""
-    found = {n["_meta"]["title"]: key for key, n in prompt.items() if n["class_type"] == "LoadImage"}
+    found = {n["_meta"]["title"]: key for key, n in prompt.items() if n["class_type"] in PICTURE_LOADERS}
     for key, n in prompt.items():
         if n["class_type"] in FOLDER_LOADERS:
             found["Sketch"] = key
@@ -105,7 +106,7 @@ def fill(prompt: dict, *, images: dict, models: dict, settings: dict, prefix: st
     p = json.loads(json.dumps(prompt))
     for key, node in p.items():
         if node["class_type"] in FOLDER_LOADERS:       # the job's one sketch instead of the workflow's folder
-            p[key] = {"class_type": "LoadImage", "inputs": {}, "_meta": {"title": "Sketch"}}
+            p[key] = {"class_type": "ColorizeDiffusionLoadImage", "inputs": {}, "_meta": {"title": "Sketch"}}
         if node["class_type"] == POOL_NODE and pool is not None:
             node["inputs"]["folder"] = pool
     by_title = pictures(p)

@@ -63,11 +63,14 @@ class RunResult:
     outputs: dict                      # node id -> ui output ({"images": [{"filename", "subfolder", "type"}]})
     messages: list = field(default_factory=list)
 
-    def image_files(self) -> list[Path]:
+    def image_files(self, kinds: tuple = ("output", "temp", "input")) -> list[Path]:
+        """The pictures the prompt's output nodes gave, of the folder `kinds` (Save Image: output, Preview: temp)."""
         import folder_paths
         files = []
         for node_out in self.outputs.values():
             for img in node_out.get("images", []):
+                if img.get("type", "output") not in kinds:
+                    continue
                 base = {"output": folder_paths.get_output_directory(), "temp": folder_paths.get_temp_directory(),
                         "input": folder_paths.get_input_directory()}[img.get("type", "output")]
                 files.append(Path(base) / img.get("subfolder", "") / img["filename"])

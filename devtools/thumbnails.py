@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 
-from .workflows import GROUPS, Graph, NodeSchema, layout
+from .graph import GROUPS, Graph, NodeSchema, layout
 
 SIZE = (640, 400)
 BACKGROUND = (32, 32, 36)
@@ -108,7 +108,7 @@ def render(g: Graph, object_info: dict) -> bytes:
 
 _SHOWN = {"ColorizeDiffusionCheckpointLoader": ("ckpt_name",), "ColorizeDiffusionSplitAttention": ("threshold",),
           "ColorizeDiffusionGuider": ("reference_scale", "sketch_scale"), "BasicScheduler": ("steps",),
-          "LoadImage": ("image",), "SaveImage": ("filename_prefix",),
+          "LoadImage": ("image",), "ColorizeDiffusionLoadImage": ("image",), "SaveImage": ("filename_prefix",),
           "ColorizeDiffusionLoadOpenCLIPVision": ("clip_name",), "LoadImageDataSetFromFolder": ("folder",),
           "KSamplerSelect": ("sampler_name",)}
 

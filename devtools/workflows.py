@@ -13,57 +13,27 @@ schemas are the one source of truth for input order, widgets and outputs: nothin
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, fields, replace
 
-from ..model_patches.colorize_diffusion.families import FAMILIES
-from ..model_patches.colorize_diffusion.modes import OFFICIAL_MODES, ModeParts, official_mode, unfinished
+from ..model_patches.colorize_diffusion.modes import OFFICIAL_MODES, official_mode, unfinished
+from .advanced_workflows import build_advanced
 from .colorflow_workflows import COLORFLOW_FAMILIES, build_colorflow
-from .colorflow_workflows import MODEL_FILES as COLORFLOW_FILES
-from .colorflow_workflows import MODEL_WIDGETS as COLORFLOW_MODEL_WIDGETS
+from .graph import (_BLUE, _GREEN, _PURPLE, GROUPS, IMAGE_LOADER, NOTE, PACK_TITLE, Graph, Node,  # noqa: F401
+                    NodeSchema, layout, reference_mask_node, sketch_mask_node)
+from .model_files import (CHECKPOINTS, CLIP_VISION, CLIP_VISION_XL, FILE_WIDGETS, MODEL_FILES,  # noqa: F401
+                          MODEL_WIDGETS, NETWORK_FILES, TAGGER, TEXT_TOWER, XL_FAMILIES)
 
 # ----------------------------------------------------------------------------------------------------------
-# Official defaults (reference-app.md §1.2), file names and where they come from
+# Official defaults (reference-app.md §1.2), file names and where they come from (model_files.py)
 # ----------------------------------------------------------------------------------------------------------
-CHECKPOINTS = {"v1": "mult-eps-newft.safetensors", "v1.5": "switch-eps.safetensors", "v2": "v2-full.safetensors",
-               # XL: the released names are not verified; the family is read from the weights and any name works
-               # (one starting with sdxl / xlv2 and without "eps" keeps the official v-prediction rule)
-               "sdxl": "sdxl.safetensors", "xlv2": "xlv2.safetensors"}
-XL_FAMILIES = tuple(name for name, spec in FAMILIES.items() if spec.xl)
-CLIP_VISION = "clip_vision_h.safetensors"
-CLIP_VISION_XL = "clip_vision_g.safetensors"      # CLIP ViT-bigG vision tower, ComfyUI's file
-TAGGER = "wd-v1-4-swinv2-tagger-v2.safetensors"   # SmilingWolf's model.safetensors, saved under this name
-TEXT_TOWER = "open_clip_pytorch_model.bin"       # the full OpenCLIP ViT-H-14 file: its text tower manipulates
 SIZE_BASE = {"v1": 512, "v1.5": 512, "v2": 768, "sdxl": 1024, "xlv2": 1024}   # the families' training resolutions
 # The XL app's defaults where they differ from the SD2.1 app's (reference-app.md §1.7, §1.11)
 XL_DEFAULTS = {"sampler": "dpmpp_3m_sde", "scheduler": "exponential", "clip_vision": CLIP_VISION_XL}
 SKETCH_FOLDER = "colorizediffusion_sketches"      # input/ subfolder read by the batch workflow
 POOL_FOLDER = "colorizediffusion_pool"            # input/ subfolder: the chapter workflow's reference pool
-PACK_TITLE = "ColorizeDiffusion"
 EXAMPLE_SKETCH = "colorizediffusion_sketch.png"   # the pack's own pictures (example_inputs/), copied to input/
 EXAMPLE_REFERENCE = "colorizediffusion_reference.png"
 EXAMPLE_BACKGROUND = "colorizediffusion_background.png"
-
-_HF = "https://huggingface.co"
-MODEL_FILES = {   # file -> (download url, model folder): ComfyUI's missing-models dialog offers these
-    "mult-eps-newft.safetensors": (f"{_HF}/tellurion/ColorizeDiffusion/resolve/main/mult-eps-newft.safetensors",
-                                   "colorizediffusion"),
-    "switch-eps.safetensors": (f"{_HF}/tellurion/ColorizeDiffusion/resolve/main/switch-eps.safetensors",
-                               "colorizediffusion"),
-    "v2-full.safetensors": (f"{_HF}/tellurion/ColorizeDiffusion/resolve/main/v2-full.safetensors",
-                            "colorizediffusion"),
-    CLIP_VISION: (f"{_HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/clip_vision/"
-                  f"{CLIP_VISION}", "clip_vision"),
-    "sketch-segment.safetensors": (f"{_HF}/tellurion/line_extractor/resolve/main/sketch-segment.safetensors",
-                                   "colorizediffusion_preprocessors"),
-    "isnetis.safetensors": (f"{_HF}/tellurion/line_extractor/resolve/main/isnetis.safetensors",
-                            "colorizediffusion_preprocessors"),
-    TEXT_TOWER: (f"{_HF}/laion/CLIP-ViT-H-14-laion2B-s32B-b79K/resolve/main/{TEXT_TOWER}", "clip_vision"),
-    CLIP_VISION_XL: (f"{_HF}/comfyanonymous/clip_vision_g/resolve/main/{CLIP_VISION_XL}", "clip_vision"),
-    TAGGER: (f"{_HF}/SmilingWolf/wd-v1-4-swinv2-tagger-v2/resolve/main/model.safetensors",
-             "colorizediffusion_tagger"),
-    **COLORFLOW_FILES,
-}
 
 # Mode names as the command line takes them (short and full) -> the official mode
 MODES = {"vanilla": "vanilla", "style": "style enhance", "background": "background enhance",
@@ -96,6 +66,7 @@ class WorkflowSpec:
     similarity: bool = False   # text manipulation of the reference and attention injection
     sketch_levels: bool = False   # the XL app's per-level sketch strengths (Sketch strength 1..4)
     chapter: bool = False      # a folder of pages, references retrieved per page from a pool, colours under the page
+    advanced: bool = False     # every control node of the family (devtools/advanced_workflows.py)
 
 
 WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
@@ -143,18 +114,37 @@ WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
                  f"Every grey, screentoned page in input/{SKETCH_FOLDER}/ coloured by ColorFlow's GraySD model (SD1.5 "
                  f"with its ColorGuider and LoRA) from the references retrieved from input/{POOL_FOLDER}/, then "
                  "sharpened by the guided super-resolution at the page's own size.", batch=True, chapter=True),
+    WorkflowSpec("advanced_v2", "Every control: lines, masks, text, strengths, window, attention maps (v2)", "v2",
+                 "background enhance",
+                 "v2 with every control node: a weight-free line extractor, Reference Pad, the reference mask "
+                 "(previewed by Mask Overlay), the reference with its character whitened as the background, text "
+                 "manipulation in the app's text form with its Visualize, Block Reference Strength (the reference's "
+                 "strength per transformer block), the Guidance Window and the result's Attention Map.",
+                 similarity=True, advanced=True),
     WorkflowSpec("vanilla_xl", "Colorize a sketch from a reference (XL)", "xlv2", "vanilla",
                  "ColorizeDiffusion XL at 1024 px: the reference is read by CLIP bigG and the WD tagger together. "
                  "Works with sdxl and xlv2 checkpoints."),
     WorkflowSpec("background_enhance_xl", "Character and background apart (XL v2)", "xlv2", "background enhance",
                  "XL v2: the sketch mask splits the attention; the background is taken from the reference with its "
                  "character whitened out, through the background ReferenceNet and the background LoRA."),
+    WorkflowSpec("advanced_xl", "Every control: lines, masks, strengths, window, attention maps (XL v2)", "xlv2",
+                 "background enhance",
+                 "XL v2 with every control node of XL: a weight-free line extractor, Reference Pad, the reference "
+                 "mask (previewed by Mask Overlay), the reference with its character whitened as the background "
+                 "(its tokens and ReferenceNet features), Reference Strength, the Guidance Window (honoured by XL, "
+                 "as the app) and the result's Attention Map.", advanced=True),
     WorkflowSpec("background_picture_xl", "Background from a background picture (XL v2)", "xlv2",
                  "background enhance",
                  "XL v2: the character is coloured from the reference, the background from a separate picture (its "
                  "tokens and its ReferenceNet features); the sketch mask keeps them apart. Sketch Level Strength holds "
                  "the XL app's four per-level sketch strengths.", background=True, sketch_levels=True),
 )}
+
+
+def workflow_groups() -> dict[str, list]:
+    """The workflows of the XL families and ColorFlow's (model_files.OTHER_FILES names them so)."""
+    return {"xl": [s for s, w in WORKFLOWS.items() if w.family in XL_FAMILIES],
+            "colorflow": [s for s, w in WORKFLOWS.items() if w.family in COLORFLOW_FAMILIES]}
 
 
 @dataclass(frozen=True)
@@ -210,225 +200,6 @@ class Options:
 
 OPTION_NAMES = tuple(f.name for f in fields(Options))
 
-# Widgets whose value names a user file (checked against the official names, not against a folder listing).
-FILE_WIDGETS = {("LoadImage", "image"), ("LoadImageMask", "image"), ("LoadImageDataSetFromFolder", "folder"),
-                ("VAELoader", "vae_name"), ("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"),
-                ("CheckpointLoaderSimple", "ckpt_name"), ("ColorizeDiffusionLoadColorFlow", "colorizer"),
-                ("ColorizeDiffusionLoadColorFlowSuperResolution", "folder"),
-                ("ColorizeDiffusionLoadDiffusersBase", "folder"), ("ColorizeDiffusionCheckpointLoader", "ckpt_name"),
-                ("ColorizeDiffusionLoadOpenCLIPVision", "clip_name"), ("ColorizeDiffusionLoadTextTower", "clip_name"),
-                ("ColorizeDiffusionLoadWDTagger", "tagger_name")}
-MODEL_WIDGETS = {("ColorizeDiffusionCheckpointLoader", "ckpt_name"), ("ColorizeDiffusionLoadOpenCLIPVision",
-                                                                       "clip_name"),
-                 ("ColorizeDiffusionLoadTextTower", "clip_name"), ("ColorizeDiffusionLoadWDTagger", "tagger_name"),
-                 *COLORFLOW_MODEL_WIDGETS}
-NETWORK_FILES = {"ColorizeDiffusionSketchMask": "sketch-segment.safetensors",
-                 "ColorizeDiffusionReferenceMask": "isnetis.safetensors"}
-NOTE = "Note"     # the frontend's note node (not a backend node: absent from /object_info and from the API form)
-
-# Groups, left to right: what a newcomer reads in order
-GROUPS = ("Inputs", "Models", "Preparation", "Encoders", "Sampler", "Output")
-_GROUP_COLORS = ("#3f789e", "#8A8", "#b58b2a", "#a1309b", "#444", "#88A")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Graph
-# ----------------------------------------------------------------------------------------------------------
-@dataclass
-class Node:
-    id: int
-    type: str
-    widgets: dict
-    links: dict                      # input name -> (source node id, output index)
-    title: str | None = None
-    col: int = 0                     # index into GROUPS
-    color: str | None = None         # UI only
-
-
-@dataclass
-class Graph:
-    stem: str
-    spec: WorkflowSpec
-    options: Options
-    parts: ModeParts
-    nodes: list = field(default_factory=list)
-    note: str = ""
-
-    def add(self, type_: str, col: int, widgets: dict | None = None, links: dict | None = None,
-            title: str | None = None, color: str | None = None) -> int:
-        node = Node(len(self.nodes) + 1, type_, dict(widgets or {}), dict(links or {}), title, col, color)
-        self.nodes.append(node)
-        return node.id
-
-    def node(self, node_id: int) -> Node:
-        return self.nodes[node_id - 1]
-
-    def find(self, type_: str, title: str | None = None) -> list:
-        return [n for n in self.nodes if n.type == type_ and (title is None or n.title == title)]
-
-    @property
-    def node_types(self) -> set:
-        return {n.type for n in self.nodes}
-
-    # ---------------------------------------------------------------------------------------------- API
-    def to_api(self) -> dict:
-        out = {}
-        for n in self.nodes:
-            inputs: dict[str, Any] = dict(n.widgets)
-            inputs.update({name: [str(src), slot] for name, (src, slot) in n.links.items()})
-            out[str(n.id)] = {"inputs": inputs, "class_type": n.type, "_meta": {"title": n.title or n.type}}
-        return out
-
-    # ---------------------------------------------------------------------------------------------- UI
-    def to_ui(self, object_info: dict) -> dict:
-        """LiteGraph 0.4 format as the ComfyUI frontend (1.32) saves it, from the nodes' /object_info: per node,
-        the sockets first (optional ones with shape 7) then one input per widget; widgets_values in widget order
-        plus the frontend's extra values (the seed's control_after_generate, the image upload button)."""
-        schemas = {n.id: NodeSchema.of(object_info, n.type) for n in self.nodes}
-        for n in self.nodes:
-            schemas[n.id].check(n)
-        links, link_id = [], 0
-        in_links: dict[tuple, int] = {}
-        out_links: dict[tuple, list] = {}
-        for n in self.nodes:           # link ids in node order, then input order
-            for name, typ, _ in schemas[n.id].sockets:
-                if name in n.links:
-                    src, slot = n.links[name]
-                    link_id += 1
-                    links.append([link_id, src, slot, n.id, [s[0] for s in schemas[n.id].sockets].index(name), typ])
-                    in_links[(n.id, name)] = link_id
-                    out_links.setdefault((src, slot), []).append(link_id)
-        positions, sizes = layout(self, schemas)
-        order = execution_order(self)
-        ui_nodes = []
-        for n in self.nodes:
-            schema = schemas[n.id]
-            inputs = []
-            for name, typ, opt in schema.sockets:
-                entry = {"localized_name": name, "name": name}
-                if opt:
-                    entry["shape"] = 7
-                entry.update({"type": typ, "link": in_links.get((n.id, name))})
-                inputs.append(entry)
-            for name, typ in schema.widgets:
-                inputs.append({"localized_name": name, "name": name, "type": typ, "widget": {"name": name},
-                               "link": None})
-            if schema.upload:
-                inputs.append({"localized_name": "choose file to upload", "name": "upload", "type": "IMAGEUPLOAD",
-                               "widget": {"name": "upload"}, "link": None})
-            outputs = []
-            for slot, (name, typ) in enumerate(schema.outputs):
-                entry = {"localized_name": name, "name": name, "type": typ,
-                         "links": out_links.get((n.id, slot)) or None}
-                if slot < len(schema.output_is_list) and schema.output_is_list[slot]:
-                    entry["shape"] = 6
-                outputs.append(entry)
-            values = []
-            for name, _ in schema.widgets:
-                values.append(n.widgets[name])
-                if name == schema.seed_widget:
-                    values.append(self.options.seed_control)
-            if schema.upload:
-                values.append("image")
-            properties = {"Node name for S&R": n.type}
-            models = _models(n)
-            if models:
-                properties["models"] = models
-            node = {"id": n.id, "type": n.type, "pos": list(positions[n.id]), "size": list(sizes[n.id]),
-                    "flags": {}, "order": order[n.id], "mode": 0, "inputs": inputs, "outputs": outputs,
-                    "properties": properties, "widgets_values": values}
-            if n.title:
-                node["title"] = n.title
-            if n.color:
-                node["color"], node["bgcolor"] = n.color, _BG_COLORS.get(n.color, n.color)
-            ui_nodes.append(node)
-        note_id = len(self.nodes) + 1
-        note_pos, note_size = note_box(positions, sizes, self.note)
-        ui_nodes.append({"id": note_id, "type": NOTE, "pos": note_pos, "size": note_size, "flags": {},
-                         "order": len(self.nodes), "mode": 0, "inputs": [], "outputs": [],
-                         "title": "Read me: files and what this graph does", "properties": {},
-                         "widgets_values": [self.note], "color": "#432", "bgcolor": "#653"})
-        return {"id": _workflow_uuid(self.stem), "revision": 0, "last_node_id": note_id,
-                "last_link_id": link_id, "nodes": ui_nodes, "links": links,
-                "groups": groups(self, positions, sizes, note_pos, note_size), "config": {},
-                "extra": {"ds": initial_view(positions, sizes),
-                          "info": {"name": self.spec.title, "description": self.spec.description,
-                                   "pack": PACK_TITLE}},
-                "models": _all_models(self), "version": 0.4}
-
-
-def _models(n: Node) -> list:
-    files = [n.widgets[w] for t, w in MODEL_WIDGETS if t == n.type]
-    files += [NETWORK_FILES[n.type]] if n.type in NETWORK_FILES else []
-    return [{"name": f, "url": MODEL_FILES[f][0], "directory": MODEL_FILES[f][1]} for f in files if f in MODEL_FILES]
-
-
-def _all_models(g: Graph) -> list:
-    seen, out = set(), []
-    for n in g.nodes:
-        for m in _models(n):
-            if m["name"] not in seen:
-                seen.add(m["name"])
-                out.append(m)
-    return out
-
-
-WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
-
-
-@dataclass(frozen=True)
-class NodeSchema:
-    """What the UI form needs of one node's /object_info entry."""
-    sockets: tuple           # ((name, TYPE, optional), ...) in input order
-    widgets: tuple           # ((name, widget type), ...) in input order
-    outputs: tuple           # ((name, TYPE), ...)
-    output_is_list: tuple
-    display: str
-    seed_widget: str | None
-    upload: bool
-
-    @staticmethod
-    def of(object_info: dict, node_type: str) -> "NodeSchema":
-        if node_type not in object_info:
-            raise KeyError(f"{node_type} is not a node of this ComfyUI")
-        info = object_info[node_type]
-        sockets, widgets, seed, upload = [], [], None, False
-        for section in ("required", "optional"):
-            for name in info["input_order"].get(section, []):
-                spec = info["input"][section][name]
-                typ = spec[0]
-                opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-                widget_type = "COMBO" if isinstance(typ, list) else typ
-                if widget_type in WIDGET_TYPES and not opts.get("forceInput"):
-                    widgets.append((name, widget_type))
-                    seed = name if opts.get("control_after_generate") else seed
-                    upload = upload or bool(opts.get("image_upload"))
-                else:
-                    sockets.append((name, typ, section == "optional"))
-        return NodeSchema(tuple(sockets), tuple(widgets), tuple(zip(info["output_name"], info["output"])),
-                          tuple(info.get("output_is_list") or ()), info.get("display_name") or node_type, seed,
-                          upload)
-
-    def check(self, n: Node) -> None:
-        names = {w for w, _ in self.widgets}
-        if set(n.widgets) != names:
-            raise ValueError(f"{n.type}: widgets {sorted(n.widgets)} != /object_info {sorted(names)}")
-        sockets = {s for s, _, _ in self.sockets}
-        missing = {s for s, _, opt in self.sockets if not opt} - set(n.links)
-        if set(n.links) - sockets or missing:
-            raise ValueError(f"{n.type}: unknown inputs {sorted(set(n.links) - sockets)}, unconnected required "
-                             f"{sorted(missing)}")
-
-
-_GREEN, _BLUE, _PURPLE = "#232", "#223", "#323"
-_BG_COLORS = {_GREEN: "#353", _BLUE: "#335", _PURPLE: "#535"}
-
-
-def _workflow_uuid(stem: str) -> str:
-    import uuid
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"colorizediffusion/example_workflows/{stem}"))
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The one definition
 # ----------------------------------------------------------------------------------------------------------
@@ -454,6 +225,10 @@ def build(stem: str, options: Options | None = None) -> Graph:
     background_file = o.background if o.background is not None else (EXAMPLE_BACKGROUND if spec.background else None)
     needs_reference_mask = parts.background and background_file is None
     g = Graph(stem, spec, o, parts)
+    if spec.advanced:
+        build_advanced(g, o, family, xl, o.checkpoint or CHECKPOINTS[family], o.size_base or SIZE_BASE[family])
+        g.note = _note(g, family, None)
+        return g
 
     # inputs ---------------------------------------------------------------------------------------------
     if spec.batch:
@@ -461,11 +236,11 @@ def build(stem: str, options: Options | None = None) -> Graph:
                            color=_GREEN)
         sketch_links = {"image": (sketch_img, 0)}
     else:
-        sketch_img = g.add("LoadImage", 0, {"image": o.sketch}, title="Sketch", color=_GREEN)
+        sketch_img = g.add(IMAGE_LOADER, 0, {"image": o.sketch}, title="Sketch", color=_GREEN)
         sketch_links = {"image": (sketch_img, 0), "transparency_mask": (sketch_img, 1)}
-    ref_img = g.add("LoadImage", 0, {"image": o.reference}, title="Reference", color=_GREEN) \
+    ref_img = g.add(IMAGE_LOADER, 0, {"image": o.reference}, title="Reference", color=_GREEN) \
         if not spec.chapter else None
-    bg_img = g.add("LoadImage", 0, {"image": background_file}, title="Background", color=_GREEN) \
+    bg_img = g.add(IMAGE_LOADER, 0, {"image": background_file}, title="Background", color=_GREEN) \
         if background_file is not None else None
 
     # models ---------------------------------------------------------------------------------------------
@@ -506,8 +281,8 @@ def build(stem: str, options: Options | None = None) -> Graph:
     background = g.add("ColorizeDiffusionEncodeReference", 2, {},
                        {"clip_vision": (clip, 0), "image": (bg_img, 0), **tagger},
                        title="Encode Background") if bg_img is not None else None
-    sketch_mask = _sketch_mask(g, o, sketch, size_base, "pillow" if xl else "tensor") if parts.split else None
-    ref_mask = _reference_mask(g, o, ref_img, xl) if needs_reference_mask else None
+    sketch_mask = sketch_mask_node(g, o, sketch, size_base, "pillow" if xl else "tensor") if parts.split else None
+    ref_mask = reference_mask_node(g, o, ref_img, xl) if needs_reference_mask else None
 
     # encoders: the mode is which of them are wired ------------------------------------------------------
     applied = g.add("ColorizeDiffusionApplySketch", 3, {"sketch_strength": o.sketch_strength,
@@ -532,7 +307,7 @@ def build(stem: str, options: Options | None = None) -> Graph:
         else:
             links.update({"clip_vision": (clip, 0), "reference_mask": (ref_mask, 0), **tagger})
         if xl and family == "xlv2" and background is not None:      # the ReferenceNet reads the reference mask too
-            links["reference_mask"] = (_reference_mask(g, o, ref_img, xl), 0)
+            links["reference_mask"] = (reference_mask_node(g, o, ref_img, xl), 0)
         bg = g.add("ColorizeDiffusionBackgroundEncoder", 3,
                    {"reference_mask_threshold": o.reference_mask_threshold, "background_factor": o.background_factor,
                     "latent_copy": False}, links, color=_PURPLE)
@@ -572,32 +347,6 @@ def build(stem: str, options: Options | None = None) -> Graph:
     return g
 
 
-def _sketch_mask(g: Graph, o: Options, sketch: int, size_base: int, resampling: str) -> int:
-    if o.masks == "isnet":
-        return g.add("ColorizeDiffusionSketchMask", 2, {"polarity": "auto", "net_size": o.mask_net_size},
-                     {"sketch": (sketch, 3)})
-    if o.masks == "files":
-        # a mask picture of the original sketch, letterboxed exactly like the sketch (black = background)
-        mask_img = g.add("LoadImage", 0, {"image": o.sketch_mask}, title="Sketch mask", color=_GREEN)
-        fitted = g.add("ColorizeDiffusionPrepareSketch", 2,
-                       {"method": "none", "polarity": "keep", "width": o.width, "height": o.height,
-                        "size_base": size_base, "monochrome": "auto", "extract_size": 512,
-                        "resampling": resampling}, {"image": (mask_img, 0)}, title="Fit sketch mask")
-        return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (fitted, 0)}, title="Sketch mask")
-    return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (sketch, 0)}, title="Sketch mask")
-
-
-def _reference_mask(g: Graph, o: Options, ref_img: int, xl: bool = False) -> int:
-    if o.masks == "isnet":       # the XL app dilates 21x21 and binarises; the SD2.1 app dilates 11x11
-        return g.add("ColorizeDiffusionReferenceMask", 2, {"dilate": True, "net_size": o.mask_net_size,
-                                                           "dilation": 21 if xl else 11, "binarize": xl},
-                     {"reference": (ref_img, 0)})
-    if o.masks == "files":
-        return g.add("LoadImageMask", 0, {"image": o.reference_mask, "channel": o.mask_channel},
-                     title="Reference mask")
-    return g.add("ImageToMask", 2, {"channel": o.mask_channel}, {"image": (ref_img, 0)}, title="Reference mask")
-
-
 def _note(g: Graph, family: str, background_file: str | None) -> str:
     """What a newcomer needs before the first Run: which files go where, and what the graph does."""
     files = [f"- {n.widgets['ckpt_name']}: models/colorizediffusion/" for n in g.find("ColorizeDiffusionCheckpointLoader")]
@@ -625,86 +374,6 @@ def _note(g: Graph, family: str, background_file: str | None) -> str:
         "Encoder and Style Encoder to change it.",
         f"Checkpoint family {family}; Guider: reference scale 4 and sketch scale 1 are the official defaults.",
     ])
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Layout (UI positions; also what the thumbnails draw)
-# ----------------------------------------------------------------------------------------------------------
-COL_X = (0, 380, 780, 1180, 1580, 1960)
-COL_W = (320, 340, 360, 360, 340, 320)
-TOP = 60                                    # room for the group titles
-_ROW_H, _WIDGET_H, _TITLE_H, _GAP = 22, 24, 30, 40
-_IMAGE_PREVIEW_H = 230
-NOTE_SIZE = (320, 330)
-
-
-def node_size(n: Node, schema: NodeSchema) -> tuple:
-    h = _TITLE_H + _ROW_H * max(len(schema.sockets), len(schema.outputs)) + \
-        _WIDGET_H * (len(schema.widgets) + schema.upload) + 12
-    if n.type in ("LoadImage", "SaveImage"):
-        h += _IMAGE_PREVIEW_H
-    return COL_W[n.col], h
-
-
-def layout(g: Graph, schemas: dict) -> tuple[dict, dict]:
-    y = {c: TOP for c in range(len(COL_X))}
-    pos, size = {}, {}
-    for n in g.nodes:
-        w, h = node_size(n, schemas[n.id])
-        pos[n.id] = (COL_X[n.col], y[n.col])
-        size[n.id] = (w, h)
-        y[n.col] += h + _GAP
-    return pos, size
-
-
-def note_box(positions: dict, sizes: dict, text: str) -> tuple[list, list]:
-    """The read-me note: under the inputs."""
-    bottom = max([positions[i][1] + sizes[i][1] for i in positions if positions[i][0] == COL_X[0]] or [TOP])
-    lines = sum(1 + len(line) // 44 for line in text.splitlines())
-    return [COL_X[0], bottom + _GAP], [NOTE_SIZE[0], max(NOTE_SIZE[1], 30 + 17 * lines)]
-
-
-def groups(g: Graph, positions: dict, sizes: dict, note_pos, note_size) -> list:
-    out = []
-    for col, title in enumerate(GROUPS):
-        boxes = [(positions[n.id], sizes[n.id]) for n in g.nodes if n.col == col]
-        if col == 0:
-            boxes.append((tuple(note_pos), tuple(note_size)))
-        if not boxes:
-            continue
-        x0 = min(p[0] for p, _ in boxes) - 15
-        y0 = min(p[1] for p, _ in boxes) - 45
-        x1 = max(p[0] + s[0] for p, s in boxes) + 15
-        y1 = max(p[1] + s[1] for p, s in boxes) + 15
-        out.append({"id": len(out) + 1, "title": title, "bounding": [x0, y0, x1 - x0, y1 - y0],
-                    "color": _GROUP_COLORS[col], "font_size": 24, "flags": {}})
-    return out
-
-
-def initial_view(positions: dict, sizes: dict, screen=(1500, 780), origin=(70, 190)) -> dict:
-    """The canvas view the template opens with: the whole graph on a 1600x1000 window, below the top bars
-    (group titles included)."""
-    width = max(positions[i][0] + sizes[i][0] for i in positions)
-    height = max(positions[i][1] + sizes[i][1] for i in positions)
-    scale = round(min(screen[0] / width, screen[1] / height, 1.0), 3)
-    return {"scale": scale, "offset": [round(origin[0] / scale, 1), round(origin[1] / scale, 1)]}
-
-
-def execution_order(g: Graph) -> dict:
-    """A topological order (the frontend's `order` field)."""
-    order, done = {}, set()
-
-    def visit(nid):
-        if nid in done:
-            return
-        for src, _ in g.node(nid).links.values():
-            visit(src)
-        done.add(nid)
-        order[nid] = len(order)
-
-    for n in g.nodes:
-        visit(n.id)
-    return order
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ from __future__ import annotations
 from comfy_api.v0_0_2 import ComfyExtension, io
 
 from .. import model_folders
-from . import (chain_nodes, colorflow_decolorize_nodes, colorflow_nodes, example_nodes, guidance_nodes, injection_nodes,
-               loader_nodes, manipulation_nodes, preprocess_nodes, reference_nodes, retrieval_nodes, visualize_nodes,
-               xl_nodes)
+from . import (chain_nodes, colorflow_decolorize_nodes, colorflow_nodes, example_nodes, guidance_nodes, image_nodes,
+               injection_nodes, loader_nodes, manipulation_nodes, preprocess_nodes, reference_nodes, retrieval_nodes,
+               visualize_nodes, xl_nodes)
 
 model_folders.register()
 
@@ -18,7 +18,7 @@ NODE_LIST: list[type[io.ComfyNode]] = [
     *loader_nodes.NODES, *reference_nodes.NODES, *preprocess_nodes.NODES, *chain_nodes.NODES,
     *guidance_nodes.NODES, *injection_nodes.NODES, *manipulation_nodes.NODES, *xl_nodes.NODES,
     *visualize_nodes.NODES, *retrieval_nodes.NODES, *colorflow_nodes.NODES,
-    *colorflow_decolorize_nodes.NODES, *example_nodes.NODES,
+    *colorflow_decolorize_nodes.NODES, *example_nodes.NODES, *image_nodes.NODES,
 ]
 
 

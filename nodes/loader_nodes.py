@@ -1,11 +1,10 @@
 """Load ColorizeDiffusion Checkpoint: an official v1/v1.5/v2 file → MODEL, COLORIZER, VAE."""
 from __future__ import annotations
 
-import folder_paths
 from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerLoadError
-from ..model_folders import CHECKPOINTS, file_path
+from ..model_folders import CHECKPOINTS, checkpoint_names, file_path
 from ..model_patches.colorize_diffusion.checkpoint import MissingVAE, load_checkpoint
 from .io_types import CATEGORY, Colorizer
 
@@ -34,7 +33,7 @@ class CheckpointLoader(io.ComfyNode):
                          "prediction type follows the official file-name rule ('eps' in the name → eps, otherwise v) "
                          "unless overridden."),
             inputs=[
-                io.Combo.Input("ckpt_name", options=folder_paths.get_filename_list(CHECKPOINTS),
+                io.Combo.Input("ckpt_name", options=checkpoint_names(),
                                tooltip="a file in models/colorizediffusion"),
                 io.Combo.Input("prediction", options=["auto", "eps", "v"], default="auto",
                                tooltip="auto: 'eps' in the file name → eps, otherwise v (official rule)"),

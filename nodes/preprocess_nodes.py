@@ -14,12 +14,15 @@ import torch
 
 import comfy.model_management as mm
 import comfy.utils
+import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..errors import ColorizerInputError
-from ..model_patches.common.preprocessors import loaded_network
+from ..errors import ColorizerInputError, ColorizerLoadError
+from ..model_folders import PREPROCESSORS
+from ..model_patches.common.preprocessors import loaded_network, weight_path
 from ..preprocess import batches, convert, extractors, masks, reference
 from ..preprocess import sketch as sketch_mod
+from ..preprocess.weights import NETWORKS
 from .io_types import CATEGORY as PACK_CATEGORY, ColorizerSketch, fraction
 
 CATEGORY = f"{PACK_CATEGORY}/preprocess"
@@ -28,6 +31,27 @@ EXTRACT_METHODS = ("standard",) + extractors.METHODS
 
 
 # ----------------------------------------------------------------------------------------- helpers
+def weights_input(name: str):
+    """The optional `weights` widget of a node that loads network `name`: it names the file, so that the frontend
+    reports it missing and offers its download. Its list: the preprocessors folder, plus the official name where the
+    pack finds that file elsewhere (a subfolder, comfyui_controlnet_aux's folder)."""
+    official = NETWORKS[name].files[0]
+    options = list(folder_paths.get_filename_list(PREPROCESSORS))
+    if official not in options:
+        try:
+            weight_path(name, None)
+            options.insert(0, official)
+        except ColorizerLoadError:
+            pass
+    return io.Combo.Input("weights", options=options, default=official, optional=True, tooltip=(
+        f"the {NETWORKS[name].official_name} file in models/colorizediffusion/preprocessors (official: {official})"))
+
+
+def _networks(weights: str | None):
+    """The network loader handed to preprocess.batches: the file `weights` for the node's network."""
+    return lambda name: loaded_network(name, weights)
+
+
 def _ticker(n: int, node_cls):
     """After each of `n` pictures: ComfyUI's interrupt checked, the node's progress bar advanced."""
     unique_id = node_cls.hidden.unique_id if node_cls.hidden is not None else None
@@ -170,6 +194,7 @@ class SketchMask(io.ComfyNode):
                     "for an IMAGE: keep = white lines on black (Prepare Sketch output), invert = black lines on "
                     "white, auto = from the strokes")),
                 _net_size("ISNet input size (official 1024)"),
+                weights_input("isnet_sketch"),
             ],
             outputs=[io.Mask.Output(display_name="sketch_mask", tooltip=(
                 "soft foreground mask at the sketch's size, [0,1]; Split Attention compares it with its threshold"))],
@@ -177,12 +202,12 @@ class SketchMask(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, sketch, polarity="auto", net_size=1024):
+    def execute(cls, sketch, polarity="auto", net_size=1024, weights=None):
         if isinstance(sketch, sketch_mod.PreparedSketch):
             white = -sketch.sketch
         else:
             white = sketch_mod.image_to_white_sketch(sketch, polarity)
-        return io.NodeOutput(_out_mask(batches.sketch_masks(white, loaded_network, _ticker(white.shape[0], cls),
+        return io.NodeOutput(_out_mask(batches.sketch_masks(white, _networks(weights), _ticker(white.shape[0], cls),
                                                             net_size)))
 
 
@@ -207,18 +232,20 @@ class ReferenceMask(io.ComfyNode):
                              tooltip="max-pool size of the dilation: 11 as the SD2.1 app, 21 as the XL app"),
                 io.Boolean.Input("binarize", default=False, optional=True,
                                  tooltip="the XL app: 1 where the dilated mask is above 0.5, else 0"),
+                weights_input("isnet"),
             ],
             outputs=[io.Mask.Output(display_name="mask"), io.Mask.Output(display_name="mask_undilated")],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, reference, dilate=True, net_size=1024, mask=None, dilation=masks.DILATE_KERNEL, binarize=False):
+    def execute(cls, reference, dilate=True, net_size=1024, mask=None, dilation=masks.DILATE_KERNEL, binarize=False,
+                weights=None):
         image = convert.rgb(convert.check_image(reference, "reference"))
         if mask is not None:
             raw = _mask_for(image, mask, "mask").clamp(0, 1).expand(image.shape[0], -1, -1, -1)
         else:
-            raw = batches.reference_masks(convert.to_model(image), loaded_network, _ticker(image.shape[0], cls),
+            raw = batches.reference_masks(convert.to_model(image), _networks(weights), _ticker(image.shape[0], cls),
                                           net_size)
         final = masks.dilate(raw, int(dilation)).clamp(0, 1) if dilate else raw
         if binarize:

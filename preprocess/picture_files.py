@@ -1,17 +1,23 @@
 """Pictures read from files: a folder's picture files, a cheap fingerprint of them, and their contents (uint8 RGB
-for the retrieval's pool, IMAGE and MASK for the example-picture nodes)."""
+for the retrieval's pool, IMAGE and MASK for the example-picture nodes).
+
+Every read is strict: a damaged or truncated file is an error naming it, never a picture filled in. PIL completes a
+truncated file with black when `ImageFile.LOAD_TRUNCATED_IMAGES` is on, a process-wide switch that ComfyUI turns on
+for one retry and other node packs leave on for good; the pack reads with it off."""
 from __future__ import annotations
 
 import json
 import os
+import threading
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 from ..errors import ColorizerInputError
 
 PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+_STRICT = threading.Lock()     # the truncated-file switch is process-wide
 
 
 def picture_names(path: str) -> list[str]:
@@ -42,19 +48,30 @@ def folder_fingerprint(path: str) -> str:
 
 
 def _open(path: str, what: str) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except Exception as exc:  # noqa: BLE001 - one message naming the file
-        raise ColorizerInputError(f"{what}: {os.path.basename(path)} cannot be read as a picture ({exc})") from None
+    with _STRICT:
+        before = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            with Image.open(path) as im:
+                im.load()
+                return im.copy()
+        except Exception as exc:  # noqa: BLE001 - one message naming the file, whatever PIL raised
+            raise ColorizerInputError(f"{what}: {os.path.basename(os.fspath(path))} cannot be read as a whole "
+                                      f"picture (a damaged or truncated file? {exc})") from None
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
+def read_rgb(path, what: str = "picture") -> np.ndarray:
+    """The picture at `path` as RGB uint8 [H, W, 3], read strictly (`what` names it in errors)."""
+    return np.asarray(_open(path, what).convert("RGB"))
 
 
 def read_folder_u8(path: str, shown: str) -> list[np.ndarray]:
     """Every picture of the folder `path` (named `shown` in errors) as uint8 RGB."""
     if not os.path.isdir(path):
         raise ColorizerInputError(f"reference pool folder {shown!r} not found (a folder of input/, or a full path)")
-    return [np.asarray(_open(os.path.join(path, n), "reference pool").convert("RGB")) for n in picture_names(path)]
+    return [read_rgb(os.path.join(path, n), "reference pool") for n in picture_names(path)]
 
 
 def read_image(path: str) -> tuple[torch.Tensor, torch.Tensor]:

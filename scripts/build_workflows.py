@@ -8,6 +8,7 @@ Writes, per workflow in devtools.workflows.WORKFLOWS:
     example_workflows/<stem>.json       UI (LiteGraph) format: ComfyUI's template browser lists it
     example_workflows/<stem>.jpg        a drawing of the graph (thumbnail; needs Pillow)
     tests/workflows/<stem>.api.json     API format (POST /prompt), for the tests
+    README.md                           its table of the model files, from the workflows' `models` lists
 
 The UI form is laid out from the nodes' /object_info: this starts the embedded ComfyUI with the pack
 (scripts/run.sh, on a free loopback port, CPU) and asks it.
@@ -89,6 +90,17 @@ def expected_files(thumbnails: bool = True, info: dict | None = None) -> dict[st
     return out
 
 
+def readme_with_table(files: dict[str, bytes]) -> str:
+    """README.md with its model table made from the generated workflows' `models` lists."""
+    wf = load_workflows()
+    mf = importlib.import_module(f"{PACKAGE}.devtools.model_files")
+    models = {stem: json.loads(files[f"example_workflows/{stem}.json"])["models"] for stem in wf.WORKFLOWS}
+    table = mf.readme_table(models, wf.workflow_groups())
+    readme = (REPO / "README.md").read_text()
+    start, end = readme.index(mf.README_BEGIN), readme.index(mf.README_END) + len(mf.README_END)
+    return readme[:start] + table + readme[end:]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true", help="compare instead of writing (thumbnails: presence only)")
@@ -110,6 +122,13 @@ def main(argv=None) -> int:
         if not path.is_file() or path.read_bytes() != data:
             path.write_bytes(data)
             print(f"wrote {rel}")
+    readme = readme_with_table(files)
+    if (REPO / "README.md").read_text() != readme:
+        if args.check:
+            stale.append("README.md (model table)")
+        else:
+            (REPO / "README.md").write_text(readme)
+            print("wrote README.md (model table)")
     generated = {REPO / rel for rel in files}
     for folder, pattern in (("example_workflows", "*.json"), ("tests/workflows", "*.api.json")):
         for extra in sorted((REPO / folder).glob(pattern)):

@@ -30,6 +30,41 @@ case " $* " in
         ;;
 esac
 
+# What ComfyUI will use: the last --listen / --port / --base-directory of the arguments wins over the settings
+listen="$LISTEN" port="$PORT" base="" database=""
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    a="${args[i]}" next="${args[i+1]-}"
+    case "$a" in
+        --port=*) port="${a#--port=}" ;;
+        --port) port="$next" ;;
+        --listen=*) listen="${a#--listen=}" ;;
+        --listen) if [[ -z "$next" || "$next" == --* ]]; then listen="0.0.0.0"; else listen="$next"; fi ;;
+        --base-directory=*) base="${a#--base-directory=}" ;;
+        --base-directory) base="$next" ;;
+        --database-url|--database-url=*) database="given" ;;
+    esac
+done
+
+# A --base-directory is a whole ComfyUI user tree: ComfyUI stops without its custom_nodes/, and its database would
+# stay in the ComfyUI folder's user/ (which a tree that never ran without --base-directory lacks: "Failed to
+# initialize database"); it goes to the base directory's user/ instead, unless --database-url says otherwise. The
+# pack is linked into its custom_nodes/ like into .host/ComfyUI.
+extra_args=()
+if [[ -n "$base" ]]; then
+    mkdir -p "$base/custom_nodes" "$base/user" "$base/models/colorizediffusion" "$base/models/clip_vision"
+    [[ -e "$base/custom_nodes/ComfyUI-ColorizeDiffusion" ]] || ln -s "$REPO" "$base/custom_nodes/ComfyUI-ColorizeDiffusion"
+    [[ -n "$database" ]] || extra_args=(--database-url "sqlite:///$(cd "$base" && pwd -P)/user/comfyui.db")
+    say "base directory $base (models/, input/, output/, user/, custom_nodes/ there)"
+fi
+
+# the address a browser opens: a wildcard address listens everywhere, this machine reaches it on loopback
+host="${listen%%,*}"
+case "$host" in
+    0.0.0.0|::|"") host="127.0.0.1"; say "listening on all interfaces ($listen)" ;;
+esac
+[[ "$host" == *:* ]] && host="[$host]"
 say "ComfyUI $(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$COMFYUI_DIR/comfyui_version.py" 2>/dev/null) from $COMFYUI_DIR"
-say "open http://$LISTEN:$PORT once it says 'To see the GUI go to'"
-exec "$PY" "$COMFYUI_DIR/main.py" --listen "$LISTEN" --port "$PORT" ${device_args[@]+"${device_args[@]}"} "$@"
+say "open http://$host:$port once it says 'To see the GUI go to'"
+exec "$PY" "$COMFYUI_DIR/main.py" --listen "$LISTEN" --port "$PORT" ${device_args[@]+"${device_args[@]}"} \
+    ${extra_args[@]+"${extra_args[@]}"} "$@"

@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 from colorize_diffusion.devtools import workflows as wf
-from colorize_diffusion.devtools.colorflow_workflows import COLORFLOW_FAMILIES, REPOSITORY_NAMES
+from colorize_diffusion.devtools.colorflow_workflows import COLORFLOW_FAMILIES
+from colorize_diffusion.devtools.graph import has_seed_control
+from colorize_diffusion.devtools.model_files import REPOSITORY_NAMES
 from server_fixture import PACK_DIR_NAME, REPO
 
 EXAMPLES = REPO / "example_workflows"
@@ -112,9 +114,13 @@ def test_the_wired_encoders_are_the_mode_and_the_defaults_are_official(stem):
     if parts.background:
         (bg,) = by_type["ColorizeDiffusionBackgroundEncoder"]
         assert bg["reference_mask_threshold"] == 0.5 and bg["background_factor"] == 1.0
-        # xlv2's background ReferenceNet reads the reference's mask even with a background picture
-        assert ("background" in bg) == spec.background
-        assert ("reference_mask" in bg) == (not spec.background or spec.family == "xlv2")
+        # xlv2's background ReferenceNet reads the reference's mask even with a background picture; the advanced
+        # graphs give it the reference with its character whitened (Background-only Reference) as the background
+        assert ("background" in bg) == (spec.background or spec.advanced)
+        assert ("reference_mask" in bg) == (not (spec.background or spec.advanced) or spec.family == "xlv2")
+        if spec.advanced:
+            encoded = api[bg["background"][0]]
+            assert api[encoded["inputs"]["image"][0]]["class_type"] == "ColorizeDiffusionBackgroundOnlyReference"
     (ckpt,) = by_type["ColorizeDiffusionCheckpointLoader"]
     assert ckpt["ckpt_name"] == wf.CHECKPOINTS[spec.family]
     (clip,) = by_type["ColorizeDiffusionLoadOpenCLIPVision"]
@@ -128,7 +134,8 @@ def test_the_wired_encoders_are_the_mode_and_the_defaults_are_official(stem):
         assert ksel["sampler_name"] == "dpmpp_3m_sde" and sched["scheduler"] == "exponential"
         assert prepare["size_base"] == 1024
     assert "VAELoader" not in by_type, "the official checkpoints contain their VAE"
-    pictures = {v["image"] for v in by_type.get("LoadImage", [])}
+    assert "LoadImage" not in by_type, "the pictures load through the pack's strict Load Image"
+    pictures = {v["image"] for v in by_type.get("ColorizeDiffusionLoadImage", [])}
     assert (wf.EXAMPLE_REFERENCE in pictures) != spec.chapter and (wf.EXAMPLE_SKETCH in pictures) != spec.batch
     if spec.chapter:     # the references come from the pool the pack ships, retrieved per page
         (pool,) = by_type["ColorizeDiffusionReferencePool"]
@@ -180,8 +187,8 @@ def test_newcomer_reads_groups_a_note_and_model_downloads(stem):
     text = note["widgets_values"][0]
     needed = {m["name"]: m for m in ui["models"]}
     for name, m in needed.items():
-        # saved under `name`; the tagger's file is called model.safetensors in its repository
-        source = "model.safetensors" if name == wf.TAGGER else REPOSITORY_NAMES.get(name, name)
+        # saved under `name`; some are called otherwise in their repository (the tagger's model.safetensors)
+        source = REPOSITORY_NAMES.get(name, name)
         assert name in text and m["url"].startswith("https://huggingface.co/") and m["url"].endswith(source)
     if wf.WORKFLOWS[stem].family in COLORFLOW_FAMILIES:       # ComfyUI's loaders, every file with its download
         loaders = [n for n in ui["nodes"] if n["type"] in ("UNETLoader", "CLIPLoader", "VAELoader",
@@ -195,10 +202,53 @@ def test_newcomer_reads_groups_a_note_and_model_downloads(stem):
         (ckpt,) = [n for n in ui["nodes"] if n["type"] == "ColorizeDiffusionCheckpointLoader"]
         assert ckpt["properties"]["models"][0]["name"] == ckpt["widgets_values"][0]
         assert ckpt["properties"]["models"][0]["directory"] == "colorizediffusion"
-    # opens with the whole graph below the toolbar: the top group title at y >= 60 screen pixels
+    # opens with every group, its title and the note on a 1600x1000 window, below the frontends' top bars
     ds = ui["extra"]["ds"]
-    top = min(g["bounding"][1] for g in ui["groups"])
-    assert (top + ds["offset"][1]) * ds["scale"] >= 60
+    boxes = [g["bounding"] for g in ui["groups"]] + [note["pos"] + note["size"]]
+    screen = [[(x + ds["offset"][0]) * ds["scale"], (y + ds["offset"][1]) * ds["scale"],
+               (x + w + ds["offset"][0]) * ds["scale"], (y + h + ds["offset"][1]) * ds["scale"]] for x, y, w, h in boxes]
+    assert all(b[0] >= 0 and b[1] >= 60 and b[2] <= 1600 and b[3] <= 1000 for b in screen), screen
+
+
+def test_readme_lists_every_file_of_every_workflow():
+    """README's model table is made from the shipped workflows' `models` lists (what the frontend offers to
+    download): every file with its folder and download, and the files no `models` entry can name (XL checkpoints,
+    ColorFlow's folders); every loader widget's file of every workflow is in it."""
+    from colorize_diffusion.devtools import model_files as mf
+
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index(mf.README_BEGIN):readme.index(mf.README_END) + len(mf.README_END)]
+    models = {stem: json.loads((EXAMPLES / f"{stem}.json").read_text())["models"] for stem in STEMS}
+    assert block == mf.readme_table(models, wf.workflow_groups()), \
+        "README's model table is stale: run `.venv/bin/python scripts/build_workflows.py`"
+    for stem in STEMS:
+        graph = wf.build(stem)
+        named = {v for n in graph.nodes for (t, w) in wf.MODEL_WIDGETS if t == n.type for v in [n.widgets[w]]}
+        named |= {f for t, f in wf.NETWORK_FILES.items() if t in graph.node_types}
+        xl_checkpoints = {wf.CHECKPOINTS[f] for f in wf.XL_FAMILIES}
+        for name in named - xl_checkpoints:
+            assert f"| `{name}`" in block and name in {m["name"] for m in models[stem]}, (stem, name)
+    for _, folder, url, _ in mf.OTHER_FILES:
+        assert url in block and f"`models/{folder}/`" in block
+
+
+# The one registered node no shipped workflow uses, and why
+NOT_SHIPPED = {"ColorizeDiffusionLoadDiffusersBase": (
+    "ColorFlow's shipped graphs load their bases with ComfyUI's own loaders, from the single files ComfyUI users "
+    "hold; Load Diffusers Base is for a diffusers-layout folder (the tests run ColorFlow's graphs with it on the "
+    "tiny bases)")}
+
+
+def test_every_node_is_in_a_shipped_workflow():
+    """Each node the pack registers appears in some shipped workflow, so a user meets every node in a working graph
+    (and the browser and workflow tests load and run it)."""
+    from colorize_diffusion.nodes import node_classes
+
+    shipped = {n["type"] for stem in STEMS for n in json.loads((EXAMPLES / f"{stem}.json").read_text())["nodes"]}
+    registered = set(node_classes())
+    assert set(NOT_SHIPPED) <= registered
+    assert sorted(registered - shipped - set(NOT_SHIPPED)) == []
+    assert not set(NOT_SHIPPED) & shipped, "allowed to be missing, but shipped: drop it from NOT_SHIPPED"
 
 
 # ------------------------------------------------------------------------------------------ vs the live nodes
@@ -254,7 +304,7 @@ def test_ui_widget_values_follow_input_order(object_info, stem):
             spec = _input_spec(info, name)[0]
             _check_value(node["type"], name, values[i + len(extras)], spec)
             opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-            if opts.get("control_after_generate"):
+            if has_seed_control(name, "COMBO" if isinstance(spec[0], list) else spec[0], opts):
                 extras.append(values[i + len(extras) + 1])
                 assert extras[-1] in ("fixed", "increment", "decrement", "randomize")
             if opts.get("image_upload"):

@@ -1,6 +1,7 @@
 """Loading official-layout checkpoints: family, prediction type, every key consumed, clear errors."""
 from __future__ import annotations
 
+import ast
 import csv
 import os
 import pickle
@@ -84,7 +85,8 @@ def test_ddpm_buffers_and_clip_keys_are_accepted(tmp_path):
 def _manifest(name):
     with open(GOLDEN / "manifests" / f"{name}.tsv") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    return {r["key"]: torch.empty(eval(r["shape"]), dtype=getattr(torch, r["dtype"]), device="meta") for r in rows}
+    return {r["key"]: torch.empty(ast.literal_eval(r["shape"]), dtype=getattr(torch, r["dtype"]), device="meta")
+            for r in rows}
 
 
 @pytest.mark.parametrize("layers", ["eager", "lazy", "lazy-meta"])
@@ -200,7 +202,8 @@ def _xl_manifest(name):
     assert path.is_file(), f"no manifest {path}"
     with open(path) as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    return {r["key"]: torch.empty(eval(r["shape"]), dtype=getattr(torch, r["dtype"]), device="meta") for r in rows}
+    return {r["key"]: torch.empty(ast.literal_eval(r["shape"]), dtype=getattr(torch, r["dtype"]), device="meta")
+            for r in rows}
 
 
 @pytest.mark.parametrize("layers", ["eager", "lazy"])
@@ -247,3 +250,29 @@ def test_full_size_xl_encoders_from_their_manifests():
         tagger = wd_tagger.WDTagger(arch)
     own = {k: tuple(v.shape) for k, v in tagger.model.state_dict().items()}
     assert own == {k: tuple(v.shape) for k, v in sd.items()}
+
+
+def test_checkpoint_list_leaves_out_the_extra_network_folders(tmp_path, monkeypatch):
+    """The tagger's and the preprocessors' folders inside models/colorizediffusion/ hold no checkpoints: their files
+    are not in the checkpoint loader's list (the loader's own list is what the frontend shows)."""
+    import folder_paths
+
+    from colorize_diffusion import model_folders
+    from colorize_diffusion.nodes.loader_nodes import CheckpointLoader
+
+    root = tmp_path / "colorizediffusion"
+    for rel in ("v2-full.safetensors", "more/sdxl.safetensors", "tagger/wd.safetensors",
+                "preprocessors/isnetis.safetensors"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    st = {".safetensors"}
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, model_folders.CHECKPOINTS, ([str(root)], st))
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, model_folders.TAGGERS, ([str(root / "tagger")], st))
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, model_folders.PREPROCESSORS,
+                        ([str(root / "preprocessors")], st))
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    assert sorted(folder_paths.get_filename_list(model_folders.CHECKPOINTS)) == [
+        "more/sdxl.safetensors", "preprocessors/isnetis.safetensors", "tagger/wd.safetensors", "v2-full.safetensors"]
+    assert sorted(model_folders.checkpoint_names()) == ["more/sdxl.safetensors", "v2-full.safetensors"]
+    options = CheckpointLoader.define_schema().inputs[0].options
+    assert sorted(options) == ["more/sdxl.safetensors", "v2-full.safetensors"]

@@ -90,6 +90,21 @@ def test_bad_pools_and_pages_are_named(encoder, tmp_path):
              top_k=3)
 
 
+def test_truncated_pool_picture_is_an_error_even_where_pil_fills_truncated_files(encoder, tmp_path, monkeypatch):
+    """Another pack (or ComfyUI's retry) may leave PIL's LOAD_TRUNCATED_IMAGES on, which fills a truncated PNG
+    with black: the pool still refuses the file, by name, and leaves the switch as it found it."""
+    from PIL import ImageFile
+
+    _, inputs, _ = _case()
+    broken = _pool_folder(tmp_path, inputs, 2)
+    data = (broken / "ref_1.png").read_bytes()
+    (broken / "ref_1.png").write_bytes(data[: len(data) * 2 // 3])
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(ColorizerInputError, match="ref_1.png cannot be read as a whole picture"):
+        node("ColorizeDiffusionReferencePool", clip_vision=encoder, resolution="512x800", folder=str(broken))
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
 def test_a_changed_pool_folder_is_encoded_again_an_unchanged_one_stays_cached(tmp_path):
     """ComfyUI re-runs a node whose fingerprint changed: the Reference Pool's is its folder's pictures."""
     from colorize_diffusion.nodes.retrieval_nodes import ReferencePoolNode

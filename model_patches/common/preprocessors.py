@@ -8,9 +8,10 @@ import os
 
 from torch import nn
 
+from ...errors import ColorizerLoadError
 from ...model_folders import PREPROCESSORS
 from ...preprocess.decolorize_files import LINE_FILE, SCREEN_FILES, load_decolorize_models
-from ...preprocess.weights import find_weight_file, load_network
+from ...preprocess.weights import NETWORKS, find_weight_file, load_network
 from . import extra_networks
 
 
@@ -26,17 +27,31 @@ def aux_annotator_dirs() -> list[str]:
     return out
 
 
-def network(name: str):
-    """Network `name` of preprocess.weights.NETWORKS in its ModelPatcher (cached while its file is unchanged)."""
+def weight_path(name: str, weights: str | None = None) -> str:
+    """The file of network `name` of preprocess.weights.NETWORKS: `weights` (a file of the preprocessors folder) when
+    one other than the official name is chosen, else the official file wherever the pack finds it."""
     import folder_paths
 
-    path = find_weight_file(name, folder_paths.get_folder_paths(PREPROCESSORS), aux_annotator_dirs())
+    if weights and weights not in NETWORKS[name].files:
+        path = folder_paths.get_full_path(PREPROCESSORS, weights)
+        if path is None:
+            raise ColorizerLoadError(f"{NETWORKS[name].official_name} weights {weights} not found in "
+                                     f"models/colorizediffusion/preprocessors (searched: "
+                                     f"{', '.join(folder_paths.get_folder_paths(PREPROCESSORS))})")
+        return path
+    return find_weight_file(name, folder_paths.get_folder_paths(PREPROCESSORS), aux_annotator_dirs())
+
+
+def network(name: str, weights: str | None = None):
+    """Network `name` (from the file `weights`, or the official one) in its ModelPatcher, cached while its file is
+    unchanged."""
+    path = weight_path(name, weights)
     return extra_networks.patcher_for("preprocessor " + name, path, lambda: load_network(name, path))
 
 
-def loaded_network(name: str):
+def loaded_network(name: str, weights: str | None = None):
     """Network `name` on ComfyUI's compute device, ready to run."""
-    return extra_networks.loaded(network(name))
+    return extra_networks.loaded(network(name, weights))
 
 
 def decolorize_networks(root: str, style: str):
