@@ -3,6 +3,7 @@ picture stops the run with its name (ComfyUI's own loader fills a truncated PNG 
 from __future__ import annotations
 
 import hashlib
+import os
 
 import folder_paths
 from comfy_api.v0_0_2 import io
@@ -12,9 +13,9 @@ from .io_types import CATEGORY
 
 
 def _input_pictures() -> list:
-    import os
-
     root = folder_paths.get_input_directory()
+    if not os.path.isdir(root):         # not made yet (ComfyUI's main makes it at start)
+        return []
     files = [f for f in os.listdir(root) if os.path.isfile(os.path.join(root, f))]
     return sorted(folder_paths.filter_files_content_types(files, ["image"]))
 

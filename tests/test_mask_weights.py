@@ -24,13 +24,13 @@ def test_mask_nodes_load_the_file_their_widget_names(tmp_path, monkeypatch):
     import folder_paths
 
     from colorize_diffusion import model_folders
-    from colorize_diffusion.nodes import preprocess_nodes
+    from colorize_diffusion.model_patches.common import extra_networks
     from colorize_diffusion.nodes.preprocess_nodes import ReferenceMask, SketchMask
 
     monkeypatch.setitem(folder_paths.folder_names_and_paths, model_folders.PREPROCESSORS,
                         ([str(tmp_path)], {".safetensors"}))
     monkeypatch.setattr(folder_paths, "filename_list_cache", {})
-    monkeypatch.setattr(preprocess_nodes, "_CACHE", type(preprocess_nodes._CACHE)())
+    extra_networks.clear()
     _random_isnet(tmp_path / "my-isnet.safetensors")
 
     for cls, official in ((SketchMask, "sketch-segment.safetensors"), (ReferenceMask, "isnetis.safetensors")):
