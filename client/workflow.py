@@ -16,8 +16,12 @@ MODES = {"vanilla": "vanilla", "foreground-background": "foreground_background_v
          "xl-background-picture": "background_picture_xl", "chapter": "chapter_v2",
          "colorflow": "chapter_colorflow", "colorflow-shading": "shaded_pages_colorflow",
          "colorflow-grey": "grey_pages_colorflow"}
-PICTURE_LOADERS = {"LoadImage", "ColorizeDiffusionLoadImage"}   # ComfyUI's, and the pack's strict one
-FOLDER_LOADERS = {"LoadImageDataSetFromFolder"}     # a workflow's folder of sketches: one sketch per job here
+# ComfyUI's, the pack's strict one, and the pack's example pictures (replaced by the strict one with the job's picture)
+PICTURE_LOADERS = {"LoadImage", "ColorizeDiffusionLoadImage", "ColorizeDiffusionExamplePicture"}
+# a workflow's folder of sketches (ComfyUI's, or the pack's example folder): one sketch per job here
+FOLDER_LOADERS = {"LoadImageDataSetFromFolder", "ColorizeDiffusionExamplePictureFolder"}
+EXAMPLE_PICTURE = "ColorizeDiffusionExamplePicture"
+STRICT_LOADER = "ColorizeDiffusionLoadImage"
 POOL_NODE = "ColorizeDiffusionReferencePool"
 
 
@@ -106,14 +110,17 @@ def fill(prompt: dict, *, images: dict, models: dict, settings: dict, prefix: st
     p = json.loads(json.dumps(prompt))
     for key, node in p.items():
         if node["class_type"] in FOLDER_LOADERS:       # the job's one sketch instead of the workflow's folder
-            p[key] = {"class_type": "ColorizeDiffusionLoadImage", "inputs": {}, "_meta": {"title": "Sketch"}}
+            p[key] = {"class_type": STRICT_LOADER, "inputs": {}, "_meta": {"title": "Sketch"}}
         if node["class_type"] == POOL_NODE and pool is not None:
             node["inputs"]["folder"] = pool
     by_title = pictures(p)
     for title, name in images.items():
         if title not in by_title:
             raise WorkflowError(f"this workflow has no {title.lower()} picture")
-        p[by_title[title]]["inputs"]["image"] = name
+        node = p[by_title[title]]
+        if node["class_type"] == EXAMPLE_PICTURE:      # the same IMAGE and MASK, from the uploaded file
+            node["class_type"], node["inputs"] = STRICT_LOADER, {}
+        node["inputs"]["image"] = name
     missing = [t for t in by_title if t not in images and not t.endswith("mask")]
     if missing:
         raise WorkflowError(f"this workflow needs a {missing[0].lower()} picture (--{missing[0].lower()})")

@@ -11,7 +11,8 @@ then do nothing visible (noted where it is set).
 from __future__ import annotations
 
 from ..model_patches.colorize_diffusion.families import FAMILIES
-from .graph import _BLUE, _GREEN, _PURPLE, IMAGE_LOADER, Graph, reference_mask_node, sketch_mask_node
+from .graph import _BLUE, _GREEN, _PURPLE, Graph, reference_mask_node, sketch_mask_node
+from .pictures import picture_node
 
 # The app's text form of one manipulation row (the same row as the text_and_injection_v2 workflow's)
 MANIPULATION_TEXT = ("[target] a blue dress; [anchor] a red dress; [control] dress; [scale] 3.0; [enhanced] ; "
@@ -23,8 +24,8 @@ def build_advanced(g: Graph, o, family: str, xl: bool, checkpoint: str, size_bas
     resampling = "pillow" if xl else "tensor"
 
     # inputs -----------------------------------------------------------------------------------------------
-    sketch_img = g.add(IMAGE_LOADER, 0, {"image": o.sketch}, title="Sketch", color=_GREEN)
-    ref_img = g.add(IMAGE_LOADER, 0, {"image": o.reference}, title="Reference", color=_GREEN)
+    sketch_img = picture_node(g, o.sketch, "Sketch", _GREEN)
+    ref_img = picture_node(g, o.reference, "Reference", _GREEN)
 
     # models -----------------------------------------------------------------------------------------------
     ckpt = g.add("ColorizeDiffusionCheckpointLoader", 1, {"ckpt_name": checkpoint, "prediction": o.prediction},

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..model_patches.colorize_diffusion.modes import official_mode
+from .pictures import folder_node
 
 COLORFLOW_FAMILIES = ("pixart", "sd15")
 # per workflow: the released colorizer folder and the app's Input Style (the Decolorize step) that goes with it
@@ -55,7 +56,7 @@ def build_colorflow(stem: str, spec, o, graph_class, colors: dict):
     g = graph_class(stem, spec, o, official_mode("vanilla", "v2"))
     green, blue, purple = colors["inputs"], colors["models"], colors["encoders"]
 
-    pages = g.add("LoadImageDataSetFromFolder", 0, {"folder": o.sketch_folder}, title="Pages", color=green)
+    pages = folder_node(g, o.sketch_folder, "Pages", green)
 
     # models ----------------------------------------------------------------------------------------------
     if o.colorflow_base:
@@ -126,7 +127,8 @@ def _note(g, family: str, folder: str, o) -> str:
     return "\n".join([
         g.spec.title, "", g.spec.description, "",
         "Model files (Run offers the downloads of the single files when they are missing):", *files, "",
-        f"Pictures: the pages in input/{o.sketch_folder}/, the reference pool in input/{o.pool_folder}/.",
+        f"Pictures: the pages in {o.sketch_folder}/, the reference pool in {o.pool_folder}/ (the pack's examples, "
+        "read in place); for yours, Load Image Dataset from Folder and a folder of input/ in Reference Pool.",
         f"ColorFlow's app: prompt \"manga\", guidance {GUIDANCE[family]}, {STEPS} steps, seed 0; Reference Pool's "
         "resolution is the app's (640x640, 512x800, 800x512) or any other listed size.",
     ])

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .model_files import MODEL_FILES, MODEL_WIDGETS, NETWORK_FILES
+from .pictures import IMAGE_LOADER, picture_node
 
 PACK_TITLE = "ColorizeDiffusion"
-# the pictures of the workflows: ComfyUI's Load Image after a strict read (a damaged file is an error naming it)
-IMAGE_LOADER = "ColorizeDiffusionLoadImage"
 NOTE = "Note"     # the frontend's note node (not a backend node: absent from /object_info and from the API form)
 
 # Groups, left to right: what a newcomer reads in order
@@ -234,7 +233,7 @@ def sketch_mask_node(g: Graph, o, sketch: int, size_base: int, resampling: str) 
                      {"sketch": (sketch, 3)})
     if o.masks == "files":
         # a mask picture of the original sketch, letterboxed exactly like the sketch (black = background)
-        mask_img = g.add(IMAGE_LOADER, 0, {"image": o.sketch_mask}, title="Sketch mask", color=_GREEN)
+        mask_img = picture_node(g, o.sketch_mask, "Sketch mask", _GREEN)
         fitted = g.add("ColorizeDiffusionPrepareSketch", 2,
                        {"method": "none", "polarity": "keep", "width": o.width, "height": o.height,
                         "size_base": size_base, "monochrome": "auto", "extract_size": 512,

@@ -43,7 +43,8 @@ MODEL_FILES = {   # file -> (download url, model folder): ComfyUI's missing-mode
 
 # Widgets whose value names a user file (checked against the official names, not against a folder listing).
 FILE_WIDGETS = {("LoadImage", "image"), ("ColorizeDiffusionLoadImage", "image"), ("LoadImageMask", "image"),
-                ("LoadImageDataSetFromFolder", "folder"),
+                ("LoadImageDataSetFromFolder", "folder"), ("ColorizeDiffusionExamplePicture", "picture"),
+                ("ColorizeDiffusionExamplePictureFolder", "folder"),
                 ("VAELoader", "vae_name"), ("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"),
                 ("CheckpointLoaderSimple", "ckpt_name"), ("ColorizeDiffusionLoadColorFlow", "colorizer"),
                 ("ColorizeDiffusionLoadColorFlowSuperResolution", "folder"),

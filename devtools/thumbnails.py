@@ -110,6 +110,7 @@ _SHOWN = {"ColorizeDiffusionCheckpointLoader": ("ckpt_name",), "ColorizeDiffusio
           "ColorizeDiffusionGuider": ("reference_scale", "sketch_scale"), "BasicScheduler": ("steps",),
           "LoadImage": ("image",), "ColorizeDiffusionLoadImage": ("image",), "SaveImage": ("filename_prefix",),
           "ColorizeDiffusionLoadOpenCLIPVision": ("clip_name",), "LoadImageDataSetFromFolder": ("folder",),
+          "ColorizeDiffusionExamplePicture": ("picture",), "ColorizeDiffusionExamplePictureFolder": ("folder",),
           "KSamplerSelect": ("sampler_name",)}
 
 

@@ -20,6 +20,7 @@ from .advanced_workflows import build_advanced
 from .colorflow_workflows import COLORFLOW_FAMILIES, build_colorflow
 from .graph import (_BLUE, _GREEN, _PURPLE, GROUPS, IMAGE_LOADER, NOTE, PACK_TITLE, Graph, Node,  # noqa: F401
                     NodeSchema, layout, reference_mask_node, sketch_mask_node)
+from .pictures import folder_node, picture_node
 from .model_files import (CHECKPOINTS, CLIP_VISION, CLIP_VISION_XL, FILE_WIDGETS, MODEL_FILES,  # noqa: F401
                           MODEL_WIDGETS, NETWORK_FILES, TAGGER, TEXT_TOWER, XL_FAMILIES)
 
@@ -29,9 +30,9 @@ from .model_files import (CHECKPOINTS, CLIP_VISION, CLIP_VISION_XL, FILE_WIDGETS
 SIZE_BASE = {"v1": 512, "v1.5": 512, "v2": 768, "sdxl": 1024, "xlv2": 1024}   # the families' training resolutions
 # The XL app's defaults where they differ from the SD2.1 app's (reference-app.md §1.7, §1.11)
 XL_DEFAULTS = {"sampler": "dpmpp_3m_sde", "scheduler": "exponential", "clip_vision": CLIP_VISION_XL}
-SKETCH_FOLDER = "colorizediffusion_sketches"      # input/ subfolder read by the batch workflow
-POOL_FOLDER = "colorizediffusion_pool"            # input/ subfolder: the chapter workflow's reference pool
-EXAMPLE_SKETCH = "colorizediffusion_sketch.png"   # the pack's own pictures (example_inputs/), copied to input/
+SKETCH_FOLDER = "colorizediffusion_sketches"      # example folder read by the batch workflow
+POOL_FOLDER = "colorizediffusion_pool"            # example folder: the chapter workflow's reference pool
+EXAMPLE_SKETCH = "colorizediffusion_sketch.png"   # the pack's own pictures (example_workflows/input/), read in place
 EXAMPLE_REFERENCE = "colorizediffusion_reference.png"
 EXAMPLE_BACKGROUND = "colorizediffusion_background.png"
 
@@ -61,7 +62,7 @@ class WorkflowSpec:
     family: str            # "v1" | "v1.5" | "v2" | "sdxl" | "xlv2": the checkpoint and the automatic size
     mode: str              # an official mode: which encoder nodes the graph wires
     description: str
-    batch: bool = False    # many sketches (a folder of input/), one reference
+    batch: bool = False    # many sketches (a folder), one reference
     background: bool = False   # a separate background picture
     similarity: bool = False   # text manipulation of the reference and attention injection
     sketch_levels: bool = False   # the XL app's per-level sketch strengths (Sketch strength 1..4)
@@ -93,26 +94,26 @@ WORKFLOWS: dict[str, WorkflowSpec] = {w.stem: w for w in (
                  "injection makes the picture follow the reference more closely (one extra UNet pass per step).",
                  similarity=True),
     WorkflowSpec("batch_sketches", "Many sketches, one reference (v2)", "v2", "vanilla",
-                 f"Every picture in input/{SKETCH_FOLDER}/ coloured with one reference; one result per sketch.",
+                 f"Every picture in {SKETCH_FOLDER}/ coloured with one reference; one result per sketch.",
                  batch=True),
     WorkflowSpec("chapter_v2", "A chapter from a reference pool (v2)", "v2", "vanilla",
-                 f"Every page in input/{SKETCH_FOLDER}/ coloured with references retrieved for it from the pool in "
-                 f"input/{POOL_FOLDER}/ (ColorFlow's retrieval, the pool encoded once); the colours are put under the "
+                 f"Every page in {SKETCH_FOLDER}/ coloured with references retrieved for it from the pool in "
+                 f"{POOL_FOLDER}/ (ColorFlow's retrieval, the pool encoded once); the colours are put under the "
                  "original page at its own resolution, lines and lettering kept.", batch=True, chapter=True),
     WorkflowSpec("chapter_colorflow", "A chapter with ColorFlow (sketch pages, PixArt)", "pixart", "colorflow",
-                 f"Every page in input/{SKETCH_FOLDER}/ (line art) coloured by ColorFlow's sketch model: the references "
-                 f"retrieved for it from the pool in input/{POOL_FOLDER}/ around the page on ColorFlow's canvas, "
+                 f"Every page in {SKETCH_FOLDER}/ (line art) coloured by ColorFlow's sketch model: the references "
+                 f"retrieved for it from the pool in {POOL_FOLDER}/ around the page on ColorFlow's canvas, "
                  "the PixArt colorizer with its ColorGuider and LoRA, then the guided super-resolution against the "
                  "page itself: sharp lines and lettering at the page's own size.", batch=True, chapter=True),
     WorkflowSpec("shaded_pages_colorflow", "Shaded pages with ColorFlow (line art with grey shading, PixArt)",
                  "pixart", "colorflow",
-                 f"Every page in input/{SKETCH_FOLDER}/ with grey shading coloured by ColorFlow's shading model: the "
+                 f"Every page in {SKETCH_FOLDER}/ with grey shading coloured by ColorFlow's shading model: the "
                  "page decolorized to lines plus grey levels (Sketch_Shading), the references retrieved for it from "
-                 f"input/{POOL_FOLDER}/, the PixArt colorizer with its ColorGuider and LoRA, then the guided "
+                 f"{POOL_FOLDER}/, the PixArt colorizer with its ColorGuider and LoRA, then the guided "
                  "super-resolution.", batch=True, chapter=True),
     WorkflowSpec("grey_pages_colorflow", "Grey pages with ColorFlow (screentone, SD1.5)", "sd15", "colorflow",
-                 f"Every grey, screentoned page in input/{SKETCH_FOLDER}/ coloured by ColorFlow's GraySD model (SD1.5 "
-                 f"with its ColorGuider and LoRA) from the references retrieved from input/{POOL_FOLDER}/, then "
+                 f"Every grey, screentoned page in {SKETCH_FOLDER}/ coloured by ColorFlow's GraySD model (SD1.5 "
+                 f"with its ColorGuider and LoRA) from the references retrieved from {POOL_FOLDER}/, then "
                  "sharpened by the guided super-resolution at the page's own size.", batch=True, chapter=True),
     WorkflowSpec("advanced_v2", "Every control: lines, masks, text, strengths, window, attention maps (v2)", "v2",
                  "background enhance",
@@ -163,14 +164,14 @@ class Options:
     #                                          (of the original sketch; letterboxed like it) and reference_mask
     #                                          (of the reference, same size); images: ImageToMask of the
     #                                          prepared sketch / the reference picture (tests without ISNet)
-    sketch: str = EXAMPLE_SKETCH             # file in input/
+    sketch: str = EXAMPLE_SKETCH             # an example picture, or a file of input/
     reference: str = EXAMPLE_REFERENCE
     background: str | None = None            # a separate background picture (None: the workflow's own)
     sketch_mask: str = "sketch_mask.png"     # masks == "files"
     reference_mask: str = "reference_mask.png"
     mask_channel: str = "red"                # channel of the mask pictures (masks files/images)
-    sketch_folder: str = SKETCH_FOLDER       # batch workflow: input/ subfolder
-    pool_folder: str = POOL_FOLDER           # chapter workflow: input/ subfolder of the reference pool
+    sketch_folder: str = SKETCH_FOLDER       # batch workflow: an example folder, or a folder of input/
+    pool_folder: str = POOL_FOLDER           # chapter workflow: the reference pool folder
     width: int = 0                           # 0: from the sketch's aspect ratio and size_base
     height: int = 0
     size_base: int | None = None             # None: SIZE_BASE[family]
@@ -232,16 +233,13 @@ def build(stem: str, options: Options | None = None) -> Graph:
 
     # inputs ---------------------------------------------------------------------------------------------
     if spec.batch:
-        sketch_img = g.add("LoadImageDataSetFromFolder", 0, {"folder": o.sketch_folder}, title="Sketches",
-                           color=_GREEN)
+        sketch_img = folder_node(g, o.sketch_folder, "Sketches", _GREEN)
         sketch_links = {"image": (sketch_img, 0)}
     else:
-        sketch_img = g.add(IMAGE_LOADER, 0, {"image": o.sketch}, title="Sketch", color=_GREEN)
+        sketch_img = picture_node(g, o.sketch, "Sketch", _GREEN)
         sketch_links = {"image": (sketch_img, 0), "transparency_mask": (sketch_img, 1)}
-    ref_img = g.add(IMAGE_LOADER, 0, {"image": o.reference}, title="Reference", color=_GREEN) \
-        if not spec.chapter else None
-    bg_img = g.add(IMAGE_LOADER, 0, {"image": background_file}, title="Background", color=_GREEN) \
-        if background_file is not None else None
+    ref_img = picture_node(g, o.reference, "Reference", _GREEN) if not spec.chapter else None
+    bg_img = picture_node(g, background_file, "Background", _GREEN) if background_file is not None else None
 
     # models ---------------------------------------------------------------------------------------------
     ckpt = g.add("ColorizeDiffusionCheckpointLoader", 1,
@@ -363,13 +361,14 @@ def _note(g: Graph, family: str, background_file: str | None) -> str:
     for node_type, name in NETWORK_FILES.items():
         if node_type in g.node_types:
             files.append(f"- {name}: models/colorizediffusion/preprocessors/")
-    pictures = ("the pictures in input/" + SKETCH_FOLDER + "/" if g.spec.batch else "Sketch") + \
-        (f", the reference pool in input/{POOL_FOLDER}/" if g.spec.chapter else ", Reference") + \
+    pictures = ("the pictures of " + SKETCH_FOLDER + "/" if g.spec.batch else "Sketch") + \
+        (f", the reference pool in {POOL_FOLDER}/" if g.spec.chapter else ", Reference") + \
         (", Background" if background_file else "")
     return "\n".join([
         g.spec.title, "", g.spec.description, "",
         "Model files (Run offers the downloads when they are missing):", *files, "",
-        f"Pictures: {pictures} - the pack's own examples are in input/ already; load yours instead.",
+        f"Pictures: {pictures} - the pack's own examples, read in place by the Example Picture nodes; for yours, "
+        "replace them with ColorizeDiffusion Load Image (a folder: Load Image Dataset from Folder).",
         "The encoder nodes wired after Apply Sketch are the mode: remove or add Split Attention, Background "
         "Encoder and Style Encoder to change it.",
         f"Checkpoint family {family}; Guider: reference scale 4 and sketch scale 1 are the official defaults.",

@@ -16,6 +16,7 @@ import folder_paths
 from comfy_api.v0_0_2 import io
 
 from ..errors import ColorizerInputError
+from ..model_folders import EXAMPLE_PICTURES
 from ..model_patches.common import clip_tokens
 from ..preprocess import composite, convert
 from ..preprocess import retrieval as rap
@@ -34,7 +35,13 @@ def _u8(image: torch.Tensor) -> list:
 
 
 def _folder_path(folder: str) -> str:
-    return folder if os.path.isabs(folder) else os.path.join(folder_paths.get_input_directory(), folder)
+    """A full path; else a folder of input/; else one of the pack's example folders (the shipped chapter workflows'
+    pool, read in place)."""
+    if os.path.isabs(folder):
+        return folder
+    path = os.path.join(folder_paths.get_input_directory(), folder)
+    example = os.path.join(EXAMPLE_PICTURES, folder)
+    return example if not os.path.isdir(path) and os.path.isdir(example) else path
 
 
 class ReferencePoolNode(io.ComfyNode):
@@ -45,13 +52,13 @@ class ReferencePoolNode(io.ComfyNode):
             category=CATEGORY,
             description=("ColorFlow's reference pool: every reference cut into its whole picture and four overlapping "
                          "quarters at the page size, each encoded by the CLIP image encoder once for the whole "
-                         "chapter (not once per page). Pictures of any sizes: a folder of input/ (or a full path, such "
-                         "as Example Picture Folder's), or an IMAGE batch."),
+                         "chapter (not once per page). Pictures of any sizes: a folder of input/, one of the pack's "
+                         "example folders or a full path (such as Example Picture Folder's), or an IMAGE batch."),
             inputs=[
                 io.ClipVision.Input("clip_vision", tooltip="ColorFlow's image_encoder (a CLIP vision tower)"),
                 io.Combo.Input("resolution", options=list(RESOLUTIONS), default="512x800",
                                tooltip="ColorFlow's page size (width x height) for the retrieval"),
-                io.String.Input("folder", default="", tooltip="a folder of input/ (or a full path) with the references"),
+                io.String.Input("folder", default="", tooltip="a folder of input/ (or a full path, or one of the pack's example folders) with the references"),
                 io.Image.Input("images", optional=True, tooltip="references as an IMAGE batch (added after the folder)"),
             ],
             outputs=[ReferencePool.Output(display_name="pool")],

@@ -134,8 +134,12 @@ def test_the_wired_encoders_are_the_mode_and_the_defaults_are_official(stem):
         assert ksel["sampler_name"] == "dpmpp_3m_sde" and sched["scheduler"] == "exponential"
         assert prepare["size_base"] == 1024
     assert "VAELoader" not in by_type, "the official checkpoints contain their VAE"
-    assert "LoadImage" not in by_type, "the pictures load through the pack's strict Load Image"
-    pictures = {v["image"] for v in by_type.get("ColorizeDiffusionLoadImage", [])}
+    assert not {"LoadImage", "ColorizeDiffusionLoadImage", "LoadImageDataSetFromFolder"} & set(by_type), \
+        "the shipped workflows read the pack's own pictures in place, nothing from input/"
+    pictures = {v["picture"] for v in by_type.get("ColorizeDiffusionExamplePicture", [])}
+    if spec.batch:
+        (folder,) = by_type["ColorizeDiffusionExamplePictureFolder"]
+        assert list((REPO / "example_workflows" / "input" / folder["folder"]).glob("*.png"))
     assert (wf.EXAMPLE_REFERENCE in pictures) != spec.chapter and (wf.EXAMPLE_SKETCH in pictures) != spec.batch
     if spec.chapter:     # the references come from the pool the pack ships, retrieved per page
         (pool,) = by_type["ColorizeDiffusionReferencePool"]
@@ -232,11 +236,15 @@ def test_readme_lists_every_file_of_every_workflow():
         assert url in block and f"`models/{folder}/`" in block
 
 
-# The one registered node no shipped workflow uses, and why
+# The registered nodes no shipped workflow uses, and why
 NOT_SHIPPED = {"ColorizeDiffusionLoadDiffusersBase": (
     "ColorFlow's shipped graphs load their bases with ComfyUI's own loaders, from the single files ComfyUI users "
     "hold; Load Diffusers Base is for a diffusers-layout folder (the tests run ColorFlow's graphs with it on the "
-    "tiny bases)")}
+    "tiny bases)"),
+    "ColorizeDiffusionLoadImage": (
+    "the shipped graphs read the pack's own pictures in place (Example Picture), since nothing is copied into "
+    "input/; Load Image is what the user and the client put in their place for pictures of input/ (the client's "
+    "tests run the shipped graphs with it)")}
 
 
 def test_every_node_is_in_a_shipped_workflow():
