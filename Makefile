@@ -13,8 +13,8 @@ setup:
 
 # scripts/test.sh: the browser's needs (scripts/install_browser.sh), then three passes, always all three: the pinned
 # ComfyUI host as it is; the same suite, test servers included, with the host made to behave like current ComfyUI
-# with dynamic VRAM (COLORIZEDIFFUSION_HOST=current, tests/host_emulation/; docs/compatibility.md); the in-process
-# model tests with dynamic VRAM off (current-static). It prints every summary and fails at the end if any pass failed
+# with dynamic VRAM (COLORIZEDIFFUSION_HOST=current, tests/host_emulation/; docs/compatibility.md); the same suite
+# with dynamic VRAM off (current-static). It prints every summary and fails at the end if any pass failed
 # (pytest's exit 5, no tests collected, is a failure too).
 test: setup
 	bash scripts/test.sh $(PYTEST_ARGS)

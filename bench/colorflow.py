@@ -96,29 +96,9 @@ def child(family: str, variant: str, workdir: Path, canvas: int, rounds: int) ->
     import comfy.model_management
     import comfy.samplers
 
-    from colorize_diffusion.model_patches.colorflow import conditioning as cond
-    from colorize_diffusion.model_patches.colorflow.colorizer import apply_colorizer, load_colorizer
-    from colorize_diffusion.model_patches.colorflow.diffusers_bases import load_model_folder
-    from colorize_diffusion.model_patches.colorflow.families import spec_of
-
     base = env.proc_status()
     paths = {k: Path(v) for k, v in json.loads((workdir / f"{family}.json").read_text()).items()}
-    model = load_model_folder(str(paths["base"]))
-    h = w = canvas // 8
-    width, n_tokens = CONTEXT[family]
-    g = torch.Generator().manual_seed(0)
-    size = {"width": canvas, "height": canvas} if family == "pixart" else {}
-    pos = [[torch.randn(1, n_tokens, width, generator=g), dict(size)]]
-    neg = [[torch.randn(1, 1 if family == "pixart" else n_tokens, width, generator=g), dict(size)]]
-    if variant == "colorflow":
-        colorizer = load_colorizer(str(paths["colorflow"]))
-        model = apply_colorizer(model, colorizer)
-        channels = spec_of(family).guider_channels
-        pos = cond.attach(pos, torch.randn(1, channels, h, w, generator=g))
-        neg = cond.attach(neg, torch.randn(1, channels, h, w, generator=g))
-    guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(pos, neg)
-    guider.set_cfg(4.5)
+    guider, (h, w), g = step_guider(family, variant, paths, canvas, canvas)
     times = []
 
     def one_step(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -136,6 +116,38 @@ def child(family: str, variant: str, workdir: Path, canvas: int, rounds: int) ->
     comfy.model_management.unload_all_models()
     return {"step_s": statistics.median(times[1:]), "steps": times[1:],
             "peak_rss": peak["VmHWM"] - base["VmRSS"]}
+
+
+def step_guider(family: str, variant: str, paths: dict, height: int, width: int, context: tuple | None = None):
+    """The CFG guider (cfg 4.5) of the plain base or the ColorFlow-patched one at height x width px, with random
+    text and guider latents; returns (guider, latent (h, w), generator). context: (text width, tokens), default
+    the released base's."""
+    import torch
+
+    import comfy.samplers
+
+    from colorize_diffusion.model_patches.colorflow import conditioning as cond
+    from colorize_diffusion.model_patches.colorflow.colorizer import apply_colorizer, load_colorizer
+    from colorize_diffusion.model_patches.colorflow.diffusers_bases import load_model_folder
+    from colorize_diffusion.model_patches.colorflow.families import spec_of
+
+    model = load_model_folder(str(paths["base"]))
+    h, w = height // 8, width // 8
+    width_c, n_tokens = context or CONTEXT[family]
+    g = torch.Generator().manual_seed(0)
+    size = {"width": width, "height": height} if family == "pixart" else {}
+    pos = [[torch.randn(1, n_tokens, width_c, generator=g), dict(size)]]
+    neg = [[torch.randn(1, 1 if family == "pixart" else n_tokens, width_c, generator=g), dict(size)]]
+    if variant == "colorflow":
+        colorizer = load_colorizer(str(paths["colorflow"]))
+        model = apply_colorizer(model, colorizer)
+        channels = spec_of(family).guider_channels
+        pos = cond.attach(pos, torch.randn(1, channels, h, w, generator=g))
+        neg = cond.attach(neg, torch.randn(1, channels, h, w, generator=g))
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(pos, neg)
+    guider.set_cfg(4.5)
+    return guider, (h, w), g
 
 
 def measure(family: str, variant: str, workdir: Path, canvas: int, rounds: int) -> dict:

@@ -54,17 +54,24 @@ def _randomize(module: torch.nn.Module, gen: torch.Generator) -> int:
     return n
 
 
-def build(log=print):
-    from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import split_networks
+def build(log=print, heads=None):
+    """The xlv2 UNet and colorizer of XL_MANIFEST's shapes with random weights (heads: the checkpoint's
+    HeadSizes when they are not the released ones)."""
+    from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import HeadSizes, split_networks
     from colorize_diffusion.model_patches.colorize_diffusion.colorizer import Colorizer
 
     sd = _meta_state_dict()
     model, extras, encoders, _, context = split_networks(sd, "xlv2", "v", dtype=torch.float32, device="meta",
-                                                         name="xlv2 (manifest)")
+                                                         heads=heads or HeadSizes(), name="xlv2 (manifest)")
     gen = torch.Generator().manual_seed(0)
     n = _randomize(model.diffusion_model, gen) + _randomize(extras, gen)
     log(f"  xlv2 UNet + LoRA with random weights: {n / 1024 ** 3:.1f} GiB")
     return model, Colorizer("xlv2", "v", context, extras, encoders, source="xlv2 manifest")
+
+
+def _out_channels(block) -> int:
+    """Channels an input block hands on (its last layer that has out_channels: a conv, a ResBlock, a Downsample)."""
+    return next(layer.out_channels for layer in reversed(list(block)) if hasattr(layer, "out_channels"))
 
 
 def _patcher(module):
@@ -74,7 +81,8 @@ def _patcher(module):
     return comfy.model_patcher.ModelPatcher(module, mm.get_torch_device(), mm.unet_offload_device())
 
 
-def run(size: int, rounds: int, log=print) -> dict:
+def variants(size: int, log=print, heads=None) -> tuple[dict, tuple]:
+    """{name: (patched Variant, unpatched Variant)} for vanilla, bg and an A/A pair, and the latent shape."""
     from colorize_diffusion.model_patches.colorize_diffusion import xl_conditioning as xl
     from colorize_diffusion.model_patches.colorize_diffusion.conditioning import guidance_conditionings
     from colorize_diffusion.model_patches.colorize_diffusion.modes import official_mode
@@ -84,7 +92,7 @@ def run(size: int, rounds: int, log=print) -> dict:
 
     import comfy.conds
 
-    base, colorizer = build(log)
+    base, colorizer = build(log, heads)
     plain = _patcher(base)
     colorizer.unet_extras_patcher = _patcher(colorizer.unet_extras)
     patched = apply_colorizer(plain, colorizer)
@@ -93,7 +101,7 @@ def run(size: int, rounds: int, log=print) -> dict:
     ctx = colorizer.context_dim
     y = xl.size_vector(size, size)
     dm = base.diffusion_model
-    chans = [dm.model_channels * m for m in (1, 1, 2, 4)]     # residuals after input blocks 0, 3, 6, 8
+    chans = [_out_channels(dm.input_blocks[i]) for i in (0, 3, 6, 8)]     # residuals after input blocks 0/3/6/8
     grids = [lat, lat // 2, lat // 4, lat // 4]
     controls = [torch.randn(1, c, s, s, generator=g) * 0.5 for c, s in zip(chans, grids)]
     mask = torch.zeros(1, 1, lat, lat)
@@ -125,7 +133,12 @@ def run(size: int, rounds: int, log=print) -> dict:
                     Variant("unpatched392", plain, *plain_conds(392))),
              "a/a": (Variant("unpatched196'", plain, *plain_conds(196, seed=3)),
                      Variant("unpatched196", plain, *plain_conds(196)))}
-    latent = (1, 4, lat, lat)
+    return pairs, (1, 4, lat, lat)
+
+
+def run(size: int, rounds: int, log=print) -> dict:
+    pairs, latent = variants(size, log)
+    lat = latent[-1]
     log(f"  XL per-step time at {size}x{size} (latent {lat}x{lat}), batch 1, {rounds} rounds; {load_average()}")
     run_rounds(list(pairs.values()), latent, rounds, log)
     out = {}

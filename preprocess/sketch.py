@@ -8,9 +8,9 @@ Official pipeline (`functool.preprocess_sketch`), reproduced exactly:
 3. centred on a -1 canvas: left = (W - w') // 2, top = (H - h') // 2; crop box (left, top, w', h').
 
 Additions (none of them changes an official result for an RGB, grey-line input with polarity given):
-- polarity `auto` (direct path only): the paper colour is the median luminance of a border ring
-  (2 % of the short side, at least 1 px); if that is ambiguous (0.35..0.65) the median of the whole
-  picture decides. Light paper -> invert, dark paper -> keep. Decided per image of a batch.
+- polarity `auto` (direct path only): the paper is what most of the drawing's area is (`paper_share`: grey pixels,
+  the page's thin frame of margins and gutters left out). Light paper -> invert, dark paper -> keep; a share too
+  close to one half is reported (a warning) and takes invert, the common case. Decided per image of a batch.
 - transparency: RGBA images (4 channels) or an IMAGE + MASK pair (LoadImage's MASK, 1 = transparent)
   are flattened onto paper that contrasts with the strokes (white under dark strokes, black under light).
 - monochrome (`auto` / `on` / `off`, direct path only): coloured lines are turned grey by the darkest
@@ -21,9 +21,11 @@ Additions (none of them changes an official result for an RGB, grey-line input w
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -41,6 +43,7 @@ SIZE_MULTIPLE = 64          # automatic sizes
 EXPLICIT_MULTIPLE = 32      # given sizes (the XL UNet halves the latent twice; SD2.1 three times, where 64 is best)
 MAX_GENERATION_SIDE = 4096
 LUMA = (0.299, 0.587, 0.114)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -131,30 +134,67 @@ def luminance(img: torch.Tensor) -> torch.Tensor:
     return img[..., 0] * LUMA[0] + img[..., 1] * LUMA[1] + img[..., 2] * LUMA[2]
 
 
-def thin_stroke_energy(img: torch.Tensor) -> tuple[float, float]:
-    """(dark, bright): how much thin dark and thin bright structure one [H, W, 3] picture has, as the black and
-    white top-hats of its luminance (closing − image, image − opening) with a window a little wider than a line.
-    Line art is thin strokes: large black fills, panel gutters and white margins are wider than the window and do
-    not count, screentone dots do (they are strokes of the same colour)."""
-    lum = luminance(img)[None, None]
-    h, w = lum.shape[-2:]
-    k = max(3, round(min(h, w) / 100)) | 1
-    grow = lambda x: F.max_pool2d(x, k, stride=1, padding=k // 2)          # noqa: E731
-    shrink = lambda x: -F.max_pool2d(-x, k, stride=1, padding=k // 2)      # noqa: E731
-    dark = (shrink(grow(lum)) - lum).clamp(min=0).sum().item()
-    bright = (lum - grow(shrink(lum))).clamp(min=0).sum().item()
-    return dark, bright
+PAPER_UNCERTAIN = 0.1      # paper shares within 0.5 ± this are too close to call: the common case is taken
+
+
+@dataclass(frozen=True)
+class PolarityDecision:
+    """What `auto` decided for one picture. paper: the light share of the drawing's area (0..1); certain: False
+    when the share is within PAPER_UNCERTAIN of one half and `invert` (dark lines on light paper) was taken."""
+    polarity: str
+    paper: float
+    certain: bool
+
+    def note(self) -> str:
+        if self.certain:
+            return f"polarity auto: {self.polarity} ({self.paper:.0%} of the drawing is light paper)"
+        return (f"polarity auto is uncertain ({self.paper:.0%} of the drawing is light, as much ink as paper): "
+                f"took invert, the common case of dark lines on light paper; set polarity to keep if the lines "
+                f"are light on a dark ground")
+
+
+def paper_share(img: torch.Tensor) -> float:
+    """The light share of one [H, W, 3] picture's drawing area: the paper is what most of the area is.
+
+    Counted: grey pixels (chroma < 0.15: colour fills under the ink vote for neither side), light when the
+    luminance is above one half. Left out: the page's frame, i.e. the part of the region of the border's colour that
+    touches the border (margins, gutters between panels, black or white) where it is thinner than a twelfth of the
+    short side, so black gutters do not outvote the panels. Thick parts (a night sky panel joined to black gutters,
+    the paper of a single drawing) stay counted."""
+    lum = luminance(img).float().cpu().numpy()
+    grey = ((img.amax(-1) - img.amin(-1)) < 0.15).cpu().numpy()
+    light = lum > 0.5
+    h, w = light.shape
+    border = np.concatenate([light[0], light[-1], light[:, 0], light[:, -1]])
+    region = (light == (border.mean() >= 0.5)).astype(np.uint8)
+    _, labels = cv2.connectedComponents(region, connectivity=4)
+    touching = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    frame = np.isin(labels, touching) & (region > 0)
+    k = max(5, min(h, w) // 12)
+    thick = cv2.morphologyEx(frame.astype(np.uint8), cv2.MORPH_OPEN, np.ones((k, k), np.uint8)) > 0
+    counted = grey & ~(frame & ~thick)
+    if not counted.any():
+        counted = np.ones_like(light)
+    return float(light[counted].mean())
+
+
+def polarity_decision(img: torch.Tensor) -> PolarityDecision:
+    """`auto` on one [H, W, 3] picture: light paper -> `invert`, dark -> `keep`; too close to call -> `invert`."""
+    paper = paper_share(img)
+    certain = abs(paper - 0.5) >= PAPER_UNCERTAIN
+    return PolarityDecision("invert" if paper >= 0.5 or not certain else "keep", paper, certain)
 
 
 def decide_polarity(img: torch.Tensor, polarity: str) -> str:
-    """`auto`: `invert` when the picture's thin strokes are darker than their surroundings (black lines on white
-    paper, however much black fill or gutter the page has), `keep` when they are brighter."""
+    """`keep` / `invert` as given; `auto` from `polarity_decision`, an uncertain call logged as a warning."""
     if polarity not in POLARITIES:
         raise ColorizerInputError(f"polarity must be one of {POLARITIES}, got {polarity!r}")
     if polarity != "auto":
         return polarity
-    dark, bright = thin_stroke_energy(img)
-    return "invert" if dark >= bright else "keep"
+    decision = polarity_decision(img)
+    if not decision.certain:
+        log.warning("ColorizeDiffusion sketch: %s", decision.note())
+    return decision.polarity
 
 
 def is_coloured(img: torch.Tensor, spread: float = 0.15, fraction: float = 0.002) -> bool:
