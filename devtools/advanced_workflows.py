@@ -11,7 +11,7 @@ then do nothing visible (noted where it is set).
 from __future__ import annotations
 
 from ..model_patches.colorize_diffusion.families import FAMILIES
-from .graph import _BLUE, _GREEN, _PURPLE, Graph, reference_mask_node, sketch_mask_node
+from .graph import _BLUE, _GREEN, _PURPLE, Graph, reference_mask_node, sampler_nodes, sketch_mask_node
 from .pictures import picture_node
 
 # The app's text form of one manipulation row (the same row as the text_and_injection_v2 workflow's)
@@ -98,16 +98,7 @@ def build_advanced(g: Graph, o, family: str, xl: bool, checkpoint: str, size_bas
                                                 "all_families": not FAMILIES[family].guidance_window})
 
     # sampler --------------------------------------------------------------------------------------------
-    guider = g.add("ColorizeDiffusionGuider", 4, {"reference_scale": o.reference_scale,
-                                                  "sketch_scale": o.sketch_scale},
-                   {"model": (applied, 0), **pair}, color=_PURPLE)
-    noise = g.add("RandomNoise", 4, {"noise_seed": o.seed})
-    sampler = g.add("KSamplerSelect", 4, {"sampler_name": o.sampler})
-    sigmas = g.add("BasicScheduler", 4, {"scheduler": o.scheduler, "steps": o.steps, "denoise": 1.0},
-                   {"model": (applied, 0)})
-    samples = g.add("SamplerCustomAdvanced", 4, {}, {"noise": (noise, 0), "guider": (guider, 0),
-                                                     "sampler": (sampler, 0), "sigmas": (sigmas, 0),
-                                                     "latent_image": (applied, 3)})
+    samples = sampler_nodes(g, o, (applied, 0), pair, applied)
 
     # output and the looks inside ------------------------------------------------------------------------
     image = g.add("VAEDecode", 5, {}, {"samples": (samples, 0), "vae": vae})

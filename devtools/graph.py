@@ -225,6 +225,20 @@ def _workflow_uuid(stem: str) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # Mask nodes (shared by the workflows' builders)
 # ----------------------------------------------------------------------------------------------------------
+def sampler_nodes(g: Graph, o, model: tuple, pair: dict, applied: int) -> int:
+    """The Sampler group: ColorizeDiffusion Guider over `model` with the conditioning `pair`, the noise, sampler and
+    sigmas of `o` (workflows.Options), sampling the latent Apply Sketch (`applied`) prepared; gives the samples node."""
+    guider = g.add("ColorizeDiffusionGuider", 4, {"reference_scale": o.reference_scale, "sketch_scale": o.sketch_scale},
+                   {"model": model, **pair}, color=_PURPLE)
+    noise = g.add("RandomNoise", 4, {"noise_seed": o.seed})
+    sampler = g.add("KSamplerSelect", 4, {"sampler_name": o.sampler})
+    sigmas = g.add("BasicScheduler", 4, {"scheduler": o.scheduler, "steps": o.steps, "denoise": 1.0},
+                   {"model": (applied, 0)})
+    return g.add("SamplerCustomAdvanced", 4, {}, {"noise": (noise, 0), "guider": (guider, 0),
+                                                  "sampler": (sampler, 0), "sigmas": (sigmas, 0),
+                                                  "latent_image": (applied, 3)})
+
+
 def sketch_mask_node(g: Graph, o, sketch: int, size_base: int, resampling: str) -> int:
     """The sketch's character mask as `o.masks` asks (workflows.Options): ISNet, a picture, or the sketch itself."""
     if o.masks == "isnet":

@@ -19,7 +19,7 @@ from ..model_patches.colorize_diffusion.modes import OFFICIAL_MODES, official_mo
 from .advanced_workflows import build_advanced
 from .colorflow_workflows import COLORFLOW_FAMILIES, build_colorflow
 from .graph import (_BLUE, _GREEN, _PURPLE, GROUPS, IMAGE_LOADER, NOTE, PACK_TITLE, Graph, Node,  # noqa: F401
-                    NodeSchema, layout, reference_mask_node, sketch_mask_node)
+                    NodeSchema, layout, reference_mask_node, sampler_nodes, sketch_mask_node)
 from .pictures import folder_node, picture_node
 from .model_files import (CHECKPOINTS, CLIP_VISION, CLIP_VISION_XL, FILE_WIDGETS, MODEL_FILES,  # noqa: F401
                           MODEL_WIDGETS, NETWORK_FILES, TAGGER, TEXT_TOWER, XL_FAMILIES)
@@ -326,15 +326,7 @@ def build(stem: str, options: Options | None = None) -> Graph:
         model = (injected, 0)
 
     # sampler and output -----------------------------------------------------------------------------------
-    guider = g.add("ColorizeDiffusionGuider", 4, {"reference_scale": o.reference_scale, "sketch_scale": o.sketch_scale},
-                   {"model": model, **pair}, color=_PURPLE)
-    noise = g.add("RandomNoise", 4, {"noise_seed": o.seed})
-    sampler = g.add("KSamplerSelect", 4, {"sampler_name": o.sampler})
-    sigmas = g.add("BasicScheduler", 4, {"scheduler": o.scheduler, "steps": o.steps, "denoise": 1.0},
-                   {"model": (applied, 0)})
-    samples = g.add("SamplerCustomAdvanced", 4, {}, {"noise": (noise, 0), "guider": (guider, 0),
-                                                     "sampler": (sampler, 0), "sigmas": (sigmas, 0),
-                                                     "latent_image": (applied, 3)})
+    samples = sampler_nodes(g, o, model, pair, applied)
     image = g.add("VAEDecode", 5, {}, {"samples": (samples, 0), "vae": vae})
     if spec.chapter:          # the colours under the original page, at its own resolution
         image = g.add("ColorizeDiffusionColourUnderPage", 5, {"mode": "multiply"},
