@@ -146,7 +146,24 @@ DECLARED["rap_runner"] = {
     "provenance": "where and with what the case was made",
 }
 
-PER_CASE = {"pipeline_runner": _mask_sliders_unwired, "xl_runner": _mask_sliders_unwired}
+DECLARED["decolorize_runner"] = {
+    "tensors": "the documentation of the expected tensors (compared key by key by check())",
+    "page.draw_seed": "provenance: the seed the synthetic page was drawn with (the page itself is an input)",
+    "global_rng_seed": "provenance: the global RNG seed of the run; each noise draw carries its own seed (read) and "
+                       "the dropout masks are stored",
+    "noise.rule": "prose: how the noise was drawn (the draws' seeds and shapes are read)",
+    "dropout.rule": "prose: why the masks exist (the draws are read, the masks taken from the case)",
+}
+
+
+def _tolerance_evidence(case: dict) -> dict:
+    """`tolerance.<key>.fp32_vs_fp64*`: how far an fp32 run was from the fp64 one, the evidence behind a rule."""
+    tol = case.get("tolerance")
+    return {f"tolerance.{k}.{e}": "evidence behind the tolerance" for k, rule in (tol or {}).items()
+            if isinstance(rule, Mapping) for e in rule if e.startswith("fp32_vs_fp64")}
+
+PER_CASE = {"pipeline_runner": _mask_sliders_unwired, "xl_runner": _mask_sliders_unwired,
+            "decolorize_runner": _tolerance_evidence}
 
 
 def declared_for(runner_name: str, case: dict) -> dict | None:
