@@ -162,6 +162,22 @@ def _tolerance_evidence(case: dict) -> dict:
     return {f"tolerance.{k}.{e}": "evidence behind the tolerance" for k, rule in (tol or {}).items()
             if isinstance(rule, Mapping) for e in rule if e.startswith("fp32_vs_fp64")}
 
+DECLARED["colorflow_runner"] = {
+    "variant.id": "the name of the run this case was cut from",
+    "variant.seed": "provenance: the seed the run's random inputs were drawn with (stored as inputs)",
+    "variant.guidance": "the run's guidance: read where this level guides (checked against guidance_scale)",
+    "variant.steps": "the run's steps: read where this level samples (checked against num_inference_steps)",
+    "tolerance.rule": "prose (compare.py applies rtol_rms)",
+    "tolerance.worst_fp32_vs_fp64": "evidence behind the tolerance",
+    "tolerance.per_key_fp32_vs_fp64": "evidence behind the tolerance",
+    "scheduler_config.dynamic_thresholding_ratio": "acts only with thresholding, which is checked off",
+    "scheduler_config.sample_max_value": "acts only with thresholding, which is checked off",
+    "scheduler_config.timestep_spacing": "the case lists its timesteps (read, checked against the pack's)",
+    "scheduler_config.steps_offset": "the case lists its timesteps (read, checked against the pack's)",
+    "scheduler_config.skip_prk_steps": "a PNDM option: no part of UniPC",
+    "scheduler_config.set_alpha_to_one": "a DDIM option: UniPC's final step goes to the clean latent (sigma 0)",
+}
+
 PER_CASE = {"pipeline_runner": _mask_sliders_unwired, "xl_runner": _mask_sliders_unwired,
             "decolorize_runner": _tolerance_evidence}
 
