@@ -53,7 +53,7 @@ def test_golden_case(golden):
         from golden_support import preprocess_runner
         runner = preprocess_runner
         got = preprocess_runner.run(case, inputs, golden.case_dir, golden.base)
-        report = check_preprocess_case(case, got, expected)
+        report = check_preprocess_case(case, got, expected, inputs)
         print(f"\n{golden.test_id}: max abs error per key " +
               ", ".join(f"{k}={v:.2e}" for k, v in report.items()))
     elif decolorize_runner.is_decolorize_case(case):      # ColorFlow's decolorize step

@@ -178,6 +178,28 @@ DECLARED["colorflow_runner"] = {
     "scheduler_config.set_alpha_to_one": "a DDIM option: UniPC's final step goes to the clean latent (sigma 0)",
 }
 
+DECLARED["preprocess_runner"] = {
+    "network": "names the network: the runner loads the one the weights file name calls for (weights.file, read)",
+    "params.network": "the same name as `network`",
+    "params.ui_name": "the app's name of the network (weights.ui_name)",
+    "weights.ui_name": "the app's name of the network: the pack picks it by the file name (read)",
+    "weights.fill.function": "prose: how the tiny weights were filled (the runner fills them with seed and gain, read)",
+    "weights.loaded_with": "prose: the official loader",
+    "params.seed": "the weights' fill seed (checked equal to weights.fill.seed) or the seed the case's random "
+                   "inputs were drawn with (stored as inputs)",
+    "params.resized_hw": "derived: the aspect-fit size (original_shape, compared, records the fitted box)",
+    "official_functions": "prose: the official calls",
+    "network_input_size": "the network input's shape (net_input / net_input_s8, compared where stored)",
+    "normalisation": "prose",
+    "postprocessing": "prose",
+    "tensors": "the documentation of the stored tensors (compared key by key)",
+    "tolerance_rule": "prose (compare.py implements it)",
+    "measured_deviation": "evidence behind the tolerances",
+    "environment": "the library versions the case was made with",
+    "tolerance.blurred_u8": "a diagnostic inside sketchKeras' input (the pack keeps it inside keras_input); the "
+                            "network input it feeds, net_input, is compared",
+}
+
 PER_CASE = {"pipeline_runner": _mask_sliders_unwired, "xl_runner": _mask_sliders_unwired,
             "decolorize_runner": _tolerance_evidence}
 
