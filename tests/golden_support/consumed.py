@@ -138,7 +138,8 @@ DECLARED["rap_runner"] = {
     "argsort_tie_order": "prose: the official argsort's order among exact ties (ties_in_topk, read, accepts them)",
     "min_topk_gap": "evidence: the smallest gap between ranked similarities (why top-k is exact within tolerance)",
     "tolerance.exact": "prose: which keys are exact (check() compares them bit for bit)",
-    "tolerance.pixel_values": "the float pixel values are informational: their uint8 form (clip_u8) is compared exactly",
+    "tolerance.pixel_values": "the float pixel values are informational: their uint8 form (clip_u8) is compared "
+                              "exactly",
     "tolerance.embeddings.criterion": "prose (check() applies rtol_rms and atol)",
     "tolerance.cosine_similarity.criterion": "prose (check() applies rtol_rms and atol)",
     "tolerance.fp32_vs_fp64_max_over_rms": "evidence behind the tolerance",
@@ -204,13 +205,11 @@ PER_CASE = {"pipeline_runner": _mask_sliders_unwired, "xl_runner": _mask_sliders
             "decolorize_runner": _tolerance_evidence}
 
 
-def declared_for(runner_name: str, case: dict) -> dict | None:
+def declared_for(runner_name: str, case: dict) -> dict:
     """The runner's declared fields plus the case's own 'already applied' parameters (their value is baked into the
-    input tensors, as the case's note says); None for a runner whose reads are not checked yet."""
+    input tensors, as the case's note says). Every runner is checked: one with no entry here has nothing declared."""
     short = runner_name.rsplit(".", 1)[-1]
-    if short not in DECLARED:
-        return None
-    out = dict(DECLARED[short])
+    out = dict(DECLARED.get(short, {}))
     if short in PER_CASE:
         out.update(PER_CASE[short](case))
     for p in case.get("parameters", []) if isinstance(case.get("parameters"), list) else []:
