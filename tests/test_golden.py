@@ -53,7 +53,7 @@ def test_golden_case(golden):
         from golden_support import preprocess_runner
         runner = preprocess_runner
         got = preprocess_runner.run(case, inputs, golden.case_dir, golden.base)
-        report = check_preprocess_case(case, got, expected)
+        report = check_preprocess_case(case, got, expected, inputs)
         print(f"\n{golden.test_id}: max abs error per key " +
               ", ".join(f"{k}={v:.2e}" for k, v in report.items()))
     elif decolorize_runner.is_decolorize_case(case):      # ColorFlow's decolorize step
@@ -77,11 +77,10 @@ def test_golden_case(golden):
         report = check_model_case(case, got, expected, widened)
         worst = max(report.values()) if report else 0.0
         print(f"\n{golden.test_id}: max|R-E|/rms(E) = {worst:.2e} (tolerance {case['tolerance']['rtol_rms']})")
-    declared = consumed.declared_for(runner.__name__, raw)
-    if declared is not None:                      # the runners whose reads are checked (golden_support/consumed.py)
-        ignored = consumed.unread(raw, read, declared)
-        assert not ignored, (f"{golden.test_id}: the runner ({runner.__name__}) never read {ignored}; honour them, "
-                             "or declare them irrelevant with the reason in golden_support/consumed.py")
+    declared = consumed.declared_for(runner.__name__, raw)       # golden_support/consumed.py
+    ignored = consumed.unread(raw, read, declared)
+    assert not ignored, (f"{golden.test_id}: the runner ({runner.__name__}) never read {ignored}; honour them, "
+                         "or declare them irrelevant with the reason in golden_support/consumed.py")
 
 
 def test_cases_found():

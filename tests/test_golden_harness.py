@@ -80,3 +80,33 @@ def test_the_unet_runner_honours_accurate_mode():
     err = (changed["out"] - expected["out"]).abs().max() / expected["out"].pow(2).mean().sqrt()
     assert err > 10 * float(case["tolerance"]["rtol_rms"]), float(err)
     assert not torch.equal(changed["out"], expected["out"])
+
+
+def test_mask_sliders_are_excused_only_when_no_mask_guided_mode_is_on():
+    off = {"parameters": [{"ui_name": "Low-level injection", "value": False},
+                          {"ui_name": "Sketch mask threshold", "value": 0.05}]}
+    on = copy.deepcopy(off)
+    on["parameters"][0]["value"] = True
+    assert "parameters[Sketch mask threshold]" in consumed.declared_for("golden_support.xl_runner", off)
+    assert "parameters[Sketch mask threshold]" not in consumed.declared_for("golden_support.xl_runner", on)
+    recorded, log = consumed.recording(on)
+    param(recorded, "Low-level injection")
+    assert consumed.unread(on, log, consumed.declared_for("golden_support.xl_runner", on)) == [
+        "parameters[Sketch mask threshold].value"]
+
+
+def test_a_runner_without_declarations_is_still_checked():
+    case = {"parameters": [], "resolution": "640x640"}
+    recorded, log = consumed.recording(case)
+    assert consumed.unread(case, log, consumed.declared_for("golden_support.new_runner", case)) == ["resolution"]
+
+
+def test_decolorize_target_comes_from_the_working_resolution():
+    import pytest
+
+    from golden_support.decolorize_runner import _target
+
+    assert _target({"resolution": None, "custom_resolution": [64, 100], "target_wh": [96, 150]}) == (96, 150)
+    assert _target({"resolution": "512x800", "custom_resolution": None, "target_wh": [768, 1200]}) == (768, 1200)
+    with pytest.raises(AssertionError):
+        _target({"resolution": None, "custom_resolution": [64, 100], "target_wh": [96, 96]})

@@ -32,6 +32,7 @@ def run_super_resolution(case: dict, inputs: dict, root: Path) -> dict:
     from colorize_diffusion.model_patches.colorflow import super_resolution as gsrp
 
     net = gsrp.load_network(str(root / case["multires_file"]))
+    assert list(net.channels) == [int(c) for c in case["multires_channels"]], (net.channels, case["multires_channels"])
     first_stage = vae(root).first_stage_model
     with torch.no_grad():
         r = gsrp.super_resolve(first_stage, net, inputs["test_low_color"], inputs["query_image_vae"],
@@ -49,6 +50,7 @@ def run_conditioning(case: dict, inputs: dict, root: Path) -> dict:
     from colorize_diffusion.model_patches.colorflow import conditioning as cond
 
     family = "pixart" if "conditioning_latents" in case["expected"] else "sd15"
+    folder_of(case, family)          # the Input Style picks the pipeline whose conditioning this is
     canvas = inputs["canvas_hwc"][None].expand(2, -1, -1, -1)
     mask = inputs["mask_hwc"][None].expand(2, -1, -1, -1)
     eps = [inputs["vae_eps_A"], inputs["vae_eps_B"]] if family == "pixart" else [inputs["vae_eps"]]
@@ -60,10 +62,27 @@ def run_conditioning(case: dict, inputs: dict, root: Path) -> dict:
     return {"colorguider_cond": latents, "vae_mean": stats["canvas"][0], "vae_std": stats["canvas"][1]}
 
 
-def sd15_lora(root: Path, model):
+# the released ColorFlow folder each Input Style loads (app.py), and the base it runs on
+STYLE_FOLDERS = {"Sketch": "sketch", "Sketch_Shading": "shading", "GrayImage(ScreenStyle)": "GraySD"}
+FOLDER_FAMILY = {"sketch": "pixart", "shading": "pixart", "GraySD": "sd15"}
+DEFAULT_FOLDER = {"pixart": "sketch", "sd15": "GraySD"}     # cases with no Input Style (the LoRA merge cases)
+
+
+def folder_of(case: dict, family: str) -> str:
+    """The ColorFlow folder of the case's Input Style; it must hold a colorizer of the case's base."""
+    style = case.get("input_style")
+    if style is None:
+        return DEFAULT_FOLDER[family]
+    assert style in STYLE_FOLDERS, f"Input Style {style!r}: not one of {list(STYLE_FOLDERS)}"
+    name = STYLE_FOLDERS[style]
+    assert FOLDER_FAMILY[name] == family, f"Input Style {style} loads {name}/, a {FOLDER_FAMILY[name]} colorizer"
+    return name
+
+
+def sd15_lora(root: Path, model, name: str = "GraySD"):
     from colorize_diffusion.model_patches.colorflow import files
 
-    folder = files.read_folder(str(root / "models" / "colorflow" / "GraySD"))
+    folder = files.read_folder(str(root / "models" / "colorflow" / name))
     return files.lora_weight_patches(folder.lora, files.sd_lora_key_map(model.model),
                                      model.model.state_dict())
 
@@ -98,10 +117,10 @@ def weights_in_use(model) -> dict:
     return sd
 
 
-def pixart_lora(root: Path, model):
+def pixart_lora(root: Path, model, name: str = "sketch"):
     from colorize_diffusion.model_patches.colorflow import files
 
-    folder = files.read_folder(str(root / "models" / "colorflow" / "sketch"))
+    folder = files.read_folder(str(root / "models" / "colorflow" / name))
     return files.lora_weight_patches(folder.lora, files.pixart_lora_key_map(model.model), model.model.state_dict())
 
 
@@ -116,11 +135,11 @@ def run_lora_merge(case: dict, root: Path) -> dict:
         base = bases.sd15(root)
         to_comfy = {k: f"diffusion_model.{v}" for k, v in
                     comfy.utils.unet_to_diffusers(base.model.model_config.unet_config).items()}
-        weights = merged_weights(base, sd15_lora(root, base))
+        weights = merged_weights(base, sd15_lora(root, base, folder_of(case, "sd15")))
         return {k: weights[to_comfy[k]] for k in case["expected"]}
     base = bases.pixart(root)
     key_map = files.pixart_lora_key_map(base.model)
-    weights = merged_weights(base, pixart_lora(root, base))
+    weights = merged_weights(base, pixart_lora(root, base, folder_of(case, "pixart")))
     out = {}
     for k in case["expected"]:
         target = key_map[k[: -len(".weight")]]
@@ -128,15 +147,15 @@ def run_lora_merge(case: dict, root: Path) -> dict:
     return out
 
 
-def guider(root: Path, family: str):
+def guider(root: Path, family: str, case: dict):
     from colorize_diffusion.model_patches.colorflow import files
 
-    name = "GraySD" if family == "sd15" else "sketch"
+    name = folder_of(case, family)
     return files.load_guider(files.read_folder(str(root / "models" / "colorflow" / name)))
 
 
 def run_sd_guider(case: dict, inputs: dict, root: Path) -> dict:
-    net = guider(root, "sd15")
+    net = guider(root, "sd15", case)
     with torch.no_grad():
         down, mid, up = net(inputs["sample"], inputs["timestep"], inputs["colorguider_cond"],
                             float(case["conditioning_scale"]))
@@ -160,7 +179,7 @@ class GivenResiduals(torch.nn.Module):
         return [d[rows] * scale for d in self.down], self.mid[rows] * scale, [u[rows] * scale for u in self.up]
 
 
-def _sd_setup(root: Path, network, guide_neg, guide_pos, neg_context, pos_context):
+def _sd_setup(root: Path, case: dict, network, guide_neg, guide_pos, neg_context, pos_context):
     from colorize_diffusion.comfy_compat import unet_patcher
     from colorize_diffusion.model_patches.colorflow import conditioning as cond
     from colorize_diffusion.model_patches.colorflow import sd15 as colorflow_sd
@@ -168,7 +187,7 @@ def _sd_setup(root: Path, network, guide_neg, guide_pos, neg_context, pos_contex
     from . import colorflow_bases as bases
 
     base = bases.sd15(root)
-    model = colorflow_sd.apply_guider(base, unet_patcher(network), sd15_lora(root, base))
+    model = colorflow_sd.apply_guider(base, unet_patcher(network), sd15_lora(root, base, folder_of(case, "sd15")))
     positive = cond.attach([[pos_context, {}]], guide_pos)
     negative = cond.attach([[neg_context, {}]], guide_neg)
     return model, positive, negative
@@ -222,7 +241,7 @@ def run_sd_step(case: dict, inputs: dict, root: Path) -> dict:
     x_vp = inputs["latent_model_input"][:1]
     ctx = inputs["encoder_hidden_states"]
     rows = [torch.full((1, 1) + tuple(x_vp.shape[-2:]), float(i)) for i in range(2)]
-    model, pos, neg = _sd_setup(root, GivenResiduals(inputs), rows[0], rows[1], ctx[:1], ctx[1:])
+    model, pos, neg = _sd_setup(root, case, GivenResiduals(inputs), rows[0], rows[1], ctx[:1], ctx[1:])
     rec, guided = _guided_step(model, pos, neg, float(case["guidance_scale"]), x_vp, inputs["timestep"][:1])
     raw = rec.calls[0]
     return {"noise_pred_raw": torch.cat([raw[1], raw[0]]), "eps_guided": guided}
@@ -232,7 +251,8 @@ def run_sd_sample(case: dict, inputs: dict, root: Path) -> dict:
     from colorize_diffusion.model_patches.colorflow import sampling as colorflow_sampling
 
     guide = inputs["colorguider_cond"]
-    model, pos, neg = _sd_setup(root, guider(root, "sd15"), guide[:1], guide[1:], inputs["negative_prompt_embeds"],
+    model, pos, neg = _sd_setup(root, case, guider(root, "sd15", case), guide[:1], guide[1:],
+                                inputs["negative_prompt_embeds"],
                                 inputs["prompt_embeds"])
     ms = model.get_model_object("model_sampling")
     steps = int(case["num_inference_steps"])
@@ -260,7 +280,7 @@ def run_sd_sample(case: dict, inputs: dict, root: Path) -> dict:
 
 
 def run_pixart_guider(case: dict, inputs: dict, root: Path) -> dict:
-    net = guider(root, "pixart")
+    net = guider(root, "pixart", case)
     with torch.no_grad():
         out = net(inputs["control_input"], inputs["timestep"], inputs["resolution"], inputs["aspect_ratio"])
     return {f"control.{i}": t for i, t in enumerate(out)}
@@ -285,7 +305,8 @@ def _valid_tokens(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return embeds[:, mask[0].bool()]
 
 
-def _pixart_setup(root: Path, network, guide_neg, guide_pos, neg_context, pos_context, height: int, width: int):
+def _pixart_setup(root: Path, case: dict, network, guide_neg, guide_pos, neg_context, pos_context, height: int,
+                  width: int):
     from colorize_diffusion.comfy_compat import unet_patcher
     from colorize_diffusion.model_patches.colorflow import conditioning as cond
     from colorize_diffusion.model_patches.colorflow import pixart as colorflow_pixart
@@ -293,7 +314,8 @@ def _pixart_setup(root: Path, network, guide_neg, guide_pos, neg_context, pos_co
     from . import colorflow_bases as bases
 
     base = bases.pixart(root)
-    model = colorflow_pixart.apply_guider(base, unet_patcher(network), pixart_lora(root, base))
+    lora = pixart_lora(root, base, folder_of(case, "pixart"))
+    model = colorflow_pixart.apply_guider(base, unet_patcher(network), lora)
     size = {"width": width, "height": height}
     return model, cond.attach([[pos_context, dict(size)]], guide_pos), cond.attach([[neg_context, dict(size)]],
                                                                                    guide_neg)
@@ -306,7 +328,7 @@ def run_pixart_step(case: dict, inputs: dict, root: Path) -> dict:
     ctx, mask = inputs["encoder_hidden_states"], inputs["encoder_attention_mask"]
     h, w = (int(v) for v in inputs["resolution"][0].tolist())
     rows = [torch.full((1, 9) + tuple(x_vp.shape[-2:]), float(i)) for i in range(2)]
-    model, pos, neg = _pixart_setup(root, GivenPixArtResiduals(inputs), rows[0], rows[1],
+    model, pos, neg = _pixart_setup(root, case, GivenPixArtResiduals(inputs), rows[0], rows[1],
                                     _valid_tokens(ctx[:1], mask[:1]), _valid_tokens(ctx[1:], mask[1:]), h, w)
     _, guided = _guided_step(model, pos, neg, float(case["guidance_scale"]), x_vp, inputs["timestep"][:1])
     # both rows, all 8 channels (ComfyUI's PixArt drops the learned-sigma half): the forward the patch runs
@@ -334,7 +356,7 @@ def run_pixart_sample(case: dict, inputs: dict, root: Path) -> dict:
     guide = inputs["conditioning_latents"]
     h, w = (8 * n for n in guide.shape[-2:])
     model, pos, neg = _pixart_setup(
-        root, guider(root, "pixart"), guide[:1], guide[1:],
+        root, case, guider(root, "pixart", case), guide[:1], guide[1:],
         _valid_tokens(inputs["negative_prompt_embeds"], inputs["negative_prompt_attention_mask"]),
         _valid_tokens(inputs["prompt_embeds"], inputs["prompt_attention_mask"]), h, w)
     steps = int(case["num_inference_steps"])
@@ -378,6 +400,7 @@ def run_t5(case: dict, inputs: dict, root: Path) -> dict:
     official attention mask."""
     from colorize_diffusion.model_patches.colorflow.diffusers_bases import load_t5_folder
 
+    folder_of(case, "pixart")       # the T5 prompt exists only in the PixArt pipelines (Sketch, Sketch_Shading)
     clip = load_t5_folder(str(root / "models" / "pixart_base" / "text_encoder"))
     t5 = clip.cond_stage_model.t5xxl.transformer
     got = {}
@@ -392,6 +415,13 @@ def run_t5(case: dict, inputs: dict, root: Path) -> dict:
 
 
 def run(case: dict, inputs: dict, case_dir: Path, root: Path) -> dict:
+    from .colorflow_checks import check_scheduler, check_variant
+
+    check_variant(case, inputs)
+    if "scheduler_class" in case:
+        check_scheduler(case)
+    if "adapted_modules" in case:
+        assert sorted(case["adapted_modules"]) == sorted(case["expected"]), "adapted modules and expected keys differ"
     if "multires_file" in case:
         return run_super_resolution(case, inputs, Path(root))
     if "canvas_hwc" in inputs:

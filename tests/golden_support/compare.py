@@ -40,13 +40,16 @@ def check_model_case(case: dict, got: dict, expected: dict, platform_atol: dict 
     return report
 
 
-def check_preprocess_case(case: dict, got: dict, expected: dict) -> dict[str, float]:
-    """Preprocess cases: |got - want| <= atol + rtol*|want| for all but max_bad_frac of the elements.
+def check_preprocess_case(case: dict, got: dict, expected: dict, inputs: dict | None = None) -> dict[str, float]:
+    """Preprocess cases: |got - want| <= atol + rtol*|want| for all but max_bad_frac of the elements. Besides every
+    expected key, the intermediates stored with the inputs (the tensor handed to the network or to proceed()) are
+    compared where the case gives them a tolerance and the runner produced them.
 
     Returns {key: max|got - want|}; raises AssertionError listing every key that fails.
     """
     report, failures = {}, []
-    for key, want in expected.items():
+    stages = {k: v for k, v in (inputs or {}).items() if k in got and k in case["tolerance"]}
+    for key, want in {**stages, **expected}.items():
         rule = case["tolerance"].get(key)
         if rule is None:
             raise AssertionError(f"case.json has no tolerance for expected key {key}")

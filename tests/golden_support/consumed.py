@@ -64,14 +64,154 @@ DECLARED = {
 
 DECLARED["injection_runner"] = DECLARED["unet_runner"]      # the same conditionings (unet_runner._conds)
 
+_SCHEDULER = {k: v for k, v in DECLARED["unet_runner"].items() if k.startswith(("scheduler_config.", "ddim_update"))}
 
-def declared_for(runner_name: str, case: dict) -> dict | None:
+DECLARED["xl_runner"] = {       # levels A-F of an XL root (D through xl_pipeline_runner)
+    "clip": "levels B/C/E/F give the reference's encoder output as the context tensor: no CLIP runs (A and D load it)",
+    "tagger": "levels B/C/E/F give the context tensor: no WD tagger runs (A2 and D load it)",
+    "prediction_type": "the UNet's parametrisation: the level-A encoder and vector cases run no UNet",
+    "parameters[Color crossattn scale]": "the XL app ignores it: its per-block scales come from Reference strength, "
+                                         "Encoder and Semantics crossattn scale (read; checked against the case's "
+                                         "reference_scale_per_block where it has one)",
+    "parameters[split cross-attention path]": "prose: the attention path that follows from Merging scale (read)",
+    "lora": "prose: which LoRA the mode merges (the runner's mode sets it)",
+    **_SCHEDULER,
+}
+
+_MANIPULATION = {
+    "ui": "the UI clicks that built the Final prompt (provenance: the runner reads the Final prompt and the current "
+          "sliders, and checks the groups they give against the parsed record)",
+    "manipulation_groups": "a derived per-group record (its tensors, group.* / manip.group.*, are compared key by key)",
+    "manip.manipulation_groups": "a derived per-group record (its tensors, manip.group.*, are compared key by key)",
+    "manipulation_threshold_margin": "evidence: how far the tokens' scores are from a threshold",
+    "manip.manipulation_threshold_margin": "evidence: how far the tokens' scores are from a threshold",
+    "pixel_threshold_margin": "evidence: how far the pixels' scores are from a threshold",
+}
+
+DECLARED["pipeline_runner"] = {
+    "lora": "prose: which LoRA branches the mode switches on (the checkboxes, read, set them)",
+    **_MANIPULATION,
+}
+
+DECLARED["manipulation_runner"] = {
+    "checkpoint": "level G1/G2 run the CLIP towers only: no colorizer",
+    "prediction_type": "level G1/G2 run no UNet",
+    **_MANIPULATION,
+}
+
+DECLARED["clip_runner"] = {
+    "checkpoint": "level A1 runs the CLIP vision tower only: no colorizer",
+    "prediction_type": "level A1 runs no UNet",
+}
+
+DECLARED["encoder_runner"] = {
+    "clip": "the encoder cases give the CLIP tokens as a tensor (or need none): no CLIP runs",
+    "size_ratios_rh_rw": "derived: the ratios size_emb embeds (size_emb, compared key by key, is built from "
+                         "reference_pixel_sizes_hw and the generation size, both read)",
+}
+
+# the mask-guided sliders: the app wires them only with a mask-guided mode (SD2.1 BG/FG enhance, XL Low-level
+# injection); in a case without one they act on nothing
+MASK_GUIDED = ("BG enhance (mask guided)", "FG enhance (mask guided)", "Low-level injection")
+MASK_SLIDERS = ("Background factor", "Merging scale", "Reference mask threshold", "Sketch mask threshold",
+                "Foreground strength", "Background strength")
+
+
+def _mask_sliders_unwired(case: dict) -> dict:
+    params = [p for p in case.get("parameters") or [] if isinstance(p, Mapping) and "value" in p]
+    if not any(p.get("ui_name") in MASK_GUIDED for p in params):
+        return {}
+    if any(p.get("ui_name") in MASK_GUIDED and p["value"] for p in params):
+        return {}
+    return {f"parameters[{n}]": "a mask-guided slider in a case with no mask-guided mode (checkbox read: off)"
+            for n in MASK_SLIDERS}
+
+
+DECLARED["rap_runner"] = {
+    "parameters.input_style": "does not influence the retrieval (README: colorize_image's call; the canvas is built "
+                              "before the style is used)",
+    "parameters.seed": "the colorizer's seed: does not influence the retrieval (README)",
+    "parameters.num_inference_steps": "the colorizer's steps: the retrieval runs before sampling",
+    "parameters.input_seed": "provenance: the seed the synthetic input pictures were drawn with (stored as inputs)",
+    "parameters.input_attempt": "provenance: which draw of the synthetic inputs was kept",
+    "sha256_hex": "the digests of expected.safetensors written in hex, for people (compared there)",
+    "argsort_tie_order": "prose: the official argsort's order among exact ties (ties_in_topk, read, accepts them)",
+    "min_topk_gap": "evidence: the smallest gap between ranked similarities (why top-k is exact within tolerance)",
+    "tolerance.exact": "prose: which keys are exact (check() compares them bit for bit)",
+    "tolerance.pixel_values": "the float pixel values are informational: their uint8 form (clip_u8) is compared "
+                              "exactly",
+    "tolerance.embeddings.criterion": "prose (check() applies rtol_rms and atol)",
+    "tolerance.cosine_similarity.criterion": "prose (check() applies rtol_rms and atol)",
+    "tolerance.fp32_vs_fp64_max_over_rms": "evidence behind the tolerance",
+    "tolerance.topk_margin": "prose: why top-k is exact up to ties",
+    "provenance": "where and with what the case was made",
+}
+
+DECLARED["decolorize_runner"] = {
+    "tensors": "the documentation of the expected tensors (compared key by key by check())",
+    "page.draw_seed": "provenance: the seed the synthetic page was drawn with (the page itself is an input)",
+    "global_rng_seed": "provenance: the global RNG seed of the run; each noise draw carries its own seed (read) and "
+                       "the dropout masks are stored",
+    "noise.rule": "prose: how the noise was drawn (the draws' seeds and shapes are read)",
+    "dropout.rule": "prose: why the masks exist (the draws are read, the masks taken from the case)",
+}
+
+
+def _tolerance_evidence(case: dict) -> dict:
+    """`tolerance.<key>.fp32_vs_fp64*`: how far an fp32 run was from the fp64 one, the evidence behind a rule."""
+    tol = case.get("tolerance")
+    return {f"tolerance.{k}.{e}": "evidence behind the tolerance" for k, rule in (tol or {}).items()
+            if isinstance(rule, Mapping) for e in rule if e.startswith("fp32_vs_fp64")}
+
+DECLARED["colorflow_runner"] = {
+    "variant.id": "the name of the run this case was cut from",
+    "variant.seed": "provenance: the seed the run's random inputs were drawn with (stored as inputs)",
+    "variant.guidance": "the run's guidance: read where this level guides (checked against guidance_scale)",
+    "variant.steps": "the run's steps: read where this level samples (checked against num_inference_steps)",
+    "tolerance.rule": "prose (compare.py applies rtol_rms)",
+    "tolerance.worst_fp32_vs_fp64": "evidence behind the tolerance",
+    "tolerance.per_key_fp32_vs_fp64": "evidence behind the tolerance",
+    "scheduler_config.dynamic_thresholding_ratio": "acts only with thresholding, which is checked off",
+    "scheduler_config.sample_max_value": "acts only with thresholding, which is checked off",
+    "scheduler_config.timestep_spacing": "the case lists its timesteps (read, checked against the pack's)",
+    "scheduler_config.steps_offset": "the case lists its timesteps (read, checked against the pack's)",
+    "scheduler_config.skip_prk_steps": "a PNDM option: no part of UniPC",
+    "scheduler_config.set_alpha_to_one": "a DDIM option: UniPC's final step goes to the clean latent (sigma 0)",
+}
+
+DECLARED["preprocess_runner"] = {
+    "network": "names the network: the runner loads the one the weights file name calls for (weights.file, read)",
+    "params.network": "the same name as `network`",
+    "params.ui_name": "the app's name of the network (weights.ui_name)",
+    "weights.ui_name": "the app's name of the network: the pack picks it by the file name (read)",
+    "weights.fill.function": "prose: how the tiny weights were filled (the runner fills them with seed and gain, read)",
+    "weights.loaded_with": "prose: the official loader",
+    "params.seed": "the weights' fill seed (checked equal to weights.fill.seed) or the seed the case's random "
+                   "inputs were drawn with (stored as inputs)",
+    "params.resized_hw": "derived: the aspect-fit size (original_shape, compared, records the fitted box)",
+    "official_functions": "prose: the official calls",
+    "network_input_size": "the network input's shape (net_input / net_input_s8, compared where stored)",
+    "normalisation": "prose",
+    "postprocessing": "prose",
+    "tensors": "the documentation of the stored tensors (compared key by key)",
+    "tolerance_rule": "prose (compare.py implements it)",
+    "measured_deviation": "evidence behind the tolerances",
+    "environment": "the library versions the case was made with",
+    "tolerance.blurred_u8": "a diagnostic inside sketchKeras' input (the pack keeps it inside keras_input); the "
+                            "network input it feeds, net_input, is compared",
+}
+
+PER_CASE = {"pipeline_runner": _mask_sliders_unwired, "xl_runner": _mask_sliders_unwired,
+            "decolorize_runner": _tolerance_evidence}
+
+
+def declared_for(runner_name: str, case: dict) -> dict:
     """The runner's declared fields plus the case's own 'already applied' parameters (their value is baked into the
-    input tensors, as the case's note says); None for a runner whose reads are not checked yet."""
+    input tensors, as the case's note says). Every runner is checked: one with no entry here has nothing declared."""
     short = runner_name.rsplit(".", 1)[-1]
-    if short not in DECLARED:
-        return None
-    out = dict(DECLARED[short])
+    out = dict(DECLARED.get(short, {}))
+    if short in PER_CASE:
+        out.update(PER_CASE[short](case))
     for p in case.get("parameters", []) if isinstance(case.get("parameters"), list) else []:
         if "already applied" in str(p.get("note", "")):
             out[f"parameters[{p.get('ui_name') or p.get('internal_name')}]"] = p["note"]
@@ -142,6 +282,8 @@ def leaves(case: Mapping, path: tuple = ()) -> list[tuple]:
     out = []
     for k, v in case.items():
         here = path + (f"{path[-1]}.{k}" if path else str(k),)
+        if k == "parameters" and isinstance(v, list) and not v:       # an empty parameter list sets nothing
+            continue
         if isinstance(v, Mapping):
             out += leaves(v, here)
         elif isinstance(v, list) and v and all(isinstance(p, Mapping) and "value" in p for p in v):

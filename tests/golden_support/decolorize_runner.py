@@ -49,15 +49,55 @@ def run(case: dict, inputs: dict, case_dir: Path, base: Path) -> dict:
     from colorize_diffusion.preprocess.decolorize_files import load_decolorize_models
     from colorize_diffusion.preprocess.screen_vae import ScreenRandom
 
-    width, height = case["target_wh"]
+    width, height = _target(case)
     style = case["style"]
     nets = load_decolorize_models(str(base / "models"), style)
     noise = _noise(case)
     random = ScreenRandom(noise=noise, masks=_masks(case, case_dir))
-    out = decolorize(inputs["page_u8"].numpy(), style, int(width), int(height), nets, random)
+    page = inputs["page_u8"].numpy()
+    _check_page(case, page)
+    out = decolorize(page, style, width, height, nets, random)
+    _check_record(case, out, width, height)
     for d, t in zip(case.get("noise", {}).get("draws", []), noise):
         out[d["key"]] = t
     return out
+
+
+def _target(case: dict) -> tuple[int, int]:
+    """The decolorize size from the case's working resolution (a preset `WxH` or the custom one), as the app
+    derives it (1.5x); the case's target_wh must agree."""
+    from colorize_diffusion.preprocess.decolorize import target_size
+
+    custom = case.get("custom_resolution")
+    preset = case.get("resolution")
+    working = custom if custom is not None else [int(v) for v in str(preset).split("x")]
+    width, height = target_size(int(working[0]), int(working[1]))
+    assert [width, height] == [int(v) for v in case["target_wh"]], (width, height, case["target_wh"])
+    return width, height
+
+
+def _check_page(case: dict, page: np.ndarray) -> None:
+    record = case["page"]
+    assert list(record["size_wh"]) == [page.shape[1], page.shape[0]], record
+    if record["kind"] == "grey":
+        assert (page == page[..., :1]).all(), "a grey page with unequal channels"
+
+
+def _check_record(case: dict, out: dict, width: int, height: int) -> None:
+    """The case's record of process_image and the paddings agrees with what the pack's step did."""
+    fit, want = out["process_image"], case["process_image"]
+    assert fit["branch"] == want["branch"] and list(fit["box"]) == list(want["box"]), (fit, want)
+    assert abs(fit["ratio_error"] - float(want["ratio_error"])) < 1e-12, (fit, want)
+    pad = case["padding"]
+    assert list(pad["h_w"]) == [height, width], pad
+    if "padded_to_16" in pad:
+        assert list(out["net_input"].shape[-2:]) == list(pad["padded_to_16"]), pad
+    if "padded_to_256" in pad:
+        assert list(out["A"].shape[-2:]) == list(pad["padded_to_256"]), pad
+        decoder = [int(v) // 128 * 128 + 128 for v in pad["padded_to_256"]]       # README §4.3 npad
+        assert list(pad["decoder_input_npad128"]) == decoder, pad
+        masks = (case.get("dropout") or {}).get("draws", [])
+        assert all(d["shape"][-1] * 32 == decoder[-1] or d["shape"][-1] * 16 == decoder[-1] for d in masks), masks
 
 
 def _sha(t: torch.Tensor) -> bytes:
@@ -79,6 +119,8 @@ def check(case: dict, got: dict, expected: dict) -> dict[str, float]:
         value = torch.as_tensor(got[name])
         noise = name.startswith("noise.")
         if kind == "sha256":
+            if not noise:                     # a digest can only say "exact"
+                assert float(tol[name]["atol"]) == 0.0, f"{key}: a digest with a non-zero atol"
             same = _sha(value) == bytes(want.to(torch.uint8).tolist())
             report[key] = 0.0 if same else 1.0
             if not same and not noise:

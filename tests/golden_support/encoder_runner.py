@@ -11,9 +11,9 @@ from colorize_diffusion.model_patches.colorize_diffusion.networks import v2_enco
 from .model_eval import loaded
 
 
-def _networks(path: str):
+def _networks(path: str, prediction: str):
     """The checkpoint's extra networks, through the pack's own loader (absent ones are None)."""
-    return loaded(path, "eps" if "eps" in Path(path).name else "v").colorizer.encoders
+    return loaded(path, prediction).colorizer.encoders
 
 
 def _param(case: dict, internal_prefix: str, ui_name: str | None = None):
@@ -52,7 +52,7 @@ def _v15(case, inputs, nets) -> dict:
 
 
 def run(case: dict, inputs: dict, case_dir: Path, root: Path) -> dict:
-    nets = _networks(str(Path(root) / case["checkpoint"]))
+    nets = _networks(str(Path(root) / case["checkpoint"]), case["prediction_type"])
     with torch.no_grad():
         if "sketch" in inputs:
             return _sketch(case, inputs, nets)

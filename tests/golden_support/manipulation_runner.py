@@ -24,10 +24,37 @@ def _towers(root: Path, case: dict):
     return vision, text
 
 
-def _groups(case: dict) -> list:
-    p = case["parsed_manipulation_params"]
+def _recorded_groups(p: dict) -> list:
     return [manipulation.ManipulationGroup(t, a, c, s, e, tuple(ts)) for t, a, c, s, e, ts in zip(
         p["targets"], p["anchors"], p["controls"], p["target_scales"], p["enhances"], p["thresholds_list"])]
+
+
+def _groups(case: dict) -> list:
+    """The groups generate() manipulates: the Final prompt through the pack's parser, then the current sliders' group
+    (the app's parse_prompts); checked against the case's parsed record. A case without the UI fields gives only the
+    parsed record."""
+    recorded = _recorded_groups(case["parsed_manipulation_params"])
+    if not any(p.get("ui_name") == "Final prompt" for p in case["parameters"]):
+        return recorded
+    groups = manipulation.parse_groups(_param(case, "Final prompt"))
+    if _param(case, "Target prompt"):
+        groups.append(manipulation.ManipulationGroup(
+            _param(case, "Target prompt"), _param(case, "Anchor prompt"), _param(case, "Control prompt"),
+            float(_param(case, "Target scale")), bool(_param(case, "Enhance manipulation")),
+            tuple(float(_param(case, f"Threshold {k}")) for k in range(4))))
+    assert _same_groups(groups, recorded), (groups, recorded)
+    flag = "manipulation_applied_by_generate (check_manipulate: some target scale > 0)"
+    if flag in case:
+        assert bool(case[flag]) == any(g.scale > 0 for g in groups), case[flag]
+    return groups
+
+
+def _same_groups(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(
+        (x.target, x.anchor, x.control, x.enhance) == (y.target, y.anchor, y.control, y.enhance)
+        and abs(float(x.scale) - float(y.scale)) < 1e-9
+        and all(abs(float(s) - float(t)) < 1e-9 for s, t in zip(x.thresholds, y.thresholds, strict=True))
+        for x, y in zip(a, b))
 
 
 def _param(case: dict, ui_name: str):
@@ -73,9 +100,14 @@ def _visualize(case, inputs, vision, text):
     picture = inputs["reference_image"]
     v = clip_tokens.encode_reference(vision, picture.movedim(-1, 0)[None] * 2 - 1, token_type="full")
     groups = manipulation.parse_groups(_param(case, "Final prompt"))
+    assert _same_groups(groups, _recorded_groups(case["parsed_manipulation_params (Final prompt only)"])), groups
     manipulated, got = _apply(v, groups, text, "manip.group.")
     thresholds = [_param(case, f"Threshold {k}") for k in range(4)]
+    assert [float(t) for t in case["visualize_thresholds"]] == [float(t) for t in thresholds]
+    assert case["visualize_control"] == _param(case, "Control prompt")
     hm = manipulation.heat_map(manipulated, _param(case, "Control prompt"), thresholds, picture.shape[:2], text)
+    counts = torch.bincount(hm.labels[0].flatten().long(), minlength=len(case["label_pixel_counts"]))
+    assert counts.tolist() == list(case["label_pixel_counts"]), counts
     u8 = (picture * 255).round().to(torch.uint8)
     mixed, colours = manipulation.overlay(u8, hm.labels[0])
     got.update({"tokens_full": v, "tokens_manipulated": manipulated, "scale_tokens": hm.scale_tokens[0, 0],

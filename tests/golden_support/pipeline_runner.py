@@ -17,6 +17,7 @@ from colorize_diffusion.nodes import node_classes
 from colorize_diffusion.model_patches.colorize_diffusion.networks import v2_encoders
 
 from colorize_diffusion.model_patches.colorize_diffusion.conditioning import sketch_unconditional
+from colorize_diffusion.model_patches.colorize_diffusion.prompt import prompt_of
 
 from .clip_runner import tower_heads
 from .model_eval import accurate_sliders, case_window, guided_step, loaded, param
@@ -58,13 +59,39 @@ def _hwc(x):
     return x[None] if x.ndim == 3 else x
 
 
+# the app's "Sketch preprocessor" as Prepare Sketch's (method, polarity) (reference-app §2.1); `extract` also needs
+# the app's line extractor, which the case format does not name
+SKETCH_PREPROCESSORS = {"none": ("none", "keep"), "invert": ("none", "invert"), "invert-webui": ("standard", "keep")}
+
+
+def sketch_preprocessor(case) -> tuple[str, str]:
+    value = param(case, "Sketch preprocessor", "invert")
+    assert value in SKETCH_PREPROCESSORS, f"Sketch preprocessor {value!r}: this runner knows {list(SKETCH_PREPROCESSORS)}"
+    return SKETCH_PREPROCESSORS[value]
+
+
+def check_recorded(case, prompt, vae_inputs: dict) -> None:
+    """The values the case records from the app's run agree with the chain's: the per-block reference scales, the
+    pictures the VAE encoded, and the threshold the UNet forward got (the split attention's)."""
+    if case.get("reference_scale_per_block") is not None:
+        want, got = [float(v) for v in case["reference_scale_per_block"]], [float(v) for v in prompt.reference_scales]
+        assert len(want) == len(got) and all(abs(a - b) < 1e-9 for a, b in zip(want, got)), (got, want)
+    if case.get("vae_latents_used") is not None:
+        encoded = sorted(k.removeprefix("vae_input.") for k in vae_inputs)
+        assert encoded == sorted(case["vae_latents_used"]), (encoded, case["vae_latents_used"])
+    threshold = case.get("threshold_passed_to_unet")
+    if threshold is not None:
+        assert prompt.split is not None and abs(prompt.split.threshold - float(threshold)) < 1e-9, threshold
+
+
 def prepared_pictures(case, inputs, resampling: str = "tensor"):
     """The user's pictures as the app prepares them, through Prepare Sketch and Reference Pad:
     (COLORIZER_SKETCH, reference IMAGE, background IMAGE or None)."""
     height, width = param(case, "Height"), param(case, "Width")
     pad = param(case, "Reference padding scale", 1.0)
+    method, polarity = sketch_preprocessor(case)
     sketch = _node("ColorizeDiffusionPrepareSketch")(
-        image=_hwc(inputs["sketch_image"]), width=width, height=height, polarity="invert", method="none",
+        image=_hwc(inputs["sketch_image"]), width=width, height=height, polarity=polarity, method=method,
         resampling=resampling)[3]
     ref_image = _hwc(inputs["reference_image"])
     bg_image = _hwc(inputs["background_image"]) if "background_image" in inputs else None
@@ -129,6 +156,7 @@ def run(case, inputs, case_dir, root):
                 background=background)
     sk = sketch_unconditional(pos)
     assert latent["samples"].shape[-2:] == inputs["x_t"].shape[-2:]
+    check_recorded(case, prompt_of(pos, neg, "golden"), vae_inputs)
 
     gs_ref, gs_sk = param(case, "Reference guidance scale"), param(case, "Sketch guidance scale")
     rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], [case["timesteps"][0]["comfy_sigma"]],

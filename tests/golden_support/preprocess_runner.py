@@ -95,6 +95,7 @@ def _isnet_sketch_mask(case, inputs, base):
     with _network_io(net) as calls:
         mask = isnet.sketch_mask(net, -prepared.sketch, p["height"], p["width"])
     return {"original_shape": _box(prepared.crop_box), "net_out": calls[0][1], "mask": mask,
+            "proceed_input_c0": _c0(-prepared.sketch), "net_input_s8": calls[0][0][..., ::8, ::8],
             "mask_latent": masks.scaled_resize(mask, 0.125),
             "mask_preview_u8": torch.from_numpy(convert.mask_to_u8(masks.threshold_preview(mask, p["mask_ss"])))}
 
@@ -106,7 +107,11 @@ def _isnet_reference_mask(case, inputs, base):
     with _network_io(net) as calls:
         mask = isnet.reference_mask(net, ref, dilate=True)
     _, (ph, pw, nh, nw) = isnet.reference_canvas(ref)
-    return {"net_out_crop": calls[0][1][:, :, ph:ph + nh, pw:pw + nw],
+    p = case["params"]
+    assert list(p["reference_size_hw"]) == list(ref.shape[-2:]), (p["reference_size_hw"], ref.shape)
+    assert list(p["crop_box"]) == [ph, pw, nh, nw], (p["crop_box"], (ph, pw, nh, nw))     # top, left, h, w
+    return {"net_out_crop": calls[0][1][:, :, ph:ph + nh, pw:pw + nw], "proceed_input": ref,
+            "net_input_s8": calls[0][0][..., ::8, ::8],
             "mask_nodilate": isnet.reference_mask(net, ref, dilate=False), "mask": mask,
             "bleached_reference": masks.bleach(ref, mask, p["mask_ts"]),
             "mask_preview_u8": torch.from_numpy(convert.mask_to_u8(masks.threshold_preview(mask, p["mask_ts"])))}
@@ -158,8 +163,15 @@ def _stand_in(t: torch.Tensor):
 
 def _rmbg_io(case, inputs, base):
     x = convert.to_model(inputs["image"])
-    return {"mask": masks.rmbg_proceed(_stand_in, x, dilate_mask=True),
-            "mask_nodilate": masks.rmbg_proceed(_stand_in, x, dilate_mask=False), "proceed_input": x}
+    seen = []
+
+    def stand_in(t):
+        seen.append(t)
+        return _stand_in(t)
+
+    return {"mask": masks.rmbg_proceed(stand_in, x, dilate_mask=True),
+            "mask_nodilate": masks.rmbg_proceed(_stand_in, x, dilate_mask=False), "proceed_input": x,
+            "net_input_s8": seen[0][..., ::8, ::8]}
 
 
 def _mask_postprocess(case, inputs, base):
@@ -168,6 +180,7 @@ def _mask_postprocess(case, inputs, base):
     ref = convert.to_model(inputs["reference_image"])
     bg = convert.to_model(inputs["background_image"])
     rmask, bgmask, smask = inputs["rmask"], inputs["bgmask"], inputs["smask"]
+    assert list(p["size"]) == list(smask.shape[-2:]) and list(p["ref_size"]) == list(ref.shape[-2:]), p
     out = {
         "rmask_dilated": masks.dilate(rmask),
         "smask_latent": masks.scaled_resize(smask, 0.125),
@@ -210,6 +223,14 @@ KINDS = {
 
 
 def run(case: dict, inputs: dict, case_dir: Path, base: Path) -> dict:
+    p = case["params"]
+    if "image_size_hw" in p:
+        picture = inputs["image"]
+        assert list(p["image_size_hw"]) == list(picture.shape[-3:-1] if picture.shape[-1] in (1, 3, 4)
+                                                else picture.shape[-2:]), (p["image_size_hw"], picture.shape)
+    weights = case.get("weights")         # None: a case without a network
+    if "seed" in p and isinstance(weights, dict):
+        assert int(p["seed"]) == int(weights["fill"]["seed"]), "params.seed and the weights' fill seed"
     kind = case["kind"]
     if kind not in KINDS:
         raise AssertionError(f"preprocess case kind {kind!r} has no runner (known: {sorted(KINDS)})")

@@ -64,7 +64,45 @@ def run(case: dict, inputs: dict, case_dir: Path, root: Path) -> dict:
                 "paste_box": torch.from_numpy(rap.paste_boxes(width, height, k)),
                 "paste_cell": torch.tensor([rap.CELLS[q][:k] for q in range(4)]),
                 "canvas": result.canvas, "mask": result.mask})
+    check_layout(case, inputs, result, pool, refs, q_u8)
     return got
+
+
+def check_layout(case: dict, inputs: dict, result, pool, refs: list, q_u8: list) -> None:
+    """The case's record of the app's layout agrees with what the pack's retrieval did: the resolution, the fitted
+    region and branch of every picture, the pool, the patch crop and stride, the CLIP input size, the canvas and its
+    cells, and top-k against the app's fixed 3 (a variant case replaced that constant)."""
+    from colorize_diffusion.preprocess import retrieval as rap
+
+    p = case["parameters"]
+    width, height, k = int(p["W"]), int(p["H"]), int(p["top_k"])
+    assert p["resolution"] == f"{width}x{height}", p["resolution"]
+    assert int(p["pool_size"]) == len(pool.patches) == 5 * len(refs)
+    assert bool(p["variant"]) == (k != int(p["official_top_k"])) and int(p["official_top_k"]) == rap.MAX_TOP_K
+    left, top, right, bottom = rap.patch_boxes(width, height)[3]
+    crop = p["patch_crop"]
+    assert (right - left, bottom - top, left, top) == (crop["width"], crop["height"], crop["stride_x"], crop["stride_y"])
+    # the CLIP processor's short-side resize of a patch (then the centre crop the pack's clip_u8 returns)
+    ph, pw = bottom - top, right - left
+    short = rap.CLIP_SIZE
+    size = (short, int(short * pw / ph)) if ph <= pw else (int(short * ph / pw), short)
+    assert size == (p["clip_resize_of_every_patch"]["height"], p["clip_resize_of_every_patch"]["width"]), size
+    assert tuple(q_u8[0].shape[:2]) == (short, short)
+    canvas = p["canvas"]
+    assert tuple(result.canvas.shape[:2]) == (canvas["height"], canvas["width"])
+    box = rap.paste_boxes(width, height, 1)[0, 0]
+    row, col = rap.CELLS[0][0]
+    assert [box[0] - 1 - canvas["cell"][0] * col, box[1] - 1 - canvas["cell"][1] * row] == [0, 0], canvas["cell"]
+    assert [box[2] - box[0], box[3] - box[1]] == list(canvas["pasted_patch_size"])
+    pictures = [(case["query"], inputs["query"], result.page_box)]
+    pictures += [(r, inputs[f"reference.{i}"], pool.boxes[i]) for i, r in enumerate(case["references"])]
+    for record, picture, box in pictures:
+        h, w = picture.shape[:2]
+        assert list(record["hw"]) == [h, w], record
+        assert tuple(record["box"]) == tuple(box) == rap.fit_box(h, w, width, height)[0], record
+        assert record["branch"] == rap.fit_box(h, w, width, height)[1], record
+        ratio = abs(w / h - width / height) / (width / height)
+        assert abs(float(record["ratio_error"]) - ratio) < 1e-12, record
 
 
 def check(case: dict, got: dict, expected: dict) -> dict:

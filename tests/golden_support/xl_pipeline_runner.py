@@ -18,7 +18,7 @@ from colorize_diffusion.model_patches.colorize_diffusion.conditioning import ske
 from colorize_diffusion.model_patches.common.clip_vision import load_vision_file
 
 from .model_eval import guided_step, param
-from .pipeline_runner import LatentStandIn, _conditioning_tensors, _mask, _node, prepared_pictures
+from .pipeline_runner import LatentStandIn, _conditioning_tensors, _mask, _node, check_recorded, prepared_pictures
 from .xl_runner import check_level_mode, checkpoint_of, level_strengths
 
 XL_LATENT_SCALE = 0.13025
@@ -50,6 +50,7 @@ def run(case, inputs, case_dir, root):
     pos, neg = _node("ColorizeDiffusionSketchLevelStrength")(
         positive=pos, negative=neg, **{f"level_{i + 1}": s for i, s in enumerate(levels)})
     check_level_mode(case)
+    assert not param(case, "Latent copy BG input", False), "Latent copy BG input: level D runs one evaluation"
     pos, neg = _node("ColorizeDiffusionReferenceStrength")(
         positive=pos, negative=neg, reference_strength=param(case, "Reference strength"),
         encoder_scale=param(case, "Encoder crossattn scale"), color_scale=param(case, "Color crossattn scale"),
@@ -68,6 +69,7 @@ def run(case, inputs, case_dir, root):
                 vae=XLLatentStandIn(latents, ["z_bg"], vae_inputs), reference_mask=_mask(inputs, "reference_mask"),
                 background=background)
     prompt = prompt_of(pos, neg, "golden")
+    check_recorded(case, prompt, vae_inputs)
     sk = sketch_unconditional(pos)
     assert latent["samples"].shape[-2:] == inputs["x_t"].shape[-2:]
     rec, guided, _ = guided_step(model, pos, neg, sk, inputs["x_t"], [case["timesteps"][0]["comfy_sigma"]],

@@ -17,6 +17,7 @@ from colorize_diffusion.model_patches.colorize_diffusion.checkpoint import HeadS
 from colorize_diffusion.model_patches.colorize_diffusion.conditioning import guidance_conditionings
 from colorize_diffusion.model_patches.colorize_diffusion.modes import official_mode
 from colorize_diffusion.model_patches.colorize_diffusion.settings import attention_settings
+from colorize_diffusion.model_patches.colorize_diffusion.split_attention import BANK_THRESHOLD
 from colorize_diffusion.model_patches.colorize_diffusion.step_data import Banks
 
 from .model_eval import CASE_MODES, guided_step, listed, param
@@ -62,9 +63,26 @@ def case_settings(case: dict, family: str):
         want = tuple(float(s) for s in case["reference_scale_per_block"])
         assert all(abs(a - b) < 1e-9 for a, b in zip(scales, want)), f"reference scales {scales} != case {want}"
     mode = official_mode(CASE_MODES[case["mode"]], family)
-    return attention_settings(family, mode, scales, param(case, "Sketch mask threshold", 0.05),
-                              param(case, "Foreground strength", 1.0), param(case, "Background strength", 1.0),
-                              param(case, "Merging scale", 0.0))
+    settings = attention_settings(family, mode, scales, param(case, "Sketch mask threshold", 0.05),
+                                  param(case, "Foreground strength", 1.0), param(case, "Background strength", 1.0),
+                                  param(case, "Merging scale", 0.0))
+    check_derived(case, settings)
+    return settings
+
+
+def check_derived(case: dict, settings) -> None:
+    """The per-block values the case records as the app derived them agree with the settings built from the sliders:
+    attn2 `[fg, bg, merge, threshold]` (the strengths only where the split attention uses them) and the xlv2 bank
+    reader's (decoder attn1 keeps its defaults whatever the sliders: the pack's fixed bank threshold, no merging)."""
+    for p in case["parameters"]:
+        name = p.get("internal_name") or ""
+        if name.startswith("attn2.fg_scale / bg_scale / merge_scale / mask_threshold"):
+            fg, bg, merge, threshold = (float(v) for v in p["value"])
+            assert abs(threshold - settings.threshold) < 1e-9 and abs(merge - settings.merge_scale) < 1e-9, name
+            if settings.split and settings.merge_scale:
+                assert (fg, bg) == (settings.foreground_strength, settings.background_strength), name
+        elif name.startswith("decoder attn1 (bank reader) mask_threshold"):      # merge 0: a hard split
+            assert abs(float(p["value"][0]) - BANK_THRESHOLD) < 1e-9 and float(p["value"][1]) == 0.0, name
 
 
 # ---------------------------------------------------------------------------------------------------- level A
@@ -138,11 +156,7 @@ def _vectors(case):
 
 
 def _vector_sizes(case) -> dict:
-    import re
-
-    text = case["description"]
-    ys = json.loads(re.search(r"for \(H, W\) = (\[\[.*?\]\])", text).group(1))
-    bgys = json.loads(re.search(r"for \(H, W, bgh, bgw\) = (\[\[.*?\]\])", text).group(1))
+    ys, bgys = case["sizes_hw"], case["crops_H_W_bgh_bgw"]
     sizes = {f"y.{i}": tuple(v) for i, v in enumerate(ys)}
     sizes.update({f"bgy.{i}": tuple(v) for i, v in enumerate(bgys)})
     return sizes
@@ -191,7 +205,9 @@ def _sampling(case, inputs, model, pos, neg, sk, recorder=None):
         [int(e["t"]) for e in case["timesteps"]]
     alphas, final_alpha = _ddim_schedule(case, len(ts))
     sigmas = [math.sqrt((1 - alphas[t]) / alphas[t]) for t in ts]
-    if "inpaint_bg" in inputs:      # Latent copy BG input (sdxl: threshold 0.5; xlv2: Sketch mask threshold)
+    copy = param(case, "Latent copy BG input", False)
+    assert copy == ("inpaint_bg" in inputs), "Latent copy BG input and the case's inpaint_bg input disagree"
+    if copy:                        # Latent copy BG input (sdxl: threshold 0.5; xlv2: Sketch mask threshold)
         from colorize_diffusion.model_patches.colorize_diffusion.latent_copy import LATENT_COPY_KEY, LatentCopy
 
         threshold = 0.5 if case["family"] == "sdxl" else param(case, "Sketch mask threshold", 0.05)
@@ -203,7 +219,7 @@ def _sampling(case, inputs, model, pos, neg, sk, recorder=None):
         a_prev = alphas[ts[i + 1]] if i + 1 < len(ts) else final_alpha
         got[f"step.{i}.guided"] = g
         got[f"step.{i}.x_in"] = rec.inputs[i]
-        if "inpaint_bg" in inputs:
+        if copy:
             # The sampler keeps its own value in the copied region, which the next call replaces; the official
             # scheduler output is the DDIM step from the latent the model saw (checked as x_in) and its output.
             got[f"step.{i}.x_out"] = _ddim_step(rec.inputs[i], g, alphas[ts[i]], a_prev)
