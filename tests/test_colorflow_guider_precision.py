@@ -18,7 +18,7 @@ SD15_LAYOUT = [(0, None, None)] * 9 + [(0, 1, 1)] * 3      # 12 output blocks, 3
 
 @pytest.fixture(scope="module")
 def guider():
-    return colorflow_runner.guider(GOLDEN_COLORFLOW, "sd15")
+    return colorflow_runner.guider(GOLDEN_COLORFLOW, "sd15", json.loads((CASE / "case.json").read_text()))
 
 
 def _inputs():
