@@ -15,6 +15,7 @@ reference both go through CLIP in background modes).
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -134,6 +135,9 @@ def _runner(tmp: Path):
         (tmp / sub).mkdir(parents=True, exist_ok=True)
     folder_paths.set_input_directory(str(tmp / "input"))
     folder_paths.set_output_directory(str(tmp / "output"))
+    for paths, _ in folder_paths.folder_names_and_paths.values():    # an earlier part's deleted temporary folders
+        paths[:] = [p for p in paths if os.path.isdir(p)]
+    folder_paths.filename_list_cache.clear()        # its entries would look at those folders' modification times
     folder_paths.add_model_folder_path("colorizediffusion", str(env.GOLDEN / "models"), is_default=True)
     folder_paths.add_model_folder_path("clip_vision", str(env.GOLDEN / "clip"), is_default=True)
     folder_paths.add_model_folder_path("vae", str(tmp / "vae"), is_default=True)
