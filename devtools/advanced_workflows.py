@@ -11,7 +11,8 @@ then do nothing visible (noted where it is set).
 from __future__ import annotations
 
 from ..model_patches.colorize_diffusion.families import FAMILIES
-from .graph import _BLUE, _GREEN, _PURPLE, Graph, reference_mask_node, sampler_nodes, sketch_mask_node
+from .graph import (_BLUE, _GREEN, _PURPLE, Graph, model_nodes, reference_mask_node, sampler_nodes,
+                    sketch_mask_node)
 from .pictures import picture_node
 
 # The app's text form of one manipulation row (the same row as the text_and_injection_v2 workflow's)
@@ -28,14 +29,7 @@ def build_advanced(g: Graph, o, family: str, xl: bool, checkpoint: str, size_bas
     ref_img = picture_node(g, o.reference, "Reference", _GREEN)
 
     # models -----------------------------------------------------------------------------------------------
-    ckpt = g.add("ColorizeDiffusionCheckpointLoader", 1, {"ckpt_name": checkpoint, "prediction": o.prediction},
-                 color=_BLUE)
-    clip = g.add("ColorizeDiffusionLoadOpenCLIPVision", 1,
-                 {"clip_name": o.clip_vision, "heads": o.clip_heads, "activation": "gelu", "dtype": "fp32"},
-                 color=_BLUE)
-    vae = (g.add("VAELoader", 1, {"vae_name": o.vae}, color=_BLUE), 0) if o.vae else (ckpt, 2)
-    tagger = {"tagger": (g.add("ColorizeDiffusionLoadWDTagger", 1, {"tagger_name": o.tagger}, color=_BLUE), 0)} \
-        if xl else {}
+    ckpt, clip, vae, tagger = model_nodes(g, o, checkpoint, xl)
     tower = None if xl else g.add("ColorizeDiffusionLoadTextTower", 1, {"clip_name": o.text_tower,
                                                                         "heads": o.text_heads}, color=_BLUE)
 

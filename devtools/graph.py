@@ -225,6 +225,20 @@ def _workflow_uuid(stem: str) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # Mask nodes (shared by the workflows' builders)
 # ----------------------------------------------------------------------------------------------------------
+def model_nodes(g: Graph, o, checkpoint: str, xl: bool) -> tuple:
+    """The Models group's loaders: (checkpoint node, CLIP vision node, VAE link, the tagger link as Apply Sketch's
+    input, empty without XL)."""
+    ckpt = g.add("ColorizeDiffusionCheckpointLoader", 1, {"ckpt_name": checkpoint, "prediction": o.prediction},
+                 color=_BLUE)
+    clip = g.add("ColorizeDiffusionLoadOpenCLIPVision", 1,
+                 {"clip_name": o.clip_vision, "heads": o.clip_heads, "activation": "gelu", "dtype": "fp32"},
+                 color=_BLUE)
+    vae = (g.add("VAELoader", 1, {"vae_name": o.vae}, color=_BLUE), 0) if o.vae else (ckpt, 2)
+    tagger = {"tagger": (g.add("ColorizeDiffusionLoadWDTagger", 1, {"tagger_name": o.tagger}, color=_BLUE), 0)} \
+        if xl else {}
+    return ckpt, clip, vae, tagger
+
+
 def sampler_nodes(g: Graph, o, model: tuple, pair: dict, applied: int) -> int:
     """The Sampler group: ColorizeDiffusion Guider over `model` with the conditioning `pair`, the noise, sampler and
     sigmas of `o` (workflows.Options), sampling the latent Apply Sketch (`applied`) prepared; gives the samples node."""

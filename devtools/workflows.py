@@ -19,7 +19,7 @@ from ..model_patches.colorize_diffusion.modes import OFFICIAL_MODES, official_mo
 from .advanced_workflows import build_advanced
 from .colorflow_workflows import COLORFLOW_FAMILIES, build_colorflow
 from .graph import (_BLUE, _GREEN, _PURPLE, GROUPS, IMAGE_LOADER, NOTE, PACK_TITLE, Graph, Node,  # noqa: F401
-                    NodeSchema, layout, reference_mask_node, sampler_nodes, sketch_mask_node)
+                    NodeSchema, layout, model_nodes, reference_mask_node, sampler_nodes, sketch_mask_node)
 from .pictures import folder_node, picture_node
 from .model_files import (CHECKPOINTS, CLIP_VISION, CLIP_VISION_XL, FILE_WIDGETS, MODEL_FILES,  # noqa: F401
                           MODEL_WIDGETS, NETWORK_FILES, TAGGER, TEXT_TOWER, XL_FAMILIES)
@@ -242,14 +242,7 @@ def build(stem: str, options: Options | None = None) -> Graph:
     bg_img = picture_node(g, background_file, "Background", _GREEN) if background_file is not None else None
 
     # models ---------------------------------------------------------------------------------------------
-    ckpt = g.add("ColorizeDiffusionCheckpointLoader", 1,
-                 {"ckpt_name": o.checkpoint or CHECKPOINTS[family], "prediction": o.prediction}, color=_BLUE)
-    clip = g.add("ColorizeDiffusionLoadOpenCLIPVision", 1,
-                 {"clip_name": o.clip_vision, "heads": o.clip_heads, "activation": "gelu", "dtype": "fp32"},
-                 color=_BLUE)
-    vae = (g.add("VAELoader", 1, {"vae_name": o.vae}, color=_BLUE), 0) if o.vae else (ckpt, 2)
-    tagger = {"tagger": (g.add("ColorizeDiffusionLoadWDTagger", 1, {"tagger_name": o.tagger}, color=_BLUE), 0)} \
-        if xl else {}
+    ckpt, clip, vae, tagger = model_nodes(g, o, o.checkpoint or CHECKPOINTS[family], xl)
 
     # preparation ------------------------------------------------------------------------------------------
     size_base = o.size_base or SIZE_BASE[family]
