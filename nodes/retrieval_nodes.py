@@ -58,7 +58,8 @@ class ReferencePoolNode(io.ComfyNode):
                 io.ClipVision.Input("clip_vision", tooltip="ColorFlow's image_encoder (a CLIP vision tower)"),
                 io.Combo.Input("resolution", options=list(RESOLUTIONS), default="512x800",
                                tooltip="ColorFlow's page size (width x height) for the retrieval"),
-                io.String.Input("folder", default="", tooltip="a folder of input/ (or a full path, or one of the pack's example folders) with the references"),
+                io.String.Input("folder", default="", tooltip=("a folder of input/ (or a full path, or one of the "
+                                                                "pack's example folders) with the references")),
                 io.Image.Input("images", optional=True, tooltip="references as an IMAGE batch (added after the folder)"),
             ],
             outputs=[ReferencePool.Output(display_name="pool")],
